@@ -1,0 +1,155 @@
+"""Command line: thin printers over the library; exit status 1 on any error, with one clear line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import leaderboard
+from .competitions import COMPETITIONS, DEFAULT_COMPETITION
+from .config import build_config
+from .grading import InvalidSubmissionError, format_score, score_submission
+from .prepare import SplitOptions, load_metadata, prepare, prepare_kaggle_folder
+from .run import Workspace, ensure_prepared, run
+from .sources import DataSourceError
+
+
+def _workspace(args: argparse.Namespace) -> Workspace:
+    return Workspace(Path(args.root).resolve())
+
+
+def _split_options(args: argparse.Namespace) -> SplitOptions:
+    return SplitOptions(args.split_seed, args.test_fraction, args.public_fraction)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    workspace = _workspace(args)
+    rows = [("name", "images", "classes", "size", "data here", "prepared", "description")]
+    for c in COMPETITIONS.values():
+        paths = workspace.competition(c.name)
+        rows.append((c.name + (" *" if c.name == DEFAULT_COMPETITION else ""), c.size, str(len(c.classes)),
+                     f"{c.image_size}x{c.image_size}", c.availability(paths.raw),
+                     "yes" if paths.is_prepared() else "no", c.description))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+    print("* the default. 'download': fetched from the usual mirrors (checksums verified) on first prepare. "
+          "Any Kaggle-form folder works too: --data DIR.")
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    workspace = _workspace(args)
+    if args.data:
+        prepare_kaggle_folder(Path(args.data), workspace.data, _split_options(args))
+    elif args.name:
+        prepare(args.name, workspace.data, _split_options(args), allow_download=not args.offline)
+    else:
+        raise ValueError("prepare needs a competition NAME or --data DIR")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = build_config(args.config, competition=args.competition, model=args.model, seeds=args.seeds,
+                       epochs=args.epochs, pseudo_rounds=args.pseudo_rounds, batch_size=args.batch_size,
+                       lr=args.lr, threads=args.threads)
+    run(cfg, _workspace(args), Path(args.data) if args.data else None, args.resume, _split_options(args))
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    workspace = _workspace(args)
+    paths = ensure_prepared(workspace, args.competition, Path(args.data) if args.data else None,
+                            _split_options(args), print)
+    if not paths.has_answers():
+        raise DataSourceError(f"{paths.solution}: no answers for {paths.root.name}, so nothing can be scored")
+    metadata = load_metadata(paths.public)
+    classes = tuple(metadata["classes"])
+    _, score = score_submission(Path(args.submission), paths.solution, len(classes))
+    print(f"{args.submission} on {metadata['name']}:")
+    print(format_score(score, classes))
+    if not args.no_leaderboard:
+        entry = leaderboard.Entry(metadata["name"], score.public.value, score.private.value,
+                                  args.run_id or Path(args.submission).name, args.model or "-", "-", "-", "-",
+                                  datetime.now(timezone.utc).strftime("%Y-%m-%d"))
+        rank = leaderboard.add_entry(workspace.leaderboard, entry)
+        print(f"leaderboard: rank {rank} for {metadata['name']} in {workspace.leaderboard}")
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    print(leaderboard.show(_workspace(args).leaderboard, args.competition))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m competition",
+                                     description="A Kaggle-style competition harness for image classification.")
+    parser.add_argument("--root", default=os.environ.get("COMPETITION_ROOT", "."),
+                        help="folder holding data/, submissions/ and leaderboard.md (default: current folder)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def split_flags(p: argparse.ArgumentParser) -> None:
+        defaults = SplitOptions()
+        p.add_argument("--split-seed", type=int, default=defaults.split_seed, help="seed of the test and usage splits")
+        p.add_argument("--test-fraction", type=float, default=defaults.test_fraction,
+                       help="share held out as hidden test, for sources without an official test set")
+        p.add_argument("--public-fraction", type=float, default=defaults.public_fraction,
+                       help="share of the hidden test on the public leaderboard")
+
+    p = sub.add_parser("list", help="show the competitions, their sizes and whether their data is here")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("prepare", help="turn a source into public/ (train, test, sample) and private/ (answers)")
+    p.add_argument("name", nargs="?", help=f"one of: {', '.join(COMPETITIONS)}")
+    p.add_argument("--data", help="a Kaggle-form folder (train.csv, test.csv, optional solution.csv)")
+    p.add_argument("--offline", action="store_true", help="never download; fail if the files are not here")
+    split_flags(p)
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("run", help="prepare, train seeds, ensemble, pseudo-label, submit, score, rank")
+    p.add_argument("--competition", default=None, help=f"default {DEFAULT_COMPETITION}")
+    p.add_argument("--data", help="a Kaggle-form folder instead of a named competition")
+    p.add_argument("--model", help="a registry model name (see competition.models.list_models)")
+    p.add_argument("--seeds", type=int, help="models in the ensemble")
+    p.add_argument("--epochs", type=int, help="most epochs per seed (early stopping may end sooner)")
+    p.add_argument("--pseudo-rounds", type=int, help="pseudo-label-and-retrain rounds")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--config", type=Path, help="TOML or JSON file of RunConfig fields")
+    p.add_argument("--resume", metavar="RUN_ID", help="finish an interrupted run without retraining finished seeds")
+    split_flags(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("score", help="validate a submission, print its scores, add a leaderboard row")
+    p.add_argument("submission", help="a CSV with header ImageId,Label")
+    p.add_argument("--competition", default=DEFAULT_COMPETITION)
+    p.add_argument("--data", help="a Kaggle-form folder instead of a named competition")
+    p.add_argument("--run-id", help="name for the leaderboard row (default: the file name)")
+    p.add_argument("--model", help="model name for the leaderboard row")
+    p.add_argument("--no-leaderboard", action="store_true", help="score only; leave leaderboard.md alone")
+    split_flags(p)
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("leaderboard", help="print leaderboard.md")
+    p.add_argument("--competition", help="one competition's table only")
+    p.set_defaults(func=cmd_leaderboard)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (InvalidSubmissionError, DataSourceError, FileNotFoundError, KeyError, ValueError) as e:
+        message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""leaderboard.md: one table per competition, ranked by public accuracy as Kaggle shows it.
+
+The Markdown file is the record. Adding a row takes an exclusive lock on a lock file
+beside it, re-reads the file, and replaces it with a rewritten temporary file, so
+concurrent scorers lose no row and a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from .sources import atomic_write_text
+
+TITLE = "# Leaderboard"
+INTRO = ("Every scored submission, ranked by public accuracy as Kaggle shows it, with the private "
+         "accuracy beside it (the private split decides). Written by `python -m competition run` "
+         "and `python -m competition score`; rerun the command in a run's folder to check a row.")
+COLUMNS = ("Rank", "Public", "Private", "Run", "Model", "Seeds", "Pseudo rounds", "Wall time", "Date")
+ALIGN = ("---:", "---:", "---:", "---", "---", "---:", "---:", "---:", "---")
+
+
+@dataclass(frozen=True)
+class Entry:
+    competition: str
+    public: float
+    private: float
+    run: str            # run id, or a Markdown link to the run's report
+    model: str
+    seeds: str
+    pseudo_rounds: str
+    wall_time: str
+    date: str
+
+    def cells(self, rank: int) -> list[str]:
+        return [str(rank), f"{self.public:.4f}", f"{self.private:.4f}", self.run, self.model, self.seeds,
+                self.pseudo_rounds, self.wall_time, self.date]
+
+
+def format_duration(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+
+
+def parse(text: str) -> list[Entry]:
+    """Read back the entries of a leaderboard.md written by `render`."""
+    entries, competition = [], None
+    for line in text.splitlines():
+        heading = re.match(r"^## (.+)$", line)
+        if heading:
+            competition = heading.group(1).strip()
+            continue
+        if competition is None or not line.startswith("|"):
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != len(COLUMNS) or cells[0] in ("Rank", "---:"):
+            continue
+        entries.append(Entry(competition, float(cells[1]), float(cells[2]), *cells[3:]))
+    return entries
+
+
+def ranked(entries: list[Entry]) -> list[Entry]:
+    """Best public score first; ties keep the earlier submission first (as Kaggle does)."""
+    return sorted(entries, key=lambda e: -e.public)
+
+
+def render(entries: list[Entry]) -> str:
+    lines = [TITLE, "", INTRO, ""]
+    for competition in sorted({e.competition for e in entries}):
+        lines += [f"## {competition}", "", "| " + " | ".join(COLUMNS) + " |", "|" + "|".join(ALIGN) + "|"]
+        rows = ranked([e for e in entries if e.competition == competition])
+        lines += ["| " + " | ".join(e.cells(rank)) + " |" for rank, e in enumerate(rows, start=1)]
+        lines.append("")
+    return "\n".join(lines)
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    lock_path = path.with_name(path.name + ".lock")
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def read(path: Path) -> list[Entry]:
+    path = Path(path)
+    return parse(path.read_text()) if path.is_file() else []
+
+
+def add_entry(path: Path, entry: Entry) -> int:
+    """Add a row under the lock and return its rank within its competition."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with locked(path):
+        entries = read(path) + [entry]
+        atomic_write_text(path, render(entries))
+    return ranked([e for e in entries if e.competition == entry.competition]).index(entry) + 1
+
+
+def show(path: Path, competition: str | None = None) -> str:
+    """The leaderboard as text, optionally one competition's table only."""
+    entries = read(path)
+    if competition is not None:
+        entries = [e for e in entries if e.competition == competition]
+    if not entries:
+        return f"{path}: no scored submissions" + (f" for {competition}" if competition else "")
+    return render(entries)
+
+

@@ -1,0 +1,70 @@
+"""The LightningModule: one for every registry model. It owns the step logic; the Trainer owns the loop."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from .data import Augmentation, augment, normalize, to_unit
+from .models import create_model
+
+
+class Classifier(L.LightningModule):
+    """Wraps a registry model with the project's single preprocessing path.
+
+    Batches arrive as uint8 images on the device; `preprocess` scales, augments (training
+    only) and normalises them with the training set's statistics, for every split alike.
+    """
+
+    def __init__(self, model: str, num_classes: int, image_size: int, mean: float, std: float,
+                 lr: float, weight_decay: float, label_smoothing: float, schedule: str,
+                 epochs: int, steps_per_epoch: int, augmentation: dict[str, float] | None = None,
+                 model_kwargs: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = create_model(model, num_classes=num_classes, image_size=image_size, **(model_kwargs or {}))
+        self.augmentation = Augmentation(**augmentation) if augmentation else None
+        self.mean, self.std = mean, std
+
+    def preprocess(self, images: torch.Tensor, train: bool) -> torch.Tensor:
+        x = to_unit(images)
+        if train and self.augmentation is not None:
+            x = augment(x, self.augmentation)
+        return normalize(x, self.mean, self.std)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images (B, 1, H, W) -> logits (B, K), without augmentation."""
+        return self.net(self.preprocess(images, train=False))
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        images, labels = batch
+        logits = self.net(self.preprocess(images, train=True))
+        loss = F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
+        self.log("train_loss", loss, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        images, labels = batch
+        logits = self(images)
+        self.log("val_loss", F.cross_entropy(logits, labels), on_epoch=True)
+        self.log("val_acc", (logits.argmax(1) == labels).float().mean(), on_epoch=True, prog_bar=True)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        # no weight decay on batch-norm parameters and biases
+        decay = [p for p in self.parameters() if p.ndim > 1]
+        no_decay = [p for p in self.parameters() if p.ndim <= 1]
+        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": hp.weight_decay},
+                                       {"params": no_decay, "weight_decay": 0.0}], lr=hp.lr)
+        total_steps = hp.epochs * hp.steps_per_epoch
+        if hp.schedule == "onecycle":
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=hp.lr, total_steps=total_steps,
+                                                            pct_start=0.25)
+        elif hp.schedule == "cosine":
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+        else:
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

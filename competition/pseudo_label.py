@@ -1,0 +1,44 @@
+"""Pseudo-labelling: pick confident test predictions to train on (pure functions, no answers).
+
+Label smoothing caps a well-trained model's confidence at 1 - eps + eps / K (0.91 for
+eps = 0.1, K = 10), so a fixed threshold such as 0.95 would select nothing. The rule here
+measures confidence as a share of that cap, and also asks every seed to agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .ensemble import ensemble
+
+
+@dataclass(frozen=True)
+class PseudoLabels:
+    indices: torch.Tensor       # (P,) rows of the test set, ascending
+    labels: torch.Tensor        # (P,) predicted class of each row
+    confidence: torch.Tensor    # (P,) ensemble probability of that class
+
+    def per_class(self, num_classes: int) -> list[int]:
+        return torch.bincount(self.labels, minlength=num_classes).tolist()
+
+
+def confidence_cap(num_classes: int, label_smoothing: float) -> float:
+    """The highest probability a label-smoothed model is trained to give: 1 - eps + eps / K."""
+    return 1.0 - label_smoothing + label_smoothing / num_classes
+
+
+def select_pseudo_labels(seed_logits: torch.Tensor, threshold: float, label_smoothing: float,
+                         method: str = "logits") -> PseudoLabels:
+    """Rows whose ensemble confidence >= threshold * cap and on which all seeds agree.
+
+    seed_logits: (S, N, K) test logits of each seed.
+    """
+    num_classes = seed_logits.shape[-1]
+    probabilities = ensemble(seed_logits, method).softmax(dim=-1)
+    confidence, labels = probabilities.max(dim=-1)
+    agree = (seed_logits.argmax(dim=-1) == labels).all(dim=0)
+    keep = agree & (confidence >= threshold * confidence_cap(num_classes, label_smoothing))
+    indices = keep.nonzero().flatten()
+    return PseudoLabels(indices, labels[indices], confidence[indices])

@@ -1,0 +1,98 @@
+"""Shared fixtures: small data made by the tests, a temporary workspace, a loopback HTTP server."""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import http.server
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from competition.config import RunConfig
+from competition.run import Workspace
+
+
+def make_images(n: int, side: int = 28, num_classes: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct, learnable images: class k lights up a k-dependent bar, plus noise."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % num_classes
+    rng.shuffle(labels)
+    images = rng.integers(0, 40, size=(n, side, side), dtype=np.uint8)
+    for i, k in enumerate(labels):
+        row = (k * side) // num_classes
+        images[i, row: row + max(1, side // num_classes), :] = 255
+    return images, labels.astype(np.int64)
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def write_idx_set(folder: Path, n_train: int = 60, n_test: int = 20, gz: bool = True) -> dict[str, Path]:
+    """The four MNIST-style IDX files, made from `make_images`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    train_x, train_y = make_images(n_train, seed=1)
+    test_x, test_y = make_images(n_test, seed=2)
+    arrays = {"train-images-idx3-ubyte": train_x, "train-labels-idx1-ubyte": train_y,
+              "t10k-images-idx3-ubyte": test_x, "t10k-labels-idx1-ubyte": test_y}
+    paths = {}
+    for name, array in arrays.items():
+        data = idx_bytes(array)
+        path = folder / (name + (".gz" if gz else ""))
+        path.write_bytes(gzip.compress(data, mtime=0) if gz else data)
+        paths[name] = path
+    return paths
+
+
+def write_kaggle_folder(folder: Path, n_train: int = 80, n_test: int = 30, side: int = 8,
+                        with_solution: bool = True) -> Path:
+    """A Digit-Recognizer-form folder: train.csv, test.csv and (optionally) solution.csv."""
+    folder.mkdir(parents=True, exist_ok=True)
+    train_x, train_y = make_images(n_train, side, seed=3)
+    test_x, test_y = make_images(n_test, side, seed=4)
+    columns = [f"pixel{i}" for i in range(side * side)]
+    train = pd.DataFrame(train_x.reshape(n_train, -1), columns=columns)
+    train.insert(0, "label", train_y)
+    train.to_csv(folder / "train.csv", index=False)
+    pd.DataFrame(test_x.reshape(n_test, -1), columns=columns).to_csv(folder / "test.csv", index=False)
+    if with_solution:
+        pd.DataFrame({"ImageId": np.arange(1, n_test + 1), "Label": test_y}).to_csv(folder / "solution.csv",
+                                                                                   index=False)
+    return folder
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Workspace:
+    return Workspace(tmp_path / "ws")
+
+
+@pytest.fixture
+def tiny_config() -> RunConfig:
+    """Seconds, not minutes: a few epochs of a small model on `digits`."""
+    return RunConfig(competition="digits", seeds=2, epochs=2, pseudo_rounds=1, batch_size=64, patience=5)
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def http_server(tmp_path: Path):
+    """Serve a temporary folder on 127.0.0.1; yields (folder, base_url). Stops by itself."""
+    root = tmp_path / "served"
+    root.mkdir()
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield root, f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()

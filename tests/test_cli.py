@@ -1,0 +1,84 @@
+"""The command line as a user meets it: help, list, prepare, score, leaderboard, errors."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from competition.cli import main
+
+from conftest import write_kaggle_folder
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _cli(workspace, *args):
+    return main(["--root", str(workspace.root), *args])
+
+
+def test_help_lists_every_subcommand_with_one_line_each():
+    out = subprocess.run([sys.executable, "-m", "competition", "--help"], capture_output=True, text=True,
+                         cwd=REPO, check=True).stdout
+    for command in ("list", "prepare", "run", "score", "leaderboard"):
+        assert re.search(rf"^\s+{command}\s+\S", out, re.M) or re.search(rf"^\s+{command}\n\s+\S", out, re.M)
+
+
+def test_list_shows_every_competition_with_size_and_availability(workspace, capsys):
+    assert _cli(workspace, "list") == 0
+    out = capsys.readouterr().out
+    for name in ("mnist-5k *", "digits", "mnist", "fashion-mnist", "notmnist"):
+        assert name in out
+    assert "1,797" in out and "8x8" in out
+
+
+def test_scoring_the_sample_submission_prints_a_real_score_and_adds_a_row(workspace, capsys):
+    assert _cli(workspace, "prepare", "digits") == 0
+    sample = workspace.competition("digits").public / "sample_submission.csv"
+    assert _cli(workspace, "score", str(sample), "--competition", "digits") == 0
+    out = capsys.readouterr().out
+    zeros = (pd.read_csv(workspace.competition("digits").solution)["Label"] == 0).mean()
+    assert re.search(r"public accuracy:\s+0\.\d{4}\s+\(95% CI", out)
+    assert f"{zeros:.4f}" in out                     # all-zeros is right exactly on the zeros
+    assert "confusion matrix" in out and "Clopper-Pearson" in out
+    assert "sample_submission.csv" in workspace.leaderboard.read_text()
+
+
+def test_a_malformed_submission_exits_1_with_one_clear_line_and_no_leaderboard_change(workspace, capsys, tmp_path):
+    assert _cli(workspace, "prepare", "digits") == 0
+    bad = tmp_path / "bad.csv"
+    bad.write_text("ImageId,Label\n1,7\n1,7\n")
+    assert _cli(workspace, "score", str(bad), "--competition", "digits") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {bad}: line 3: ImageId 1 appears twice"]
+    assert not workspace.leaderboard.exists()
+
+
+def test_kaggle_folder_can_be_prepared_and_scored_through_the_cli(workspace, tmp_path, capsys):
+    folder = write_kaggle_folder(tmp_path / "kaggle")
+    perfect = tmp_path / "perfect.csv"
+    pd.read_csv(folder / "solution.csv").to_csv(perfect, index=False)
+    assert _cli(workspace, "score", str(perfect), "--data", str(folder)) == 0
+    assert "public accuracy:  1.0000" in capsys.readouterr().out
+
+
+def test_unknown_competition_is_a_clear_error(workspace, capsys):
+    assert _cli(workspace, "prepare", "imagenet") == 1
+    assert "unknown competition 'imagenet'" in capsys.readouterr().err
+
+
+def test_leaderboard_command_prints_the_tables(workspace, capsys):
+    assert _cli(workspace, "leaderboard") == 0
+    assert "no scored submissions" in capsys.readouterr().out
+
+
+def test_ci_runs_the_readme_commands():
+    readme = (REPO / "README.md").read_text()
+    ci = (REPO / ".ci" / "run").read_text()
+    setup = 'pip install "torch==2.13.0" -e ".[test]"'
+    assert setup in readme and setup in ci
+    assert "python -m pytest" in readme and "python -m pytest" in ci
+    assert "python -m competition run" in readme.split("\n\n## ")[0]

@@ -1,0 +1,52 @@
+"""Ensembling and pseudo-label selection, as pure functions on crafted numbers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from competition.ensemble import accuracy, average_logits, average_probabilities, ensemble
+from competition.pseudo_label import confidence_cap, select_pseudo_labels
+
+
+def test_logit_ensemble_equals_the_hand_computed_mean():
+    logits = torch.tensor([[[1.0, 2.0], [0.0, -4.0]],
+                           [[3.0, 0.0], [2.0, 2.0]],
+                           [[-1.0, 1.0], [1.0, 5.0]]])
+    expected = torch.tensor([[1.0, 1.0], [1.0, 1.0]])
+    assert torch.allclose(average_logits(logits), expected)
+    assert torch.allclose(ensemble(logits, "logits"), expected)
+
+
+def test_probability_ensemble_averages_softmaxes():
+    logits = torch.tensor([[[0.0, 0.0]], [[0.0, 20.0]]])
+    assert torch.allclose(average_probabilities(logits).exp(), torch.tensor([[0.25, 0.75]]), atol=1e-6)
+    with pytest.raises(ValueError):
+        ensemble(logits, "median")
+
+
+def test_accuracy():
+    assert accuracy(torch.tensor([[0.0, 1.0], [1.0, 0.0]]), torch.tensor([1, 1])) == 0.5
+
+
+def _logits_for(probabilities):
+    return torch.tensor(probabilities).log()
+
+
+def test_selection_keeps_confident_agreeing_rows_relative_to_the_smoothing_cap():
+    cap = confidence_cap(num_classes=2, label_smoothing=0.1)        # 0.95
+    assert cap == pytest.approx(0.95)
+    seed_a = _logits_for([[0.95, 0.05], [0.60, 0.40], [0.05, 0.95], [0.94, 0.06]])
+    seed_b = _logits_for([[0.95, 0.05], [0.60, 0.40], [0.05, 0.95], [0.40, 0.60]])
+    picked = select_pseudo_labels(torch.stack([seed_a, seed_b]), threshold=0.95, label_smoothing=0.1)
+    # row 0 and 2 are at the cap; row 1 is unsure; row 3's seeds disagree
+    assert picked.indices.tolist() == [0, 2] and picked.labels.tolist() == [0, 1]
+    assert picked.per_class(2) == [1, 1]
+
+
+def test_a_fixed_threshold_above_the_cap_would_select_nothing_but_ours_does():
+    smoothed = _logits_for([[0.91] + [0.01] * 9] * 3)               # what eps = 0.1, K = 10 trains toward
+    picked = select_pseudo_labels(smoothed.unsqueeze(0), threshold=0.95, label_smoothing=0.1)
+    assert len(picked.indices) == 3
+    unsmoothed = select_pseudo_labels(smoothed.unsqueeze(0), threshold=0.95, label_smoothing=0.0)
+    assert len(unsmoothed.indices) == 0

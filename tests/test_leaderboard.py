@@ -1,0 +1,49 @@
+"""leaderboard.md: ranking, one table per competition, atomic and concurrent writes."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+from competition import leaderboard
+from competition.leaderboard import Entry, add_entry, read
+
+
+def _entry(competition="digits", public=0.9, run="r", private=0.8):
+    return Entry(competition, public, private, run, "fastnet", "3", "1", "1m 02s", "2026-11-23")
+
+
+def test_rows_rank_by_public_score_in_one_table_per_competition(tmp_path):
+    path = tmp_path / "leaderboard.md"
+    assert add_entry(path, _entry(public=0.90, run="a")) == 1
+    assert add_entry(path, _entry(public=0.95, run="b")) == 1
+    assert add_entry(path, _entry(public=0.80, run="c")) == 3
+    add_entry(path, _entry("mnist-5k", public=0.99, run="d"))
+    text = path.read_text()
+    assert text.count("## digits") == 1 and text.count("## mnist-5k") == 1
+    digits = text.split("## digits")[1].split("## mnist-5k")[0]
+    assert digits.index("| 1 | 0.9500") < digits.index("| 2 | 0.9000") < digits.index("| 3 | 0.8000")
+    assert [e.run for e in read(path)] == ["b", "a", "c", "d"]
+
+
+def test_show_filters_one_competition(tmp_path):
+    path = tmp_path / "leaderboard.md"
+    add_entry(path, _entry("digits"))
+    add_entry(path, _entry("mnist-5k"))
+    shown = leaderboard.show(path, "mnist-5k")
+    assert "## mnist-5k" in shown and "## digits" not in shown
+    assert "no scored submissions" in leaderboard.show(tmp_path / "none.md")
+
+
+def _add_many(args):
+    path, worker = args
+    for i in range(10):
+        add_entry(path, _entry(public=0.5 + worker / 10 + i / 1000, run=f"w{worker}-{i}"))
+
+
+def test_concurrent_writers_lose_no_row(tmp_path):
+    path = tmp_path / "leaderboard.md"
+    with multiprocessing.get_context("fork").Pool(4) as pool:
+        pool.map(_add_many, [(path, w) for w in range(4)])
+    runs = {e.run for e in read(path)}
+    assert runs == {f"w{w}-{i}" for w in range(4) for i in range(10)}
+    assert not list(tmp_path.glob(".leaderboard.md.*.tmp"))

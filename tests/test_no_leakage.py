@@ -1,0 +1,58 @@
+"""Held-out answers never reach training code: by construction, and watched at run time."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from competition.data import PublicData, load_public
+from competition.prepare import prepare
+from competition.run import play
+
+_watch: dict[str, object] = {"folder": None, "opened": []}
+
+
+def _audit(event: str, args: tuple) -> None:
+    folder = _watch["folder"]
+    if folder is not None and event == "open" and isinstance(args[0], (str, Path)):
+        if Path(args[0]).resolve().is_relative_to(folder):
+            _watch["opened"].append(str(args[0]))
+
+
+sys.addaudithook(_audit)     # audit hooks cannot be removed; this one is idle unless a test arms it
+
+
+def test_public_data_has_no_field_for_test_labels():
+    fields = set(PublicData.__dataclass_fields__)
+    assert fields == {"train_images", "train_labels", "test_images", "classes", "name"}
+
+
+def test_training_code_refuses_any_folder_but_public(tmp_path):
+    paths = prepare("digits", tmp_path, log=lambda s: None)
+    with pytest.raises(ValueError, match="reads only a competition's public/ folder"):
+        load_public(paths.private)
+
+
+@pytest.mark.slow
+def test_training_and_pseudo_labelling_never_open_a_private_file(tmp_path, tiny_config):
+    paths = prepare("digits", tmp_path / "data", log=lambda s: None)
+    _watch["folder"], _watch["opened"] = paths.private.resolve(), []
+    try:
+        rounds = play(tiny_config.replace(epochs=1), paths.public, tmp_path / "run", log=lambda s: None)
+    finally:
+        _watch["folder"] = None
+    assert len(rounds) == 2 and rounds[1].pseudo is not None
+    assert _watch["opened"] == []
+
+
+def test_the_watch_itself_sees_a_private_read(tmp_path):
+    """Guards the guard: reading the answers while armed is recorded."""
+    paths = prepare("digits", tmp_path, log=lambda s: None)
+    _watch["folder"], _watch["opened"] = paths.private.resolve(), []
+    try:
+        paths.solution.read_text()
+    finally:
+        _watch["folder"] = None
+    assert _watch["opened"] == [str(paths.solution)]
