@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from datetime import datetime, timezone
@@ -13,6 +14,7 @@ from .competitions import COMPETITIONS, DEFAULT_COMPETITION
 from .config import build_config
 from .grading import InvalidSubmissionError, format_score, score_submission
 from .prepare import SplitOptions, load_metadata, prepare, prepare_kaggle_folder
+from .report import write_report
 from .run import Workspace, ensure_prepared, run
 from .sources import DataSourceError
 
@@ -80,6 +82,16 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    workspace = _workspace(args)
+    run_dir = workspace.submissions / args.run_id
+    if not (run_dir / "metrics.json").is_file():
+        raise FileNotFoundError(f"{run_dir}: no finished run {args.run_id!r} (metrics.json is missing)")
+    competition = json.loads((run_dir / "config.json").read_text())["competition"]
+    print(f"report: {write_report(run_dir, workspace.competition(competition))}")
+    return 0
+
+
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     print(leaderboard.show(_workspace(args).leaderboard, args.competition))
     return 0
@@ -134,6 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-leaderboard", action="store_true", help="score only; leave leaderboard.md alone")
     split_flags(p)
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("report", help="write submissions/RUN_ID/report.html: data, curves, scores, mistakes")
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("leaderboard", help="print leaderboard.md")
     p.add_argument("--competition", help="one competition's table only")

@@ -21,7 +21,7 @@ class RunConfig:
     model: str = "fastnet"              # see `competition.models.list_models()`
     seeds: int = 3                      # models in the ensemble
     # optimisation
-    epochs: int = 12                    # upper bound; early stopping may end a seed sooner
+    epochs: int = 15                    # upper bound; early stopping may end a seed sooner
     batch_size: int = 128
     lr: float = 4e-3                    # peak learning rate of AdamW
     weight_decay: float = 5e-4

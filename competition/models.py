@@ -152,7 +152,7 @@ class FastNet(nn.Module):
     global max+mean pooling and one linear layer. The pooling sizes adapt, so 8 px works too.
     """
 
-    def __init__(self, num_classes: int, image_size: int, widths: tuple[int, int, int] = (32, 64, 128),
+    def __init__(self, num_classes: int, image_size: int, widths: tuple[int, int, int] = (16, 32, 64),
                  dropout: float = 0.1) -> None:
         super().__init__()
         c1, c2, c3 = widths

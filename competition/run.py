@@ -29,6 +29,7 @@ from .leaderboard import Entry, add_entry, format_duration
 from .prepare import (CompetitionPaths, SplitOptions, kaggle_folder_name, load_metadata, prepare,
                       prepare_kaggle_folder)
 from .pseudo_label import PseudoLabels, select_pseudo_labels
+from .report import write_report
 from .sources import atomic_write_text
 from .train import SeedResult, split_public, train_seeds, training_device
 
@@ -225,11 +226,13 @@ def run(cfg: RunConfig, workspace: Workspace, kaggle_dir: Path | None = None, re
     if paths.has_answers():
         grade_run(result, paths, classes)
         final = result.scores["submission"]
+        report_link = f"[{run_id}]({(run_dir / 'report.html').relative_to(workspace.root).as_posix()})"
         rank = add_entry(workspace.leaderboard, Entry(
-            cfg.competition, final.public.value, final.private.value, run_id, cfg.model, str(cfg.seeds),
+            cfg.competition, final.public.value, final.private.value, report_link, cfg.model, str(cfg.seeds),
             str(cfg.pseudo_rounds), format_duration(result.wall_s) + (" (resumed)" if resume else ""),
             datetime.now(timezone.utc).strftime("%Y-%m-%d")))
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics(result), indent=2) + "\n")
+    report = write_report(run_dir, paths)
 
     log("")
     log(summary_table(result))
@@ -243,4 +246,5 @@ def run(cfg: RunConfig, workspace: Workspace, kaggle_dir: Path | None = None, re
             f"in {workspace.leaderboard}")
     else:
         log(f"no answers for {cfg.competition} ({paths.solution} is absent): the submission cannot be scored")
+    log(f"report: {report}")
     return result

@@ -1,0 +1,45 @@
+"""The per-run report: every figure exists, is a real PNG of sensible size, and is in the HTML."""
+
+from __future__ import annotations
+
+import re
+import struct
+
+import pytest
+
+from competition.cli import main
+from competition.run import run
+
+pytestmark = pytest.mark.slow
+
+
+def _png_size(path):
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return struct.unpack(">II", header[16:24])
+
+
+def test_report_for_a_tiny_digits_run_embeds_every_figure(workspace, tiny_config, capsys):
+    result = run(tiny_config, workspace, log=lambda s: None)
+    html_path = result.run_dir / "report.html"
+    page = html_path.read_text()
+    figures = sorted((result.run_dir / "report").glob("*.png"))
+    names = {p.stem for p in figures}
+    assert {"train_samples", "test_samples", "class_counts", "training_curves", "confusion", "misclassified",
+            "most_confident", "pseudo_counts"} <= names
+    for png in figures:
+        width, height = _png_size(png)
+        assert 200 <= width <= 3000 and 80 <= height <= 3000, (png.name, width, height)
+        assert f"data-file='report/{png.name}'" in page
+    assert page.count("src='data:image/png;base64,") == len(figures)
+    assert "http://" not in page and "https://" not in page          # self-contained
+    for heading in ("Data", "Training", "Submission", "Mistakes", "Pseudo-labels"):
+        assert f"<h2>{heading}</h2>" in page
+    assert re.search(r"round 0 seed 0</td><td>0\.\d{4} <small>", page)
+
+    leaderboard = workspace.leaderboard.read_text()
+    assert f"[{result.run_id}](submissions/{result.run_id}/report.html)" in leaderboard
+
+    html_path.unlink()
+    assert main(["--root", str(workspace.root), "report", result.run_id]) == 0
+    assert html_path.is_file() and str(html_path) in capsys.readouterr().out
