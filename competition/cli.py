@@ -97,9 +97,22 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+class OneLineHelp(argparse.HelpFormatter):
+    """Keeps each subcommand's help on its own line: argparse sizes the name column before the
+    subcommands exist, so 'leaderboard' would otherwise push its help onto a second line."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=110, max_help_position=32)
+
+    def _format_action(self, action: argparse.Action) -> str:
+        self._action_max_length = max(self._action_max_length, 16)
+        return super()._format_action(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m competition",
-                                     description="A Kaggle-style competition harness for image classification.")
+                                     description="A Kaggle-style competition harness for image classification.",
+                                     formatter_class=OneLineHelp)
     parser.add_argument("--root", default=os.environ.get("COMPETITION_ROOT", "."),
                         help="folder holding data/, submissions/ and leaderboard.md (default: current folder)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -112,17 +125,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--public-fraction", type=float, default=defaults.public_fraction,
                        help="share of the hidden test on the public leaderboard")
 
-    p = sub.add_parser("list", help="show the competitions, their sizes and whether their data is here")
+    p = sub.add_parser("list", help="competitions, their sizes, whether their data is here")
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("prepare", help="turn a source into public/ (train, test, sample) and private/ (answers)")
+    p = sub.add_parser("prepare", help="make data/NAME/public/ (train, test, sample) and private/ (answers)")
     p.add_argument("name", nargs="?", help=f"one of: {', '.join(COMPETITIONS)}")
     p.add_argument("--data", help="a Kaggle-form folder (train.csv, test.csv, optional solution.csv)")
     p.add_argument("--offline", action="store_true", help="never download; fail if the files are not here")
     split_flags(p)
     p.set_defaults(func=cmd_prepare)
 
-    p = sub.add_parser("run", help="prepare, train seeds, ensemble, pseudo-label, submit, score, rank")
+    p = sub.add_parser("run", help="prepare, train seeds, ensemble, pseudo-label, submit, score, rank, report")
     p.add_argument("--competition", default=None, help=f"default {DEFAULT_COMPETITION}")
     p.add_argument("--data", help="a Kaggle-form folder instead of a named competition")
     p.add_argument("--model", help="a registry model name (see competition.models.list_models)")
@@ -151,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_id", metavar="RUN_ID")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("leaderboard", help="print leaderboard.md")
+    p = sub.add_parser("leaderboard", help="print leaderboard.md, best first")
     p.add_argument("--competition", help="one competition's table only")
     p.set_defaults(func=cmd_leaderboard)
     return parser

@@ -187,11 +187,11 @@ def pseudo_figures(run_dir: Path, test_images: np.ndarray, truth: np.ndarray, cl
     width = 0.8 / len(tables)
     rows, wrong_tiles, wrong_titles = [], [], []
     for r, table in enumerate(tables):
-        frame = pd.read_csv(table)
+        frame = pd.read_csv(table, dtype={"ImageId": np.int64, "Label": np.int64})
         index, labels = frame["ImageId"].to_numpy() - 1, frame["Label"].to_numpy()
         ax.bar(np.arange(k) + r * width, np.bincount(labels, minlength=k), width, label=table.parent.name)
         correct = labels == truth[index]
-        rows.append({"round": table.parent.name, "used": len(frame), "precision": correct.mean() if len(frame) else None,
+        rows.append({"round": table.parent.name, "used": len(frame), "precision": float(correct.mean()) if len(frame) else float("nan"),
                      "per_class": np.bincount(labels, minlength=k).tolist()})
         for i in np.flatnonzero(~correct)[:40]:
             wrong_tiles.append(test_images[index[i]])

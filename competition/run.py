@@ -10,8 +10,9 @@ the last prediction is made, to grade; nothing read from them goes back into tra
 from __future__ import annotations
 
 import json
+import resource
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -57,11 +58,14 @@ class Workspace:
 
 def ensure_prepared(workspace: Workspace, competition: str, kaggle_dir: Path | None,
                     options: SplitOptions, log: Callable[[str], None]) -> CompetitionPaths:
-    """The prepared competition, preparing it first if needed."""
+    """The prepared competition, (re)preparing it if it is missing or was split with other options."""
     name = kaggle_folder_name(kaggle_dir) if kaggle_dir is not None else competition
     paths = workspace.competition(name)
     if paths.is_prepared():
-        return paths
+        metadata = load_metadata(paths.public)
+        if all(metadata.get(k) == v for k, v in asdict(options).items()):
+            return paths
+        log(f"{paths.root} was prepared with other split options; preparing it again")
     if kaggle_dir is not None:
         return prepare_kaggle_folder(kaggle_dir, workspace.data, options, log)
     get_competition(name)
@@ -75,6 +79,8 @@ class RoundResult:
     val_acc: float                        # the ensemble's
     test_logits: torch.Tensor             # (N_test, K), the ensemble's
     pseudo: PseudoLabels | None = None    # the pseudo-labels this round trained on
+    train_s: float = 0.0                  # wall time of training (or loading) the seeds
+    ensemble_s: float = 0.0               # wall time of ensembling (and selecting pseudo-labels)
 
 
 @dataclass
@@ -86,6 +92,7 @@ class RunResult:
     predictions: np.ndarray               # (N_test,) the submission's labels
     wall_s: float
     scores: dict[str, Score] = field(default_factory=dict)   # stage name -> score, if answers exist
+    stage_s: dict[str, float] = field(default_factory=dict)  # wall time of each stage outside training
     pseudo_precision: dict[int, float] = field(default_factory=dict)
 
 
@@ -127,9 +134,13 @@ def play(cfg: RunConfig, public_dir: Path, run_dir: Path, log: Callable[[str], N
             log(f"round {round_number}: retraining with {len(pseudo.indices):,} pseudo-labelled test images "
                 f"({cfg.pseudo_share:.0%} of each batch); per class {pseudo.per_class(public.num_classes)}")
             write_pseudo_labels(round_dir / "pseudo_labels.csv", pseudo)
+            if not len(pseudo.indices):
+                log("  no test image passed the confidence rule: this round retrains on the training set alone")
             images, labels = data.test_images[pseudo.indices.to(data.test_images.device)], pseudo.labels.to(
                 data.test_images.device)
+        train_start = time.perf_counter()
         results = train_seeds(data, cfg, round_dir, seeds, images, labels, log)
+        ensemble_start = time.perf_counter()
         val_logits = torch.stack([r.val_logits for r in results])
         test_logits = torch.stack([r.test_logits for r in results])
         val_acc = accuracy(ensemble(val_logits, cfg.ensemble), data.val_labels.cpu())
@@ -137,9 +148,11 @@ def play(cfg: RunConfig, public_dir: Path, run_dir: Path, log: Callable[[str], N
         if rounds and val_acc < rounds[-1].val_acc:
             log(f"  WARNING: pseudo-label round {round_number} lowered the ensemble's validation accuracy "
                 f"from {rounds[-1].val_acc:.4f} to {val_acc:.4f}; the submission still uses this round")
-        rounds.append(RoundResult(round_number, results, val_acc, ensemble(test_logits, cfg.ensemble), pseudo))
+        rnd = RoundResult(round_number, results, val_acc, ensemble(test_logits, cfg.ensemble), pseudo)
         if round_number < cfg.pseudo_rounds:
             pseudo = select_pseudo_labels(test_logits, cfg.pseudo_threshold, cfg.label_smoothing, cfg.ensemble)
+        rnd.train_s, rnd.ensemble_s = ensemble_start - train_start, time.perf_counter() - ensemble_start
+        rounds.append(rnd)
     return rounds
 
 
@@ -183,7 +196,9 @@ def summary_table(result: RunResult) -> str:
 def metrics(result: RunResult) -> dict:
     return {
         "run_id": result.run_id, "wall_s": result.wall_s, "device": training_device().type,
-        "rounds": [{"round": r.round, "ensemble_val_acc": r.val_acc,
+        "stage_s": result.stage_s, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rounds": [{"round": r.round, "ensemble_val_acc": r.val_acc, "train_s": r.train_s,
+                    "ensemble_s": r.ensemble_s,
                     "pseudo_labels": None if r.pseudo is None else len(r.pseudo.indices),
                     "pseudo_precision": result.pseudo_precision.get(r.round),
                     "seeds": [s.summary() for s in r.seeds]} for r in result.rounds],
@@ -197,6 +212,7 @@ def run(cfg: RunConfig, workspace: Workspace, kaggle_dir: Path | None = None, re
         split: SplitOptions = SplitOptions(), log: Callable[[str], None] = print) -> RunResult:
     """Play a competition end to end and return everything it measured."""
     start = time.perf_counter()
+    stage_s: dict[str, float] = {}
     if resume:
         run_dir = workspace.submissions / resume
         if not (run_dir / "config.json").is_file():
@@ -207,6 +223,7 @@ def run(cfg: RunConfig, workspace: Workspace, kaggle_dir: Path | None = None, re
         paths = workspace.competition(cfg.competition)
     else:
         paths = ensure_prepared(workspace, cfg.competition, kaggle_dir, split, log)
+        stage_s["prepare"] = time.perf_counter() - start
         cfg = cfg.replace(competition=paths.root.name)
         run_id = new_run_id(cfg)
         run_dir = workspace.submissions / run_id
@@ -214,16 +231,21 @@ def run(cfg: RunConfig, workspace: Workspace, kaggle_dir: Path | None = None, re
         atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
     log(f"run {run_id} -> {run_dir}")
 
+    play_start = time.perf_counter()
     rounds = play(cfg, paths.public, run_dir, log)
+    stage_s["train_ensemble_pseudo"] = time.perf_counter() - play_start
+    submit_start = time.perf_counter()
     predictions = rounds[-1].test_logits.argmax(1).numpy()
     classes = tuple(load_metadata(paths.public)["classes"])
     write_submission(run_dir / "submission.csv", predictions)
     validate_submission(run_dir / "submission.csv", len(predictions), len(classes))
     write_submission(workspace.root / "submission.csv", predictions)
     torch.save({f"round{r.round}": r.test_logits for r in rounds}, run_dir / "test_logits.pt")
-    result = RunResult(run_id, run_dir, cfg, rounds, predictions, time.perf_counter() - start)
+    stage_s["submission"] = time.perf_counter() - submit_start
+    result = RunResult(run_id, run_dir, cfg, rounds, predictions, time.perf_counter() - start, stage_s=stage_s)
 
     if paths.has_answers():
+        score_start = time.perf_counter()
         grade_run(result, paths, classes)
         final = result.scores["submission"]
         report_link = f"[{run_id}]({(run_dir / 'report.html').relative_to(workspace.root).as_posix()})"
@@ -231,8 +253,12 @@ def run(cfg: RunConfig, workspace: Workspace, kaggle_dir: Path | None = None, re
             cfg.competition, final.public.value, final.private.value, report_link, cfg.model, str(cfg.seeds),
             str(cfg.pseudo_rounds), format_duration(result.wall_s) + (" (resumed)" if resume else ""),
             datetime.now(timezone.utc).strftime("%Y-%m-%d")))
+        stage_s["score_and_leaderboard"] = time.perf_counter() - score_start
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics(result), indent=2) + "\n")
+    report_start = time.perf_counter()
     report = write_report(run_dir, paths)
+    stage_s["report"] = time.perf_counter() - report_start
+    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics(result), indent=2) + "\n")
 
     log("")
     log(summary_table(result))

@@ -197,7 +197,7 @@ def read_pixel_csv(path: Path, with_labels: bool) -> tuple[np.ndarray, np.ndarra
     """
     path = Path(path)
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        frame = pd.read_csv(path)      # the C parser; integer columns come back as int64
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise DataSourceError(f"{path}: cannot parse CSV ({e})") from e
     columns = list(frame.columns)
@@ -208,12 +208,13 @@ def read_pixel_csv(path: Path, with_labels: bool) -> tuple[np.ndarray, np.ndarra
     expected = [f"pixel{i}" for i in range(side * side)]
     if pixel_columns != expected or side == 0:
         wrong = next((i for i, (a, b) in enumerate(zip(pixel_columns, expected)) if a != b), len(expected))
-        raise DataSourceError(
-            f"{path}: pixel columns must be pixel0..pixelN-1 for a square image; "
-            f"column {wrong + (2 if with_labels else 1)} is {pixel_columns[wrong] if wrong < len(pixel_columns) else 'missing'!r}")
+        found = pixel_columns[wrong] if wrong < len(pixel_columns) else "missing"
+        raise DataSourceError(f"{path}: pixel columns must be pixel0..pixelN-1 for a square image; "
+                              f"column {wrong + (2 if with_labels else 1)} is {found!r}")
     if len(frame) == 0:
         raise DataSourceError(f"{path}: no rows")
-    values = _parse_int_table(frame, path)
+    _check_integer_cells(frame, path)
+    values = frame.to_numpy(dtype=np.int64)
     pixels = values[:, 1:] if with_labels else values
     bad = np.argwhere((pixels < 0) | (pixels > 255))
     if len(bad):
@@ -225,14 +226,15 @@ def read_pixel_csv(path: Path, with_labels: bool) -> tuple[np.ndarray, np.ndarra
     return images, labels
 
 
-def _parse_int_table(frame: pd.DataFrame, path: Path) -> np.ndarray:
-    numeric = frame.apply(pd.to_numeric, errors="coerce")
-    bad = numeric.isna().to_numpy() | (numeric.to_numpy() % 1 != 0)
-    if bad.any():
-        row, col = np.argwhere(bad)[0]
+def _check_integer_cells(frame: pd.DataFrame, path: Path) -> None:
+    """Name the first cell (row as numbered in the file, header = 1) that is not an integer."""
+    for col in np.flatnonzero([not pd.api.types.is_integer_dtype(t) for t in frame.dtypes]):
+        cells = frame.iloc[:, col]
+        numeric = pd.to_numeric(cells, errors="coerce")
+        bad = numeric.isna().to_numpy() | (numeric.to_numpy() % 1 != 0)
+        row = int(np.flatnonzero(bad)[0])
         raise DataSourceError(f"{path}: row {row + 2}, column {frame.columns[col]!r}: "
-                              f"{frame.iat[row, col]!r} is not an integer")
-    return numeric.to_numpy(dtype=np.int64)
+                              f"{'' if pd.isna(cells.iat[row]) else cells.iat[row]!r} is not an integer")
 
 
 _CELL = np.array([str(i) for i in range(256)], dtype=object)

@@ -24,7 +24,7 @@ def test_help_lists_every_subcommand_with_one_line_each():
     out = subprocess.run([sys.executable, "-m", "competition", "--help"], capture_output=True, text=True,
                          cwd=REPO, check=True).stdout
     for command in ("list", "prepare", "run", "score", "leaderboard"):
-        assert re.search(rf"^\s+{command}\s+\S", out, re.M) or re.search(rf"^\s+{command}\n\s+\S", out, re.M)
+        assert re.search(rf"^ +{command} +\S", out, re.M), f"{command} has no one-line help"
 
 
 def test_list_shows_every_competition_with_size_and_availability(workspace, capsys):

@@ -97,3 +97,29 @@ def test_kaggle_folder_with_a_bad_answer_file_is_rejected(tmp_path):
     (folder / "solution.csv").write_text("ImageId,Label\n1,3\n")
     with pytest.raises(Exception, match="ImageId must be exactly 1..30"):
         prepare_kaggle_folder(folder, tmp_path / "data", **QUIET)
+
+
+def test_a_failed_prepare_leaves_the_earlier_competition_untouched(tmp_path, monkeypatch):
+    from competition import prepare as prepare_module
+    paths = prepare("digits", tmp_path, **QUIET)
+    before = (paths.public / "test.csv").read_bytes()
+
+    def broken(path, images, labels):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(prepare_module, "write_pixel_csv", broken)
+    with pytest.raises(OSError, match="disk full"):
+        prepare("digits", tmp_path, SplitOptions(split_seed=5), **QUIET)
+    assert (paths.public / "test.csv").read_bytes() == before
+    assert [p.name for p in paths.root.iterdir() if p.name.startswith(".")] == []
+
+
+def test_run_prepares_again_when_the_split_options_change(workspace):
+    from competition.run import ensure_prepared
+    lines = []
+    first = ensure_prepared(workspace, "digits", None, SplitOptions(split_seed=1), lines.append)
+    test_csv = (first.public / "test.csv").read_bytes()
+    ensure_prepared(workspace, "digits", None, SplitOptions(split_seed=1), lines.append)
+    assert (first.public / "test.csv").read_bytes() == test_csv and not any("preparing it again" in x for x in lines)
+    ensure_prepared(workspace, "digits", None, SplitOptions(split_seed=2), lines.append)
+    assert (first.public / "test.csv").read_bytes() != test_csv and any("preparing it again" in x for x in lines)

@@ -1,0 +1,77 @@
+"""Shared by the benchmarks: the machine, the data, and writing a result table as JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from competition.data import PublicData, load_public
+from competition.prepare import CompetitionPaths, prepare
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict:
+    """What the figures were measured on."""
+    cpu = platform.processor() or "?"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        found = re.search(r"model name\s*:\s*(.+)", cpuinfo.read_text())
+        cpu = found.group(1).strip() if found else cpu
+    info = {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "python": platform.python_version()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def public_data(competition: str, root: Path | None = None) -> tuple[PublicData, CompetitionPaths]:
+    """A prepared competition's public data (prepared into root/data, or a temporary folder)."""
+    data_dir = (root or Path(tempfile.mkdtemp(prefix="bench-"))) / "data"
+    paths = CompetitionPaths(data_dir / competition)
+    if not paths.is_prepared():
+        paths = prepare(competition, data_dir, log=lambda s: None)
+    return load_public(paths.public), paths
+
+
+def print_table(rows: list[dict]) -> None:
+    keys = list(rows[0])
+    cells = [[_fmt(row.get(k)) for k in keys] for row in rows]
+    widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(keys)]
+    print("  ".join(k.ljust(w) for k, w in zip(keys, widths)))
+    for c in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(c, widths)))
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def write_result(name: str, rows: list[dict], extra: dict | None = None, out_dir: Path | None = None) -> Path:
+    """Print the table and write {machine, rows, ...} to results/<name>.json."""
+    print_table(rows)
+    out_dir = out_dir or RESULTS
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}.json"
+    path.write_text(json.dumps({"benchmark": name, "machine": machine(), "rows": rows, **(extra or {})},
+                               indent=2) + "\n")
+    print(f"-> {path}")
+    return path
+
+
+def command(name: str, argv: list[str] | None) -> str:
+    """The command line that reproduces a result."""
+    return f"python -m benchmarks.{name} " + " ".join(sys.argv[1:] if argv is None else argv)
+
+
+def add_output_flag(parser) -> None:
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON result")

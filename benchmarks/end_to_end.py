@@ -1,0 +1,53 @@
+"""Figure 3: wall time of `python -m competition run` and of each stage, plus peak memory.
+
+    python -m benchmarks.end_to_end [-- any run flags, e.g. --competition mnist-5k]
+
+Runs the real command in a fresh temporary root (so `prepare` is included) and reads the
+stage times that the run writes into its metrics.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .common import add_output_flag, command, write_result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_output_flag(parser)
+    args, run_flags = parser.parse_known_args(argv)
+    run_flags = [f for f in run_flags if f != "--"]
+    root = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "competition", "--root", str(root), "run", *run_flags], check=True,
+                   stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    metrics = json.loads(next(root.glob("submissions/*/metrics.json")).read_text())
+    rows = [{"stage": f"prepare", "wall_s": metrics["stage_s"].get("prepare", 0.0)}]
+    for rnd in metrics["rounds"]:
+        for seed in rnd["seeds"]:
+            rows.append({"stage": f"round {rnd['round']} train seed {seed['seed']}", "wall_s": seed["wall_s"]})
+        label = "ensemble" if rnd["round"] == 0 else "ensemble (pseudo round)"
+        rows.append({"stage": f"round {rnd['round']} {label} + selection", "wall_s": rnd["ensemble_s"]})
+    for stage in ("submission", "score_and_leaderboard", "report"):
+        rows.append({"stage": stage, "wall_s": metrics["stage_s"].get(stage, 0.0)})
+    rows.append({"stage": "total (process, incl. imports)", "wall_s": wall})
+    scores = metrics["scores"].get("submission", {})
+    extra = {"command": command("end_to_end", argv), "peak_rss_mib": peak_mib,
+             "public": scores.get("public"), "private": scores.get("private")}
+    write_result("end_to_end", rows, extra, args.out)
+    print(f"total {wall:.1f}s, peak RSS {peak_mib:.0f} MiB, public {extra['public']}, private {extra['private']}")
+    return extra
+
+
+if __name__ == "__main__":
+    main()

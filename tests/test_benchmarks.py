@@ -1,0 +1,66 @@
+"""Every benchmark runs on tiny settings and writes its JSON table, so none of them rots."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+
+import pytest
+
+from benchmarks import accuracy_per_second, efficiency, end_to_end, inference, throughput, time_to_accuracy
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _temporary_folders(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+
+def _result(out, name):
+    data = json.loads((out / f"{name}.json").read_text())
+    assert data["machine"]["cores"] >= 1 and data["rows"] and data["command"].startswith("python -m benchmarks.")
+    return data
+
+
+def test_throughput_compares_harness_and_reference(tmp_path):
+    row = throughput.main(["--competition", "digits", "--epochs", "1", "--out", str(tmp_path)])
+    assert row["harness_img_s"] > 0 and row["reference_img_s"] > 0
+    assert row["ratio"] == pytest.approx(row["harness_img_s"] / row["reference_img_s"])
+    _result(tmp_path, "throughput")
+
+
+def test_accuracy_per_second_reports_both_recipes(tmp_path):
+    extra = accuracy_per_second.main(["--competition", "digits", "--ref-epochs", "2", "--epochs", "2",
+                                      "--out", str(tmp_path)])
+    data = _result(tmp_path, "accuracy_per_second")
+    assert len(data["rows"]) == 2 and len(extra["reference_timeline"]) == 2
+
+
+def test_time_to_accuracy_reports_median_and_spread(tmp_path):
+    summary = time_to_accuracy.main(["--competition", "digits", "--seeds", "2", "--epochs", "2", "--target", "0.3",
+                                     "--out", str(tmp_path)])
+    assert summary["reached"].endswith("/2")
+    _result(tmp_path, "time_to_accuracy_digits")
+
+
+def test_end_to_end_times_every_stage(tmp_path):
+    extra = end_to_end.main(["--out", str(tmp_path), "--competition", "digits", "--epochs", "1", "--seeds", "1",
+                             "--pseudo-rounds", "1"])
+    stages = [r["stage"] for r in _result(tmp_path, "end_to_end")["rows"]]
+    assert stages[0] == "prepare" and "round 1 train seed 0" in stages and extra["peak_rss_mib"] > 0
+
+
+def test_inference_and_efficiency(tmp_path):
+    assert inference.main(["--competition", "digits", "--seeds", "2", "--repeats", "1",
+                           "--out", str(tmp_path)])["ensemble_img_s"] > 0
+    row = efficiency.main(["--competition", "digits", "--epochs", "1", "--out", str(tmp_path)])
+    assert row["train_mflop_per_image"] > 0 and 0 < row["share_of_peak"] < 1
+    assert _result(tmp_path, "efficiency")["profile_top_ops"]
+
+
+def test_levers_measure_each_variant(tmp_path):
+    from benchmarks import levers
+    rows = levers.main(["--competition", "digits", "--epochs", "1", "--skip-compile", "--out", str(tmp_path)])
+    assert rows[0]["lever"] == "baseline" and rows[0]["vs_baseline"] == 1.0
+    assert {r["lever"] for r in rows} >= {"batch 256", "channels_last", "1 thread"}
