@@ -17,11 +17,10 @@ import time
 
 import lightning as L
 
-from competition.config import RunConfig
 from competition.data import Augmentation
-from competition.train import split_public, train_seed, training_device
+from competition.train import train_seed
 
-from .common import add_output_flag, command, public_data, write_result
+from .common import add_output_flag, command, training_data, write_result
 from .reference import ReferenceModule, loaders
 
 SEED_001_AUG = Augmentation(rotation=10, shift=0.0, zoom=0.1, shear=0.1)
@@ -68,11 +67,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--epochs", type=int, default=None, help="harness epochs (default: RunConfig's)")
     add_output_flag(parser)
     args = parser.parse_args(argv)
-    public, _ = public_data(args.competition)
-    cfg = RunConfig(competition=args.competition, val_fraction=args.val_fraction, patience=1000)
-    if args.epochs:
-        cfg = cfg.replace(epochs=args.epochs)
-    data = split_public(public, cfg, training_device())
+    cfg, data = training_data(args.competition, val_fraction=args.val_fraction, patience=1000, epochs=args.epochs)
 
     reference = reference_timeline(data, args.ref_epochs)
     result = train_seed(data, cfg, seed=0, out_dir=tempfile.mkdtemp(prefix="bench-harness-"))
@@ -91,7 +86,8 @@ def main(argv: list[str] | None = None) -> dict:
     ]
     extra = {"command": command("accuracy_per_second", argv), "val_size": len(data.val_labels),
              "speedup_to_ref_best": (t_ref / t_harness) if t_harness else None,
-             "lead_at_ref_wall_time_pp": 100 * (rows[1]["val_acc_at_ref_wall_time"] - rows[0]["val_acc_at_ref_wall_time"]),
+             "lead_at_ref_wall_time_pp": 100 * (rows[1]["val_acc_at_ref_wall_time"]
+                                                - rows[0]["val_acc_at_ref_wall_time"]),
              "reference_timeline": reference, "harness_timeline": harness}
     write_result("accuracy_per_second", rows, extra, args.out)
     print(f"harness reaches the reference's best ({target:.4f}) "

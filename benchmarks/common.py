@@ -12,8 +12,10 @@ from pathlib import Path
 
 import torch
 
+from competition.config import RunConfig
 from competition.data import PublicData, load_public
 from competition.prepare import CompetitionPaths, prepare
+from competition.train import TrainingData, split_public, training_device
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -39,6 +41,13 @@ def public_data(competition: str, root: Path | None = None) -> tuple[PublicData,
     if not paths.is_prepared():
         paths = prepare(competition, data_dir, log=lambda s: None)
     return load_public(paths.public), paths
+
+
+def training_data(competition: str, **overrides) -> tuple[RunConfig, TrainingData]:
+    """`run`'s default config (overrides given as None change nothing) and its device-resident split."""
+    public, _ = public_data(competition)
+    cfg = RunConfig(competition=competition, **{k: v for k, v in overrides.items() if v is not None})
+    return cfg, split_public(public, cfg, training_device())
 
 
 def print_table(rows: list[dict]) -> None:

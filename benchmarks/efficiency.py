@@ -23,9 +23,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from competition.config import RunConfig
 from competition.data import augment, normalize, to_unit
 from competition.models import create_model
-from competition.train import split_public, training_device
 
-from .common import add_output_flag, command, public_data, write_result
+from .common import add_output_flag, command, training_data, write_result
 from .throughput import AUG, harness_rate
 
 
@@ -86,9 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--epochs", type=int, default=2)
     add_output_flag(parser)
     args = parser.parse_args(argv)
-    public, _ = public_data(args.competition)
-    cfg = RunConfig(competition=args.competition)
-    data = split_public(public, cfg, training_device())
+    cfg, data = training_data(args.competition)
     flops = training_flops_per_image(cfg, data.image_size, data.num_classes)
     rate = harness_rate(data, cfg, args.epochs)
     achieved = flops * rate

@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> dict:
     wall = time.perf_counter() - start
     peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     metrics = json.loads(next(root.glob("submissions/*/metrics.json")).read_text())
-    rows = [{"stage": f"prepare", "wall_s": metrics["stage_s"].get("prepare", 0.0)}]
+    rows = [{"stage": "prepare", "wall_s": metrics["stage_s"].get("prepare", 0.0)}]
     for rnd in metrics["rounds"]:
         for seed in rnd["seeds"]:
             rows.append({"stage": f"round {rnd['round']} train seed {seed['seed']}", "wall_s": seed["wall_s"]})

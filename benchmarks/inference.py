@@ -10,11 +10,10 @@ from __future__ import annotations
 import argparse
 import time
 
-from competition.config import RunConfig
 from competition.module import Classifier
-from competition.train import predict_logits, split_public, training_device
+from competition.train import predict_logits, training_device
 
-from .common import add_output_flag, command, public_data, write_result
+from .common import add_output_flag, command, training_data, write_result
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -24,9 +23,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=5)
     add_output_flag(parser)
     args = parser.parse_args(argv)
-    public, _ = public_data(args.competition)
-    cfg = RunConfig(competition=args.competition)
-    data = split_public(public, cfg, training_device())
+    cfg, data = training_data(args.competition)
     models = [Classifier(cfg.model, data.num_classes, data.image_size, data.mean, data.std, cfg.lr,
                          cfg.weight_decay, cfg.label_smoothing, cfg.schedule, 1, 1).to(data.test_images.device)
               for _ in range(args.seeds)]

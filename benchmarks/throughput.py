@@ -18,9 +18,9 @@ import torch
 from competition.config import RunConfig
 from competition.data import Augmentation, DeviceBatches
 from competition.module import Classifier
-from competition.train import precision_for, split_public, training_device
+from competition.train import precision_for, training_device
 
-from .common import add_output_flag, command, public_data, write_result
+from .common import add_output_flag, command, training_data, write_result
 from .reference import ReferenceModule, loaders
 
 AUG = Augmentation(rotation=10, shift=0.08, zoom=0.1, shear=0.1)
@@ -60,9 +60,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--epochs", type=int, default=2)
     add_output_flag(parser)
     args = parser.parse_args(argv)
-    public, _ = public_data(args.competition)
-    cfg = RunConfig(competition=args.competition, model=args.model)
-    data = split_public(public, cfg, training_device())
+    cfg, data = training_data(args.competition, model=args.model)
     L.seed_everything(0, verbose=False)
     harness = harness_rate(data, cfg, args.epochs)
     reference = reference_rate(data, cfg, args.epochs)

@@ -12,10 +12,9 @@ import argparse
 import statistics
 import tempfile
 
-from competition.config import RunConfig
-from competition.train import split_public, train_seed, training_device
+from competition.train import train_seed
 
-from .common import add_output_flag, command, public_data, write_result
+from .common import add_output_flag, command, training_data, write_result
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -27,11 +26,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--val-fraction", type=float, default=0.25)
     add_output_flag(parser)
     args = parser.parse_args(argv)
-    public, _ = public_data(args.competition)
-    cfg = RunConfig(competition=args.competition, val_fraction=args.val_fraction, patience=1000)
-    if args.epochs:
-        cfg = cfg.replace(epochs=args.epochs)
-    data = split_public(public, cfg, training_device())
+    cfg, data = training_data(args.competition, val_fraction=args.val_fraction, patience=1000, epochs=args.epochs)
     rows = []
     for seed in range(args.seeds):
         result = train_seed(data, cfg, seed, tempfile.mkdtemp(prefix="bench-tta-"))

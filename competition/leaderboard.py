@@ -19,7 +19,8 @@ from .sources import atomic_write_text
 TITLE = "# Leaderboard"
 INTRO = ("Every scored submission, ranked by public accuracy as Kaggle shows it, with the private "
          "accuracy beside it (the private split decides). Written by `python -m competition run` "
-         "and `python -m competition score`; rerun the command in a run's folder to check a row.")
+         "and `python -m competition score`; a run's row links to its report, and its folder's "
+         "config.json holds everything needed to run it again.")
 COLUMNS = ("Rank", "Public", "Private", "Run", "Model", "Seeds", "Pseudo rounds", "Wall time", "Date")
 ALIGN = ("---:", "---:", "---:", "---", "---", "---:", "---:", "---:", "---")
 

@@ -115,7 +115,8 @@ def prepare_kaggle_folder(folder: Path, data_dir: Path, options: SplitOptions = 
     train_images, train_labels = read_pixel_csv(folder / "train.csv", with_labels=True)
     test_images, _ = read_pixel_csv(folder / "test.csv", with_labels=False)
     if train_images.shape[1:] != test_images.shape[1:]:
-        raise DataSourceError(f"{folder}: train images are {train_images.shape[1:]}, test images {test_images.shape[1:]}")
+        raise DataSourceError(f"{folder}: train images are {train_images.shape[1:]}, "
+                              f"test images {test_images.shape[1:]}")
     if train_labels.min() < 0:
         raise DataSourceError(f"{folder / 'train.csv'}: negative label {train_labels.min()}")
     classes = tuple(str(c) for c in range(int(train_labels.max()) + 1))

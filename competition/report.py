@@ -129,7 +129,8 @@ def curve_figure(run_dir: Path, out: Path) -> Figure:
 def confusion_figure(confusion: np.ndarray, classes: tuple[str, ...], out: Path) -> Figure:
     normalised = confusion / confusion.sum(axis=1, keepdims=True).clip(min=1)
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.6))
-    for ax, matrix, title, fmt in ((axes[0], confusion, "counts", "d"), (axes[1], normalised, "share of each true class", ".2f")):
+    panels = ((axes[0], confusion, "counts", "d"), (axes[1], normalised, "share of each true class", ".2f"))
+    for ax, matrix, title, fmt in panels:
         ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
         for (i, j), value in np.ndenumerate(matrix):
             if value:
@@ -162,7 +163,8 @@ def mistake_figures(test_images: np.ndarray, probabilities: np.ndarray, truth: n
             for i in range(per_class):
                 if i < len(rows):
                     tiles.append(test_images[rows[i]])
-                    tile_titles.append(f"{confidence[rows[i]]:.2f}" + ("" if want_right else f" ({classes[truth[rows[i]]]})"))
+                    truth_note = "" if want_right else f" ({classes[truth[rows[i]]]})"
+                    tile_titles.append(f"{confidence[rows[i]]:.2f}{truth_note}")
                     colours.append("green" if want_right else "red")
                 else:
                     tiles.append(np.zeros((side, side), np.uint8))
@@ -191,7 +193,8 @@ def pseudo_figures(run_dir: Path, test_images: np.ndarray, truth: np.ndarray, cl
         index, labels = frame["ImageId"].to_numpy() - 1, frame["Label"].to_numpy()
         ax.bar(np.arange(k) + r * width, np.bincount(labels, minlength=k), width, label=table.parent.name)
         correct = labels == truth[index]
-        rows.append({"round": table.parent.name, "used": len(frame), "precision": float(correct.mean()) if len(frame) else float("nan"),
+        rows.append({"round": table.parent.name, "used": len(frame),
+                     "precision": float(correct.mean()) if len(frame) else float("nan"),
                      "per_class": np.bincount(labels, minlength=k).tolist()})
         for i in np.flatnonzero(~correct)[:40]:
             wrong_tiles.append(test_images[index[i]])
@@ -205,7 +208,8 @@ def pseudo_figures(run_dir: Path, test_images: np.ndarray, truth: np.ndarray, cl
     if wrong_tiles:
         _save(image_grid(np.stack(wrong_tiles), wrong_titles), out, "pseudo_wrong")
         figures.append(Figure("pseudo_wrong", f"Wrong pseudo-labels ({len(wrong_tiles)} shown)",
-                              "Title: the pseudo-label, then the true class. Measured after training, never used by it."))
+                              "Title: the pseudo-label, then the true class. "
+                              "Measured after training, never used by it."))
     return figures, rows
 
 
@@ -243,7 +247,8 @@ STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 2em; }
 table { border-collapse: collapse; margin: .5em 0; font-size: .9em; }
-td, th { border: 1px solid #ddd; padding: .25em .6em; text-align: right; } td:first-child, th:first-child { text-align: left; }
+td, th { border: 1px solid #ddd; padding: .25em .6em; text-align: right; }
+td:first-child, th:first-child { text-align: left; }
 tr.ens { background: #f3f6fb; } small { color: #666; }
 figure { margin: 1em 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { font-size: .85em; color: #555; } .meta { color: #555; font-size: .9em; }

@@ -63,4 +63,4 @@ def test_levers_measure_each_variant(tmp_path):
     from benchmarks import levers
     rows = levers.main(["--competition", "digits", "--epochs", "1", "--skip-compile", "--out", str(tmp_path)])
     assert rows[0]["lever"] == "baseline" and rows[0]["vs_baseline"] == 1.0
-    assert {r["lever"] for r in rows} >= {"batch 256", "channels_last", "1 thread"}
+    assert {r["lever"] for r in rows} >= {"batch 256", "contiguous NCHW", "1 thread"}
