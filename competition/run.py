@@ -136,8 +136,8 @@ def play(cfg: RunConfig, public_dir: Path, run_dir: Path, log: Callable[[str], N
             write_pseudo_labels(round_dir / "pseudo_labels.csv", pseudo)
             if not len(pseudo.indices):
                 log("  no test image passed the confidence rule: this round retrains on the training set alone")
-            images, labels = data.test_images[pseudo.indices.to(data.test_images.device)], pseudo.labels.to(
-                data.test_images.device)
+            device = data.test_images.device
+            images, labels = data.test_images[pseudo.indices.to(device)], pseudo.labels.to(device)
         train_start = time.perf_counter()
         results = train_seeds(data, cfg, round_dir, seeds, images, labels, log)
         ensemble_start = time.perf_counter()
