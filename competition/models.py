@@ -148,8 +148,10 @@ def notmnist_winner(num_classes: int, image_size: int, dropout: float = 0.5, hid
 class FastNet(nn.Module):
     """A small BN conv net, cheap on 2 CPU cores: the convs run on pooled maps where it is wide.
 
-    28 px: conv 1->c1 at 28x28, pool, conv c1->c2 at 14x14, pool, conv c2->c3 at 7x7, then
-    global max+mean pooling and one linear layer. The pooling sizes adapt, so 8 px works too.
+    28 px: conv 1->c1 at 28x28, pool, conv c1->c2 at 14x14, pool, conv c2->c3 and c3->c3 at
+    7x7, then global max+mean pooling and one linear layer. The pooling adapts, so 8 px works too.
+    Widths 16-32-64: in a quick check on 2 cores, 24-48-96 and 32-64-128 trained at 0.55x and 0.37x
+    the speed with no clear accuracy gain on mnist-5k.
     """
 
     def __init__(self, num_classes: int, image_size: int, widths: tuple[int, int, int] = (16, 32, 64),
