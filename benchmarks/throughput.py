@@ -4,7 +4,7 @@
 
 Harness: uint8 data resident on the device, randperm batches, one batched grid_sample per batch.
 Reference: DataLoader over a dataset augmenting one image per __getitem__, default Lightning loop.
-Both: the same model, Adam-family optimiser, batch 128, no validation, timed over whole epochs.
+Both: the same model, Adam-family optimiser, run's batch size, no validation, timed over whole epochs.
 """
 
 from __future__ import annotations

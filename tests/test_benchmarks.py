@@ -38,10 +38,14 @@ def test_accuracy_per_second_reports_both_recipes(tmp_path):
 
 
 def test_time_to_accuracy_reports_median_and_spread(tmp_path):
-    summary = time_to_accuracy.main(["--competition", "digits", "--seeds", "2", "--epochs", "2", "--target", "0.3",
-                                     "--out", str(tmp_path)])
-    assert summary["reached"].endswith("/2")
-    _result(tmp_path, "time_to_accuracy_digits")
+    summary = time_to_accuracy.main(["--competition", "digits", "--seeds", "2", "--epochs", "2",
+                                     "--target", "0.0", "1.01", "--out", str(tmp_path)])
+    assert summary[0.0]["reached"] == "2/2" and summary[0.0]["min_s"] <= summary[0.0]["median_s"]
+    assert summary[1.01] == {"median_s": None, "min_s": None, "max_s": None, "reached": "0/2"}
+    assert set(_result(tmp_path, "time_to_accuracy_digits")["targets"]) == {"0.0", "1.01"}
+    time_to_accuracy.main(["--competition", "digits", "--seeds", "1", "--epochs", "1", "--batch-size", "64",
+                           "--lr", "0.01", "--out", str(tmp_path)])
+    assert _result(tmp_path, "time_to_accuracy_digits_batch64_lr0.01")["batch_size"] == 64
 
 
 def test_end_to_end_times_every_stage(tmp_path):
@@ -61,6 +65,10 @@ def test_inference_and_efficiency(tmp_path):
 
 def test_levers_measure_each_variant(tmp_path):
     from benchmarks import levers
-    rows = levers.main(["--competition", "digits", "--epochs", "1", "--skip-compile", "--out", str(tmp_path)])
+    rows = levers.main(["--competition", "digits", "--epochs", "1", "--repeats", "2", "--skip-compile",
+                        "--out", str(tmp_path)])
     assert rows[0]["lever"] == "baseline" and rows[0]["vs_baseline"] == 1.0
-    assert {r["lever"] for r in rows} >= {"batch 256", "contiguous NCHW", "1 thread"}
+    assert {r["lever"] for r in rows} >= {"batch 128", "contiguous NCHW", "1 thread",
+                                          "3 seeds one after another (plain loop)",
+                                          "3 seeds in one vmap pass (plain loop)"}
+    assert all(0 < r["min_img_s"] <= r["train_img_s"] <= r["max_img_s"] for r in rows)
