@@ -17,8 +17,8 @@ import time
 
 import lightning as L
 
-from competition.data import Augmentation
-from competition.train import train_seed
+from competition.config import Augmentation
+from competition.train import train_model
 
 from .common import add_output_flag, command, training_data, write_result
 from .reference import ReferenceModule, loaders
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> dict:
     cfg, data = training_data(args.competition, val_fraction=args.val_fraction, patience=1000, epochs=args.epochs)
 
     reference = reference_timeline(data, args.ref_epochs)
-    result = train_seed(data, cfg, seed=0, out_dir=tempfile.mkdtemp(prefix="bench-harness-"))
+    result = train_model(data, cfg, cfg.models[0], seed=0, out_dir=tempfile.mkdtemp(prefix="bench-harness-"))
     harness = [(h["elapsed_s"], h["val_acc"]) for h in result.history]
 
     target = max(acc for _, acc in reference)
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
         {"recipe": f"reference vgg-bn x{args.ref_epochs} epochs", "best_val_acc": target,
          "time_to_ref_best_s": t_ref, "val_acc_at_ref_wall_time": best_within(reference, ref_total),
          "wall_s": ref_total},
-        {"recipe": f"harness {cfg.model} x{cfg.epochs} epochs", "best_val_acc": max(a for _, a in harness),
+        {"recipe": f"harness {cfg.models[0]} x{cfg.epochs} epochs", "best_val_acc": max(a for _, a in harness),
          "time_to_ref_best_s": t_harness, "val_acc_at_ref_wall_time": best_within(harness, ref_total),
          "wall_s": harness[-1][0]},
     ]

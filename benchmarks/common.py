@@ -15,7 +15,8 @@ import torch
 from competition.config import RunConfig
 from competition.data import PublicData, load_public
 from competition.prepare import CompetitionPaths, prepare
-from competition.train import TrainingData, split_public, training_device
+from competition.members import fold_data
+from competition.train import TrainingData, training_device
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -44,10 +45,15 @@ def public_data(competition: str, root: Path | None = None) -> tuple[PublicData,
 
 
 def training_data(competition: str, **overrides) -> tuple[RunConfig, TrainingData]:
-    """`run`'s default config (overrides given as None change nothing) and its device-resident split."""
+    """`run`'s default config (overrides given as None change nothing; `model` names the one
+    model) on a single stratified holdout of `val_fraction`, resident on the training device."""
     public, _ = public_data(competition)
-    cfg = RunConfig(competition=competition, **{k: v for k, v in overrides.items() if v is not None})
-    return cfg, split_public(public, cfg, training_device())
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if "model" in values:
+        values["models"] = (values.pop("model"),)
+    cfg = RunConfig(competition=competition, **{"folds": 1, **values})
+    data, _ = fold_data(public, cfg, 0, training_device())
+    return cfg, data
 
 
 def print_table(rows: list[dict]) -> None:

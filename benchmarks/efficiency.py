@@ -30,7 +30,7 @@ from .throughput import AUG, harness_rate
 
 def training_flops_per_image(cfg: RunConfig, image_size: int, num_classes: int, batch: int = 128) -> float:
     """Forward + backward FLOPs of one training step, per image (counted by FlopCounterMode)."""
-    model = create_model(cfg.model, num_classes=num_classes, image_size=image_size, **cfg.model_kwargs)
+    model = create_model(cfg.models[0], num_classes=num_classes, image_size=image_size, **cfg.model_kwargs)
     x = torch.randn(batch, 1, image_size, image_size)
     y = torch.randint(0, num_classes, (batch,))
     with FlopCounterMode(display=False) as counter:
@@ -57,7 +57,7 @@ def cpu_peak_flops() -> tuple[float, dict]:
 
 def profile_step(cfg: RunConfig, data, steps: int = 10) -> list[dict]:
     """Self CPU time per operator over a few training steps (forward, backward, optimiser, augmentation)."""
-    model = create_model(cfg.model, num_classes=data.num_classes, image_size=data.image_size)
+    model = create_model(cfg.models[0], num_classes=data.num_classes, image_size=data.image_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     images, labels = data.train_images[:cfg.batch_size], data.train_labels[:cfg.batch_size]
 
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> dict:
     achieved = flops * rate
     peak, basis = cpu_peak_flops()
     breakdown = profile_step(cfg, data)
-    rows = [{"model": cfg.model, "train_mflop_per_image": flops / 1e6, "train_img_s": rate,
+    rows = [{"model": cfg.models[0], "train_mflop_per_image": flops / 1e6, "train_img_s": rate,
              "achieved_gflop_s": achieved / 1e9, "peak_gflop_s": peak / 1e9, "share_of_peak": achieved / peak}]
     write_result("efficiency", rows, {"command": command("efficiency", argv), "peak_basis": basis,
                                       "profile_top_ops": breakdown}, args.out)

@@ -34,16 +34,17 @@ def main(argv: list[str] | None = None) -> dict:
     metrics = json.loads(next(root.glob("submissions/*/metrics.json")).read_text())
     rows = [{"stage": "prepare", "wall_s": metrics["stage_s"].get("prepare", 0.0)}]
     for rnd in metrics["rounds"]:
-        for seed in rnd["seeds"]:
-            rows.append({"stage": f"round {rnd['round']} train seed {seed['seed']}", "wall_s": seed["wall_s"]})
+        for member in rnd["members"]:
+            rows.append({"stage": f"train {member['name']}", "wall_s": member["wall_s"]})
         label = "ensemble" if rnd["round"] == 0 else "ensemble (pseudo round)"
         rows.append({"stage": f"round {rnd['round']} {label} + selection", "wall_s": rnd["ensemble_s"]})
-    for stage in ("submission", "score_and_leaderboard", "report"):
-        rows.append({"stage": stage, "wall_s": metrics["stage_s"].get(stage, 0.0)})
+    rows.append({"stage": "publish (submission, score, leaderboard, report)",
+                 "wall_s": metrics["wall_s"] - sum(metrics["stage_s"].values())})
     rows.append({"stage": "total (process, incl. imports)", "wall_s": wall})
     scores = metrics["scores"].get("submission", {})
     extra = {"command": command("end_to_end", argv), "peak_rss_mib": peak_mib,
-             "public": scores.get("public"), "private": scores.get("private")}
+             "public": scores.get("public"), "private": scores.get("private"),
+             "cv": metrics["cv"]["accuracy"], "cv_kind": metrics["cv"]["kind"]}
     write_result("end_to_end", rows, extra, args.out)
     print(f"total {wall:.1f}s, peak RSS {peak_mib:.0f} MiB, public {extra['public']}, private {extra['private']}")
     return extra

@@ -11,9 +11,10 @@ import argparse
 import time
 
 from competition.module import Classifier
-from competition.train import predict_logits, training_device
+from competition.predict import predict
+from competition.train import training_device
 
-from .common import add_output_flag, command, training_data, write_result
+from .common import add_output_flag, command, public_data, training_data, write_result
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -24,17 +25,19 @@ def main(argv: list[str] | None = None) -> dict:
     add_output_flag(parser)
     args = parser.parse_args(argv)
     cfg, data = training_data(args.competition)
-    models = [Classifier(cfg.model, data.num_classes, data.image_size, data.mean, data.std, cfg.lr,
-                         cfg.weight_decay, cfg.label_smoothing, cfg.schedule, 1, 1).to(data.test_images.device)
+    models = [Classifier.from_config(cfg, model=cfg.models[0], num_classes=data.num_classes,
+                                     image_size=data.image_size, mean=data.mean, std=data.std,
+                                     steps_per_epoch=1).to(data.train_images.device)
               for _ in range(args.seeds)]
-    predict_logits(models[0], data.test_images)                                # warm-up
+    test_images = public_data(args.competition)[0].test_images.to(data.train_images.device)
+    predict(models[0], test_images)                                # warm-up
     start = time.perf_counter()
     for _ in range(args.repeats):
         for model in models:
-            predict_logits(model, data.test_images)
+            predict(model, test_images)
     seconds = (time.perf_counter() - start) / args.repeats
-    n = len(data.test_images)
-    rows = [{"device": training_device().type, "model": cfg.model, "seeds": args.seeds, "test_images": n,
+    n = len(test_images)
+    rows = [{"device": training_device().type, "model": cfg.models[0], "seeds": args.seeds, "test_images": n,
              "ensemble_img_s": n / seconds, "per_model_img_s": n * args.seeds / seconds}]
     write_result("inference", rows, {"command": command("inference", argv)}, args.out)
     return rows[0]

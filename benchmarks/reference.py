@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from competition.data import Augmentation, augment, normalize, to_unit
+from competition.config import Augmentation
+from competition.data import augment, normalize, to_unit
 from competition.models import create_model
 
 

@@ -16,7 +16,8 @@ import lightning as L
 import torch
 
 from competition.config import RunConfig
-from competition.data import Augmentation, DeviceBatches
+from competition.config import Augmentation
+from competition.data import DeviceBatches
 from competition.module import Classifier
 from competition.train import precision_for, training_device
 
@@ -35,9 +36,9 @@ def _trainer(epochs: int, device: torch.device, precision: str) -> L.Trainer:
 def harness_rate(data, cfg: RunConfig, epochs: int) -> float:
     device = data.train_images.device
     batches = DeviceBatches(data.train_images, data.train_labels, cfg.batch_size, shuffle=True)
-    module = Classifier(cfg.model, data.num_classes, data.image_size, data.mean, data.std, cfg.lr,
-                        cfg.weight_decay, cfg.label_smoothing, cfg.schedule, epochs, len(batches),
-                        AUG.__dict__, cfg.model_kwargs)
+    module = Classifier.from_config(cfg.replace(augment=AUG, epochs=epochs), model=cfg.models[0],
+                                    num_classes=data.num_classes, image_size=data.image_size, mean=data.mean,
+                                    std=data.std, steps_per_epoch=len(batches))
     start = time.perf_counter()
     _trainer(epochs, device, precision_for(cfg, device)).fit(module, batches)
     return epochs * len(data.train_images) / (time.perf_counter() - start)
@@ -47,7 +48,7 @@ def reference_rate(data, cfg: RunConfig, epochs: int) -> float:
     device = data.train_images.device
     train, _ = loaders(data.train_images.cpu(), data.train_labels.cpu(), data.val_images.cpu(),
                        data.val_labels.cpu(), AUG, data.mean, data.std, cfg.batch_size)
-    module = ReferenceModule(cfg.model, data.num_classes, data.image_size)
+    module = ReferenceModule(cfg.models[0], data.num_classes, data.image_size)
     start = time.perf_counter()
     _trainer(epochs, device, precision_for(cfg, device)).fit(module, train)
     return epochs * len(data.train_images) / (time.perf_counter() - start)

@@ -1,6 +1,10 @@
-"""A Kaggle-style competition harness for small image classification.
+"""A Kaggle-style competition harness for image classification.
 
-Pipeline, one module a stage: competitions/prepare (data into public/ and private/),
-data (public tensors, augmentation), models, module + train (Lightning), ensemble,
-pseudo_label, grading, leaderboard; run.py strings them together.
+Pipeline, one module a stage: competitions + prepare (data into public/ and private/),
+splits, data (public tensors, augmentation), models, module + train (Lightning),
+members (the unit of work) + executors, predict (TTA), ensemble, pseudo_label,
+fit (rounds, out-of-fold score), publish (submission, grading, leaderboard, report);
+run.py is prepare + fit + publish.
 """
+
+__version__ = "0.2.0"

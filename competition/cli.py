@@ -10,13 +10,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import leaderboard
-from .competitions import COMPETITIONS, DEFAULT_COMPETITION
+from .competitions import COMPETITIONS, DEFAULT_COMPETITION, get_competition
 from .config import build_config
-from .grading import InvalidSubmissionError, format_score, score_submission
-from .prepare import SplitOptions, load_metadata, prepare, prepare_kaggle_folder
+from .data import load_metadata
+from .errors import ConfigError, DataSourceError, HarnessError, RunStateError
+from .grading import format_score, score_submission
+from .members import MemberSpec, train_member
+from .prepare import SplitOptions, prepare, prepare_kaggle_folder
 from .report import write_report
 from .run import Workspace, ensure_prepared, run
-from .sources import DataSourceError
 
 
 def _workspace(args: argparse.Namespace) -> Workspace:
@@ -50,15 +52,31 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     elif args.name:
         prepare(args.name, workspace.data, _split_options(args), allow_download=not args.offline)
     else:
-        raise ValueError("prepare needs a competition NAME or --data DIR")
+        raise ConfigError("prepare needs a competition NAME or --data DIR")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    cfg = build_config(args.config, competition=args.competition, model=args.model, seeds=args.seeds,
-                       epochs=args.epochs, pseudo_rounds=args.pseudo_rounds, batch_size=args.batch_size,
-                       lr=args.lr, threads=args.threads)
-    run(cfg, _workspace(args), Path(args.data) if args.data else None, args.resume, _split_options(args))
+    # the whole config is checked here, before anything is prepared or a run folder made
+    cfg = build_config(args.config, competition=args.competition, models=args.model, seeds=args.seeds,
+                       folds=args.folds, epochs=args.epochs, pseudo_rounds=args.pseudo_rounds,
+                       batch_size=args.batch_size, lr=args.lr, threads=args.threads, tta=args.tta,
+                       ensemble=args.ensemble, averaging=args.averaging)
+    split = _split_options(args)
+    if not args.data and not args.resume:
+        get_competition(cfg.competition)
+    run(cfg, _workspace(args), Path(args.data) if args.data else None, args.resume, split)
+    return 0
+
+
+def cmd_train_member(args: argparse.Namespace) -> int:
+    """Train one member from its JSON spec: the same job any executor runs, from a fresh process."""
+    try:
+        spec = MemberSpec.from_json(Path(args.spec).read_text())
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise ConfigError(f"{args.spec}: not a member spec ({e})") from e
+    result = train_member(spec)
+    print(f"{result.name}: val acc {result.val_acc:.4f}, {result.wall_s:.1f}s -> {spec.out_dir}")
     return 0
 
 
@@ -74,7 +92,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     print(f"{args.submission} on {metadata['name']}:")
     print(format_score(score, classes))
     if not args.no_leaderboard:
-        entry = leaderboard.Entry(metadata["name"], score.public.value, score.private.value,
+        entry = leaderboard.Entry(metadata["name"], score.public.value, score.private.value, None,
                                   args.run_id or Path(args.submission).name, args.model or "-", "-", "-", "-",
                                   datetime.now(timezone.utc).strftime("%Y-%m-%d"))
         rank = leaderboard.add_entry(workspace.leaderboard, entry)
@@ -86,7 +104,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     workspace = _workspace(args)
     run_dir = workspace.submissions / args.run_id
     if not (run_dir / "metrics.json").is_file():
-        raise FileNotFoundError(f"{run_dir}: no finished run {args.run_id!r} (metrics.json is missing)")
+        raise RunStateError(f"{run_dir}: no finished run {args.run_id!r} (metrics.json is missing)")
     competition = json.loads((run_dir / "config.json").read_text())["competition"]
     print(f"report: {write_report(run_dir, workspace.competition(competition))}")
     return 0
@@ -138,17 +156,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="prepare, train seeds, ensemble, pseudo-label, submit, score, rank, report")
     p.add_argument("--competition", default=None, help=f"default {DEFAULT_COMPETITION}")
     p.add_argument("--data", help="a Kaggle-form folder instead of a named competition")
-    p.add_argument("--model", help="a registry model name (see competition.models.list_models)")
-    p.add_argument("--seeds", type=int, help="models in the ensemble")
-    p.add_argument("--epochs", type=int, help="most epochs per seed (early stopping may end sooner)")
+    p.add_argument("--model", nargs="+", metavar="MODEL",
+                   help="registry model name(s); several make a mixed ensemble (see competition.models.list_models)")
+    p.add_argument("--seeds", type=int, help="members per fold and model")
+    p.add_argument("--folds", type=int, help="stratified K-fold cross-validation; 1 = one holdout split")
+    p.add_argument("--tta", choices=["auto", "on", "off"], help="test-time augmentation (auto: chosen on OOF)")
+    p.add_argument("--ensemble", choices=["logits", "probs", "greedy"],
+                   help="how members combine (greedy: weights chosen on out-of-fold logits)")
+    p.add_argument("--averaging", choices=["ema", "none"], help="EMA weight averaging")
+    p.add_argument("--epochs", type=int, help="most epochs per member (early stopping may end sooner)")
     p.add_argument("--pseudo-rounds", type=int, help="pseudo-label-and-retrain rounds")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float, help="peak learning rate")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--config", type=Path, help="TOML or JSON file of RunConfig fields")
-    p.add_argument("--resume", metavar="RUN_ID", help="finish an interrupted run without retraining finished seeds")
+    p.add_argument("--resume", metavar="RUN_ID", help="finish an interrupted run without retraining finished members")
     split_flags(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("train-member", help="train one member from its spec.json (what an executor runs)")
+    p.add_argument("spec", help="a member's spec.json")
+    p.set_defaults(func=cmd_train_member)
 
     p = sub.add_parser("score", help="validate a submission, print its scores, add a leaderboard row")
     p.add_argument("submission", help="a CSV with header ImageId,Label")
@@ -174,9 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (InvalidSubmissionError, DataSourceError, FileNotFoundError, KeyError, ValueError) as e:
-        message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-        print(f"error: {message}", file=sys.stderr)
+    except HarnessError as e:          # a user's fault: one line; anything else is a bug and keeps its traceback
+        print(f"error: {e}", file=sys.stderr)
         return 1
 
 

@@ -13,6 +13,7 @@ from typing import Callable
 
 import numpy as np
 
+from .errors import ConfigError
 from .sources import (DataSourceError, RemoteFile, extract_tarball, find_or_download,
                       read_idx_pair, read_png_folders)
 
@@ -49,8 +50,8 @@ def register(competition: Competition) -> Competition:
 
 def get_competition(name: str) -> Competition:
     if name not in COMPETITIONS:
-        raise KeyError(f"unknown competition {name!r}; known: {', '.join(COMPETITIONS)} "
-                       f"(or pass --data DIR for a Kaggle-form folder)")
+        raise ConfigError(f"unknown competition {name!r}; known: {', '.join(COMPETITIONS)} "
+                          f"(or pass --data DIR for a Kaggle-form folder)")
     return COMPETITIONS[name]
 
 

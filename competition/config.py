@@ -1,7 +1,8 @@
 """Every default of a run in one screen, plus file and flag overrides.
 
-A `RunConfig` is frozen: what trained a result is exactly what is dumped beside it
-(`submissions/<run-id>/config.json`).
+A `RunConfig` is frozen and checked as a whole when it is made: a bad value raises
+`ConfigError` naming the field and what it allows, before anything is prepared or written.
+What trained a result is exactly what is dumped beside it (`submissions/<run-id>/config.json`).
 """
 
 from __future__ import annotations
@@ -9,81 +10,164 @@ from __future__ import annotations
 import dataclasses
 import json
 import tomllib
-from dataclasses import dataclass
+import typing
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from .errors import ConfigError
+
+Schedule = Literal["onecycle", "cosine", "constant"]
+EnsembleMethod = Literal["logits", "probs", "greedy"]   # greedy: Caruana forward selection on OOF logits
+Averaging = Literal["ema", "none"]
+TestTimeAugmentation = Literal["auto", "on", "off"]     # auto: on when it raises out-of-fold accuracy
+Precision = Literal["auto", "32-true", "bf16-mixed", "16-mixed"]
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Random warps of whole training batches on the device (see `data.augment`)."""
+    enabled: bool = True
+    rotation: float = 10.0              # degrees, +-
+    shift: float = 0.08                 # fraction of the image side, +- (2.2 px at 28 px)
+    zoom: float = 0.1                   # scale in [1 - zoom, 1 + zoom]
+    shear: float = 0.1                  # shear factor, +-
+    elastic: float = 0.0                # elastic displacement, fraction of the side; 0 = off
+    elastic_sigma: float = 0.12         # smoothness of the elastic field, fraction of the side
+
+    @property
+    def is_identity(self) -> bool:
+        return not self.enabled or not (self.rotation or self.shift or self.zoom or self.shear or self.elastic)
 
 
 @dataclass(frozen=True)
 class RunConfig:
     # what to play
     competition: str = "mnist-5k"
-    model: str = "fastnet"              # see `competition.models.list_models()`
-    seeds: int = 3                      # models in the ensemble
+    models: tuple[str, ...] = ("fastnet",)  # registry names; several make a mixed ensemble
+    seeds: int = 1                      # members per (fold, model)
+    folds: int = 4                      # stratified K-fold; 1 = a single holdout of val_fraction
+    val_fraction: float = 0.1           # the holdout's share when folds == 1
+    split_seed: int = 0                 # the folds are shared by every member
     # optimisation
-    epochs: int = 15                    # upper bound; early stopping may end a seed sooner
+    epochs: int = 15                    # upper bound; early stopping may end a member sooner
     batch_size: int = 256               # sooner to a given accuracy than 128 (benchmarks/README.md)
     lr: float = 6e-3                    # peak learning rate of AdamW
     weight_decay: float = 5e-4
     label_smoothing: float = 0.1
-    schedule: str = "onecycle"          # "onecycle" | "cosine" | "constant"
+    schedule: Schedule = "onecycle"
     patience: int = 6                   # epochs without a better val accuracy before stopping
-    val_fraction: float = 0.1           # stratified share of train.csv held out for validation
-    split_seed: int = 0                 # the validation split is shared by every seed
-    # augmentation, applied to whole batches on the training device
-    augment: bool = True
-    rotation: float = 10.0              # degrees, +-
-    shift: float = 0.08                 # fraction of the image side, +- (2.2 px at 28 px)
-    zoom: float = 0.1                   # scale in [1 - zoom, 1 + zoom]
-    shear: float = 0.1                  # shear factor, +-
-    elastic: float = 0.0                # elastic displacement, fraction of the side; 0 = off
-    # ensemble and pseudo-labels
-    ensemble: str = "logits"            # "logits" (mean of logits) | "probs" (mean of probabilities)
-    pseudo_rounds: int = 1
+    averaging: Averaging = "none"       # "ema": validate, checkpoint and predict with EMA weights
+    ema_half_life: float = 0.5          # epochs after which an old weight counts half
+    augment: Augmentation = field(default_factory=Augmentation)
+    # prediction, ensemble and pseudo-labels: every choice reads out-of-fold logits only
+    tta: TestTimeAugmentation = "auto"  # deterministic shifted views, averaged
+    ensemble: EnsembleMethod = "logits"
+    pseudo_rounds: int = 2              # most rounds; a round that lowers OOF accuracy ends them
     pseudo_threshold: float = 0.95      # share of the label-smoothing cap the confidence must reach
     pseudo_share: float = 0.25          # share of every training batch drawn from pseudo-labels
     # machine
-    precision: str = "auto"             # "auto": bf16-mixed on a GPU, 32-true on the CPU
+    precision: Precision = "auto"       # "auto": bf16-mixed on a GPU, 32-true on the CPU
     threads: int = 0                    # torch CPU threads; 0 = leave torch's default
-    model_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        checks = {
-            "seeds": self.seeds >= 1,
-            "epochs": self.epochs >= 1,
-            "batch_size": self.batch_size >= 1,
-            "val_fraction": 0.0 < self.val_fraction < 1.0,
-            "pseudo_rounds": self.pseudo_rounds >= 0,
-            "pseudo_threshold": 0.0 < self.pseudo_threshold <= 1.0,
-            "pseudo_share": 0.0 < self.pseudo_share < 1.0,
-            "label_smoothing": 0.0 <= self.label_smoothing < 1.0,
-            "schedule": self.schedule in ("onecycle", "cosine", "constant"),
-            "ensemble": self.ensemble in ("logits", "probs"),
-            "precision": self.precision in ("auto", "32-true", "bf16-mixed", "16-mixed"),
+        check_choices(self)
+        check_choices(self.augment, prefix="augment.")
+        ranges = {
+            "seeds": self.seeds >= 1, "folds": 1 <= self.folds <= 20, "epochs": self.epochs >= 1,
+            "batch_size": self.batch_size >= 2, "lr": self.lr > 0, "weight_decay": self.weight_decay >= 0,
+            "val_fraction": 0.0 < self.val_fraction < 1.0, "patience": self.patience >= 1,
+            "pseudo_rounds": self.pseudo_rounds >= 0, "pseudo_threshold": 0.0 < self.pseudo_threshold <= 1.0,
+            "pseudo_share": 0.0 < self.pseudo_share < 1.0, "label_smoothing": 0.0 <= self.label_smoothing < 1.0,
+            "ema_half_life": self.ema_half_life > 0, "threads": self.threads >= 0,
         }
-        bad = [name for name, ok in checks.items() if not ok]
+        bad = [name for name, ok in ranges.items() if not ok]
         if bad:
-            raise ValueError(f"invalid config value for {', '.join(bad)}: {self.to_dict()}")
+            raise ConfigError("invalid config value: " + "; ".join(
+                f"{name} = {getattr(self, name)!r} ({RANGES[name]})" for name in bad))
+        from .models import list_models     # the registry is the one source of model names
+        if not self.models:
+            raise ConfigError("models: give at least one registry model")
+        unknown = [m for m in self.models if m not in list_models()]
+        if unknown:
+            raise ConfigError(f"models: unknown {', '.join(map(repr, unknown))}; known: {', '.join(list_models())}")
+
+    @property
+    def members_per_round(self) -> int:
+        return self.folds * self.seeds * len(self.models)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> "RunConfig":
+        """Build from plain values (JSON, TOML, flags): lists become tuples, `augment` a table."""
+        unknown = sorted(set(values) - set(FIELDS))
+        if unknown:
+            raise ConfigError(f"{source}: unknown config key(s) {unknown}; known: {sorted(FIELDS)}")
+        values = dict(values)
+        if isinstance(values.get("models"), str):
+            values["models"] = (values["models"],)
+        if "models" in values:
+            values["models"] = tuple(values["models"])
+        if isinstance(values.get("augment"), dict):
+            extra = sorted(set(values["augment"]) - set(AUGMENT_FIELDS))
+            if extra:
+                raise ConfigError(f"{source}: unknown augment key(s) {extra}; known: {sorted(AUGMENT_FIELDS)}")
+            values["augment"] = Augmentation(**values["augment"])
+        for name, value in list(values.items()):
+            values[name] = check_type(name, value, source)
+        return cls(**values)
 
     def replace(self, **changes: Any) -> "RunConfig":
         return dataclasses.replace(self, **changes)
 
 
+RANGES = {
+    "seeds": ">= 1", "folds": "1..20", "epochs": ">= 1", "batch_size": ">= 2", "lr": "> 0",
+    "weight_decay": ">= 0", "val_fraction": "strictly between 0 and 1", "patience": ">= 1",
+    "pseudo_rounds": ">= 0", "pseudo_threshold": "in (0, 1]", "pseudo_share": "strictly between 0 and 1",
+    "label_smoothing": "in [0, 1)", "ema_half_life": "> 0", "threads": ">= 0",
+}
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+AUGMENT_FIELDS = {f.name: f for f in dataclasses.fields(Augmentation)}
+
+
+def check_choices(obj: Any, prefix: str = "") -> None:
+    """Every field typed as a `Literal` holds one of its values; the error lists them."""
+    for name, hint in typing.get_type_hints(type(obj)).items():
+        if typing.get_origin(hint) is Literal and getattr(obj, name) not in typing.get_args(hint):
+            allowed = ", ".join(map(repr, typing.get_args(hint)))
+            raise ConfigError(f"{prefix}{name} = {getattr(obj, name)!r} is not allowed; choose one of {allowed}")
+
+
+def check_type(name: str, value: Any, source: str) -> Any:
+    """Catch `epochs = "ten"` in a file before it turns into a confusing failure later; 3.0 -> 3."""
+    default = FIELDS[name].default
+    if default is dataclasses.MISSING:
+        return value
+    numeric = isinstance(default, (int, float)) and not isinstance(default, bool)
+    if numeric and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise ConfigError(f"{source}: {name} must be a number, got {value!r}")
+    if isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float) \
+            and not value.is_integer():
+        raise ConfigError(f"{source}: {name} must be a whole number, got {value!r}")
+    if isinstance(default, bool) and not isinstance(value, bool):
+        raise ConfigError(f"{source}: {name} must be true or false, got {value!r}")
+    if isinstance(default, str) and not isinstance(value, str):
+        raise ConfigError(f"{source}: {name} must be text, got {value!r}")
+    return int(value) if isinstance(default, int) and not isinstance(default, bool) else value
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
-    """Read overrides from a TOML or JSON file; unknown keys are an error naming the key."""
+    """Read overrides from a TOML or JSON file; a parse error names the file."""
     path = Path(path)
-    text = path.read_text()
-    values = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    unknown = sorted(set(values) - set(FIELDS))
-    if unknown:
-        raise ValueError(f"{path}: unknown config key(s) {unknown}; known: {sorted(FIELDS)}")
-    return values
+    try:
+        text = path.read_text()
+        return tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read the config file ({e})") from e
 
 
 def build_config(file: Path | None = None, **overrides: Any) -> RunConfig:
@@ -92,4 +176,4 @@ def build_config(file: Path | None = None, **overrides: Any) -> RunConfig:
     if file is not None:
         values.update(read_config_file(file))
     values.update({k: v for k, v in overrides.items() if v is not None})
-    return RunConfig(**values)
+    return RunConfig.from_dict(values, source=str(file) if file else "flags")

@@ -7,6 +7,7 @@ for test labels, so there is nowhere for held-out answers to go.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .prepare import load_metadata, stratified_split
+from .config import Augmentation
+from .errors import DataSourceError
 from .sources import read_pixel_csv
 
 
@@ -42,7 +44,7 @@ def load_public(public_dir: Path) -> PublicData:
     """Read a prepared competition's public folder (with a binary cache beside each CSV)."""
     public_dir = Path(public_dir)
     if public_dir.name != "public":
-        raise ValueError(f"{public_dir}: training code reads only a competition's public/ folder")
+        raise DataSourceError(f"{public_dir}: training code reads only a competition's public/ folder")
     metadata = load_metadata(public_dir)
     train_images, train_labels = _cached_csv(public_dir / "train.csv", with_labels=True)
     test_images, _ = _cached_csv(public_dir / "test.csv", with_labels=False)
@@ -67,10 +69,12 @@ def _cached_csv(csv_path: Path, with_labels: bool) -> tuple[np.ndarray, np.ndarr
     return images, labels
 
 
-def validation_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stratified (train_index, val_index) of the public training set; shared by every seed."""
-    kept, held = stratified_split(labels.numpy(), fraction, seed)
-    return torch.from_numpy(kept), torch.from_numpy(held)
+def load_metadata(public_dir: Path) -> dict:
+    """The competition.json beside the public files: name, classes, image size, split, fingerprint."""
+    path = Path(public_dir) / "competition.json"
+    if not path.is_file():
+        raise DataSourceError(f"{public_dir}: not a prepared competition (no competition.json); run prepare first")
+    return json.loads(path.read_text())
 
 
 # ---------------------------------------------------------------- one preprocessing path
@@ -92,20 +96,6 @@ def pixel_stats(images: torch.Tensor) -> tuple[float, float]:
 
 
 # ---------------------------------------------------------------- batched augmentation
-
-
-@dataclass(frozen=True)
-class Augmentation:
-    rotation: float = 10.0      # degrees, +-
-    shift: float = 0.08         # fraction of the side, +-
-    zoom: float = 0.1           # scale in [1 - zoom, 1 + zoom]
-    shear: float = 0.1          # shear factor, +-
-    elastic: float = 0.0        # displacement, fraction of the side; 0 = off
-    elastic_sigma: float = 0.12  # smoothness of the elastic field, fraction of the side
-
-    @property
-    def is_identity(self) -> bool:
-        return not (self.rotation or self.shift or self.zoom or self.shear or self.elastic)
 
 
 def random_affine(batch: int, aug: Augmentation, device: torch.device, generator: torch.Generator | None = None

@@ -14,11 +14,9 @@ import numpy as np
 import pandas as pd
 from scipy.stats import beta
 
+from .errors import InvalidSubmissionError
+
 HEADER = "ImageId,Label"
-
-
-class InvalidSubmissionError(ValueError):
-    """A submission file that cannot be scored; the message says where and why."""
 
 
 @dataclass(frozen=True)

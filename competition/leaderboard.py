@@ -18,11 +18,13 @@ from .sources import atomic_write_text
 
 TITLE = "# Leaderboard"
 INTRO = ("Every scored submission, ranked by public accuracy as Kaggle shows it, with the private "
-         "accuracy beside it (the private split decides). Written by `python -m competition run` "
-         "and `python -m competition score`; a run's row links to its report, and its folder's "
-         "config.json holds everything needed to run it again.")
-COLUMNS = ("Rank", "Public", "Private", "Run", "Model", "Seeds", "Pseudo rounds", "Wall time", "Date")
-ALIGN = ("---:", "---:", "---:", "---", "---", "---:", "---:", "---:", "---")
+         "accuracy beside it (the private split decides). CV is the run's own out-of-fold accuracy over "
+         "the labelled images (or its holdout's, where Members says 1 fold): the score a user can trust "
+         "without the answers. Written by `python -m competition run` and `python -m competition score`; "
+         "a run's row links to its report, and its folder's config.json holds everything needed to run it again.")
+COLUMNS = ("Rank", "Public", "Private", "CV", "Run", "Model", "Members", "Pseudo rounds", "Wall time", "Date")
+ALIGN = ("---:", "---:", "---:", "---:", "---", "---", "---", "---:", "---:", "---")
+OLD_COLUMNS = 9         # files written before the CV column: no CV cell
 
 
 @dataclass(frozen=True)
@@ -30,15 +32,17 @@ class Entry:
     competition: str
     public: float
     private: float
+    cv: float | None    # out-of-fold (or holdout) accuracy; None for a submission scored alone
     run: str            # run id, or a Markdown link to the run's report
     model: str
-    seeds: str
+    members: str        # e.g. "4 folds x 1 seed"
     pseudo_rounds: str
     wall_time: str
     date: str
 
     def cells(self, rank: int) -> list[str]:
-        return [str(rank), f"{self.public:.4f}", f"{self.private:.4f}", self.run, self.model, self.seeds,
+        cv = "-" if self.cv is None else f"{self.cv:.4f}"
+        return [str(rank), f"{self.public:.4f}", f"{self.private:.4f}", cv, self.run, self.model, self.members,
                 self.pseudo_rounds, self.wall_time, self.date]
 
 
@@ -58,9 +62,12 @@ def parse(text: str) -> list[Entry]:
         if competition is None or not line.startswith("|"):
             continue
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) != len(COLUMNS) or cells[0] in ("Rank", "---:"):
+        if len(cells) not in (len(COLUMNS), OLD_COLUMNS) or cells[0] in ("Rank", "---:"):
             continue
-        entries.append(Entry(competition, float(cells[1]), float(cells[2]), *cells[3:]))
+        if len(cells) == OLD_COLUMNS:
+            cells.insert(3, "-")
+        cv = None if cells[3] == "-" else float(cells[3])
+        entries.append(Entry(competition, float(cells[1]), float(cells[2]), cv, *cells[4:]))
     return entries
 
 

@@ -13,6 +13,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .errors import ConfigError
+
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
 
@@ -29,7 +31,7 @@ def list_models(pattern: str = "*") -> list[str]:
 
 def create_model(name: str, num_classes: int = 10, image_size: int = 28, **kwargs) -> nn.Module:
     if name not in _REGISTRY:
-        raise KeyError(f"unknown model {name!r}; known: {', '.join(list_models())}")
+        raise ConfigError(f"unknown model {name!r}; known: {', '.join(list_models())}")
     return _REGISTRY[name](num_classes=num_classes, image_size=image_size, **kwargs)
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 
-from .data import Augmentation, augment, normalize, to_unit
+from .config import Augmentation, RunConfig
+from .data import augment, normalize, to_unit
 from .models import create_model
 
 
@@ -17,11 +19,12 @@ class Classifier(L.LightningModule):
 
     Batches arrive as uint8 images on the device; `preprocess` scales, augments (training
     only) and normalises them with the training set's statistics, for every split alike.
+    Build it with `Classifier.from_config`; every argument is a keyword, saved in checkpoints.
     """
 
-    def __init__(self, model: str, num_classes: int, image_size: int, mean: float, std: float,
-                 lr: float, weight_decay: float, label_smoothing: float, schedule: str,
-                 epochs: int, steps_per_epoch: int, augmentation: dict[str, float] | None = None,
+    def __init__(self, *, model: str, num_classes: int, image_size: int, mean: float, std: float,
+                 lr: float, weight_decay: float, label_smoothing: float, schedule: str, epochs: int,
+                 steps_per_epoch: int, augmentation: dict[str, Any] | None = None,
                  model_kwargs: dict[str, Any] | None = None, channels_last: bool = True) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -30,12 +33,22 @@ class Classifier(L.LightningModule):
         # benchmarks/levers.py); the arithmetic is unchanged.
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net = net.to(memory_format=self.memory_format)
-        self.augmentation = Augmentation(**augmentation) if augmentation else None
+        self.augmentation = Augmentation(**augmentation) if augmentation else Augmentation(enabled=False)
         self.mean, self.std = mean, std
+
+    @classmethod
+    def from_config(cls, cfg: RunConfig, *, model: str, num_classes: int, image_size: int, mean: float,
+                    std: float, steps_per_epoch: int, **overrides: Any) -> "Classifier":
+        """The one place a run's settings become a module."""
+        settings = dict(model=model, num_classes=num_classes, image_size=image_size, mean=mean, std=std,
+                        lr=cfg.lr, weight_decay=cfg.weight_decay, label_smoothing=cfg.label_smoothing,
+                        schedule=cfg.schedule, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch,
+                        augmentation=asdict(cfg.augment), model_kwargs=cfg.model_kwargs)
+        return cls(**{**settings, **overrides})
 
     def preprocess(self, images: torch.Tensor, train: bool) -> torch.Tensor:
         x = to_unit(images)
-        if train and self.augmentation is not None:
+        if train:
             x = augment(x, self.augmentation)
         return normalize(x, self.mean, self.std).contiguous(memory_format=self.memory_format)
 

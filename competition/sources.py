@@ -21,9 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-
-class DataSourceError(RuntimeError):
-    """Raw data that is missing, corrupt or not in the expected form."""
+from .errors import DataSourceError
 
 
 # ---------------------------------------------------------------- IDX (MNIST family)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from competition.data import Augmentation, DeviceBatches, augment, to_unit
+from competition.config import Augmentation
+from competition.data import DeviceBatches, augment, to_unit
 
 
 def _batch(n=16, size=28):
@@ -24,12 +25,24 @@ def test_augmentation_keeps_shape_range_and_changes_images():
 def test_disabled_augmentation_is_the_identity():
     x = _batch()
     assert augment(x, Augmentation(rotation=0, shift=0, zoom=0, shear=0, elastic=0)) is x
+    assert augment(x, Augmentation(enabled=False)) is x
+
+
+def _centre_of_mass(x):
+    weights = x.sum(dim=(1, 2))                                     # (B, W) ink per column
+    columns = torch.arange(x.shape[-1], dtype=x.dtype)
+    return (weights * columns).sum(-1) / weights.sum(-1)
 
 
 def test_pure_shift_moves_the_ink_without_losing_it():
     x = _batch(n=64)
-    y = augment(x, Augmentation(rotation=0, shift=0.07, zoom=0, shear=0))
+    y = augment(x, Augmentation(rotation=0, shift=0.07, zoom=0, shear=0), torch.Generator().manual_seed(0))
+    # the ink is kept (bilinear resampling of a shift loses none inside the frame) ...
     assert torch.allclose(y.sum(dim=(1, 2, 3)), x.sum(dim=(1, 2, 3)), rtol=0.05)
+    # ... and moved: sideways by up to 0.07 x 28 = 2 px, differently per image
+    moved = (_centre_of_mass(y) - _centre_of_mass(x)).abs()
+    assert moved.max() > 0.5 and moved.max() <= 0.07 * 28 + 0.1
+    assert len(set(moved.round(decimals=2).tolist())) > 10
 
 
 def test_augmentation_with_a_seeded_generator_is_reproducible_and_works_on_8px():

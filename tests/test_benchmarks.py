@@ -49,10 +49,11 @@ def test_time_to_accuracy_reports_median_and_spread(tmp_path):
 
 
 def test_end_to_end_times_every_stage(tmp_path):
-    extra = end_to_end.main(["--out", str(tmp_path), "--competition", "digits", "--epochs", "1", "--seeds", "1",
-                             "--pseudo-rounds", "1"])
+    extra = end_to_end.main(["--out", str(tmp_path), "--competition", "digits", "--epochs", "1", "--folds", "2",
+                             "--pseudo-rounds", "0"])
     stages = [r["stage"] for r in _result(tmp_path, "end_to_end")["rows"]]
-    assert stages[0] == "prepare" and "round 1 train seed 0" in stages and extra["peak_rss_mib"] > 0
+    assert stages[0] == "prepare" and "train round 0 fold 1 seed 0 fastnet" in stages and extra["peak_rss_mib"] > 0
+    assert 0 < extra["cv"] <= 1 and extra["cv_kind"] == "2-fold out-of-fold"
 
 
 def test_inference_and_efficiency(tmp_path):

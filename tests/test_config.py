@@ -1,23 +1,63 @@
-"""RunConfig: defaults, file and flag overrides, clear errors."""
+"""RunConfig: defaults, file and flag overrides, and errors that name the field and what it allows."""
 
 from __future__ import annotations
 
 import pytest
 
-from competition.config import RunConfig, build_config
+from competition.config import Augmentation, RunConfig, build_config
+from competition.errors import ConfigError
 
 
 def test_flags_override_the_file_which_overrides_the_defaults(tmp_path):
     path = tmp_path / "run.toml"
-    path.write_text('model = "vgg-bn"\nseeds = 5\n[model_kwargs]\nhidden = 50\n')
+    path.write_text('models = ["vgg-bn"]\nseeds = 5\n[model_kwargs]\nhidden = 50\n[augment]\nrotation = 4.0\n')
     cfg = build_config(path, seeds=2, epochs=None)
-    assert (cfg.model, cfg.seeds, cfg.epochs, cfg.model_kwargs) == ("vgg-bn", 2, RunConfig().epochs, {"hidden": 50})
+    assert (cfg.models, cfg.seeds, cfg.epochs, cfg.model_kwargs) == (("vgg-bn",), 2, RunConfig().epochs, {"hidden": 50})
+    assert cfg.augment == Augmentation(rotation=4.0)
 
 
-def test_unknown_keys_and_bad_values_are_errors_naming_them(tmp_path):
+def test_unknown_keys_are_errors_naming_them(tmp_path):
     path = tmp_path / "run.json"
     path.write_text('{"seedz": 3}')
-    with pytest.raises(ValueError, match=r"unknown config key\(s\) \['seedz'\]"):
+    with pytest.raises(ConfigError, match=r"run.json: unknown config key\(s\) \['seedz'\]"):
         build_config(path)
-    with pytest.raises(ValueError, match="invalid config value for pseudo_share"):
+    path.write_text('{"augment": {"spin": 3}}')
+    with pytest.raises(ConfigError, match=r"unknown augment key\(s\) \['spin'\]"):
+        build_config(path)
+
+
+def test_a_value_out_of_range_names_its_field_and_range_not_the_whole_config():
+    with pytest.raises(ConfigError, match=r"^invalid config value: pseudo_share = 1.5 \(strictly between 0 and 1\)$"):
         RunConfig(pseudo_share=1.5)
+    with pytest.raises(ConfigError, match=r"^invalid config value: epochs = 0 \(>= 1\)$"):
+        build_config(epochs=0)
+
+
+def test_a_choice_outside_its_literal_lists_the_allowed_values():
+    with pytest.raises(ConfigError, match="schedule = 'linear' is not allowed; choose one of 'onecycle', 'cosine'"):
+        RunConfig(schedule="linear")
+    with pytest.raises(ConfigError, match="tta = 'maybe' is not allowed"):
+        build_config(tta="maybe")
+
+
+def test_an_unknown_model_fails_when_the_config_is_made(tmp_path):
+    with pytest.raises(ConfigError, match="models: unknown 'nosuch'; known: .*fastnet"):
+        build_config(models=["fastnet", "nosuch"])
+
+
+def test_wrong_types_in_a_file_are_named(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('epochs = "ten"\n')
+    with pytest.raises(ConfigError, match="epochs must be a number, got 'ten'"):
+        build_config(path)
+    path.write_text('epochs = 2.5\n')
+    with pytest.raises(ConfigError, match="epochs must be a whole number"):
+        build_config(path)
+    path.write_text('epochs = [1,\n')
+    with pytest.raises(ConfigError, match="run.toml: cannot read the config file"):
+        build_config(path)
+
+
+def test_the_config_round_trips_through_its_dict():
+    cfg = RunConfig(models=("fastnet", "lenet5"), augment=Augmentation(shift=0.05), folds=3)
+    assert RunConfig.from_dict(cfg.to_dict()) == cfg

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from competition.ensemble import accuracy, average_logits, average_probabilities, ensemble
+from competition.ensemble import accuracy, average_logits, average_probabilities, ensemble, greedy_weights
 from competition.pseudo_label import confidence_cap, select_pseudo_labels
 
 
@@ -21,8 +21,31 @@ def test_logit_ensemble_equals_the_hand_computed_mean():
 def test_probability_ensemble_averages_softmaxes():
     logits = torch.tensor([[[0.0, 0.0]], [[0.0, 20.0]]])
     assert torch.allclose(average_probabilities(logits).exp(), torch.tensor([[0.25, 0.75]]), atol=1e-6)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown ensemble method 'median'"):
         ensemble(logits, "median")
+
+
+def test_weighted_logit_mean_uses_the_weights():
+    logits = torch.tensor([[[2.0, 0.0]], [[0.0, 4.0]]])
+    assert torch.allclose(average_logits(logits, torch.tensor([3.0, 1.0])), torch.tensor([[1.5, 1.0]]))
+
+
+def test_greedy_selection_weights_the_input_that_is_right_and_drops_the_one_that_is_wrong():
+    labels = torch.tensor([0, 1, 0, 1])
+    good = torch.tensor([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0], [0.0, 2.0]])       # 4/4 right
+    bad = -good                                                                # 0/4 right
+    weights = greedy_weights(torch.stack([bad, good]), labels, steps=10)
+    assert weights.tolist() == [0.0, 1.0]
+
+
+def test_greedy_selection_mixes_inputs_that_are_right_on_different_rows():
+    labels = torch.tensor([0, 0, 0, 0])
+    a = torch.tensor([[3.0, 0.0], [3.0, 0.0], [0.0, 1.0], [0.0, 1.0]])   # right on rows 0-1, barely wrong on 2-3
+    b = torch.tensor([[0.0, 1.0], [0.0, 1.0], [3.0, 0.0], [3.0, 0.0]])   # the mirror image
+    weights = greedy_weights(torch.stack([a, b]), labels, steps=10)
+    mixed = average_logits(torch.stack([a, b]), weights)
+    assert 0 < weights[0] < 1 and accuracy(mixed, labels) == 1.0
+    assert abs(weights.sum().item() - 1.0) < 1e-6
 
 
 def test_accuracy():
@@ -38,7 +61,8 @@ def test_selection_keeps_confident_agreeing_rows_relative_to_the_smoothing_cap()
     assert cap == pytest.approx(0.95)
     seed_a = _logits_for([[0.95, 0.05], [0.60, 0.40], [0.05, 0.95], [0.94, 0.06]])
     seed_b = _logits_for([[0.95, 0.05], [0.60, 0.40], [0.05, 0.95], [0.40, 0.60]])
-    picked = select_pseudo_labels(torch.stack([seed_a, seed_b]), threshold=0.95, label_smoothing=0.1)
+    members = torch.stack([seed_a, seed_b])
+    picked = select_pseudo_labels(average_logits(members), members, threshold=0.95, label_smoothing=0.1)
     # row 0 and 2 are at the cap; row 1 is unsure; row 3's seeds disagree
     assert picked.indices.tolist() == [0, 2] and picked.labels.tolist() == [0, 1]
     assert picked.per_class(2) == [1, 1]
@@ -46,7 +70,7 @@ def test_selection_keeps_confident_agreeing_rows_relative_to_the_smoothing_cap()
 
 def test_a_fixed_threshold_above_the_cap_would_select_nothing_but_ours_does():
     smoothed = _logits_for([[0.91] + [0.01] * 9] * 3)               # what eps = 0.1, K = 10 trains toward
-    picked = select_pseudo_labels(smoothed.unsqueeze(0), threshold=0.95, label_smoothing=0.1)
+    picked = select_pseudo_labels(smoothed, smoothed.unsqueeze(0), threshold=0.95, label_smoothing=0.1)
     assert len(picked.indices) == 3
-    unsmoothed = select_pseudo_labels(smoothed.unsqueeze(0), threshold=0.95, label_smoothing=0.0)
+    unsmoothed = select_pseudo_labels(smoothed, smoothed.unsqueeze(0), threshold=0.95, label_smoothing=0.0)
     assert len(unsmoothed.indices) == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from competition.errors import ConfigError
 from competition.models import create_model, list_models
 
 
@@ -25,5 +26,5 @@ def test_model_maps_a_batch_to_finite_logits(name, size):
 
 
 def test_unknown_model_is_an_error_listing_the_known_ones():
-    with pytest.raises(KeyError, match="known: .*fastnet"):
+    with pytest.raises(ConfigError, match="unknown model 'resnet-9000'; known: .*fastnet"):
         create_model("resnet-9000")

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from competition.data import PublicData, load_public
+from competition.errors import DataSourceError
 from competition.prepare import prepare
-from competition.run import play
+from competition.fit import fit
 
 _watch: dict[str, object] = {"folder": None, "opened": []}
 
@@ -31,19 +32,19 @@ def test_public_data_has_no_field_for_test_labels():
 
 def test_training_code_refuses_any_folder_but_public(tmp_path):
     paths = prepare("digits", tmp_path, log=lambda s: None)
-    with pytest.raises(ValueError, match="reads only a competition's public/ folder"):
+    with pytest.raises(DataSourceError, match="reads only a competition's public/ folder"):
         load_public(paths.private)
 
 
 @pytest.mark.slow
-def test_training_and_pseudo_labelling_never_open_a_private_file(tmp_path, tiny_config):
+def test_training_tta_and_pseudo_labelling_never_open_a_private_file(tmp_path, tiny_config):
     paths = prepare("digits", tmp_path / "data", log=lambda s: None)
     _watch["folder"], _watch["opened"] = paths.private.resolve(), []
     try:
-        rounds = play(tiny_config.replace(epochs=1), paths.public, tmp_path / "run", log=lambda s: None)
+        result = fit(tiny_config.replace(tta="on"), paths.public, tmp_path / "run", log=lambda s: None)
     finally:
         _watch["folder"] = None
-    assert len(rounds) == 2 and rounds[1].pseudo is not None
+    assert len(result.rounds) == 2 and result.rounds[1].pseudo is not None and result.final.tta
     assert _watch["opened"] == []
 
 

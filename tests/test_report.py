@@ -35,11 +35,12 @@ def test_report_for_a_tiny_digits_run_embeds_every_figure(workspace, tiny_config
     assert "http://" not in page and "https://" not in page          # self-contained
     for heading in ("Data", "Training", "Submission", "Mistakes", "Pseudo-labels"):
         assert f"<h2>{heading}</h2>" in page
-    assert re.search(r"round 0 seed 0</td><td>0\.\d{4} <small>", page)
+    assert re.search(r"round 0 fold 0 seed 0 fastnet</td><td>0\.\d{4} <small>", page)
+    assert "CV: 2-fold out-of-fold accuracy over 1,437 labelled images" in page
 
     leaderboard = workspace.leaderboard.read_text()
-    assert f"[{result.run_id}](submissions/{result.run_id}/report.html)" in leaderboard
+    assert f"[{result.run_dir.name}](submissions/{result.run_dir.name}/report.html)" in leaderboard
 
     html_path.unlink()
-    assert main(["--root", str(workspace.root), "report", result.run_id]) == 0
+    assert main(["--root", str(workspace.root), "report", result.run_dir.name]) == 0
     assert html_path.is_file() and str(html_path) in capsys.readouterr().out

@@ -1,0 +1,26 @@
+"""One base class for every fault a user can fix: the CLI prints these as one line and exits 1.
+
+Anything else is a bug in the harness and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class HarnessError(Exception):
+    """A user-facing error; the message names the file, row, field or value at fault."""
+
+
+class ConfigError(HarnessError, ValueError):
+    """A run setting outside its allowed values; the message names the field and what is allowed."""
+
+
+class DataSourceError(HarnessError):
+    """A data file that cannot be read or does not have the expected form."""
+
+
+class InvalidSubmissionError(HarnessError, ValueError):
+    """A submission file that cannot be scored; the message says where and why."""
+
+
+class RunStateError(HarnessError):
+    """A run folder that cannot be resumed or reported (missing, or made from other data)."""

@@ -1,0 +1,226 @@
+"""Fit: rounds of members -> out-of-fold score, ensemble, pseudo-labels. No side effects on the workspace.
+
+One round: plan the members (folds x seeds x models), map `train_member` over them with an
+executor, assemble the out-of-fold (OOF) logits of every labelled image, make each choice on
+them (TTA on or off, ensemble weights), predict the test set, and pick the pseudo-labels the
+next round trains on. A round whose OOF accuracy is below the best so far ends the rounds, and
+the submission is the round with the best OOF accuracy.
+
+`fit` reads the public folder only and writes only under `run_dir`: a search, a benchmark or a
+test calls it; `run` adds publishing (submission, grade, leaderboard, report).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .config import RunConfig
+from .data import load_metadata, load_public
+from .ensemble import ensemble, greedy_weights
+from .executors import Executor, InProcess
+from .grading import Accuracy, accuracy_of
+from .members import (MemberResult, MemberSpec, member_logits, plan_members, predict_member_views,
+                      train_member)
+from .predict import IDENTITY, TTA_VIEWS, View
+from .pseudo_label import PseudoLabels, select_pseudo_labels
+from .sources import atomic_write_text
+from .train import training_device
+
+
+@dataclass
+class RoundResult:
+    round: int
+    members: list[MemberResult]
+    oof: Accuracy                         # the ensemble's out-of-fold accuracy over the validated rows
+    oof_logits: torch.Tensor              # (N_train, K), the ensemble's; rows never validated are NaN
+    test_logits: torch.Tensor             # (N_test, K), the ensemble's: what the submission takes
+    member_test_logits: torch.Tensor      # (S, N_test, K), each member's (with TTA when on)
+    weights: dict[str, float]             # per model, chosen on OOF when ensemble = greedy
+    tta: bool
+    oof_plain: float                      # OOF accuracy without TTA, to show what TTA bought
+    pseudo: PseudoLabels | None = None    # the pseudo-labels this round trained on
+    train_s: float = 0.0
+    ensemble_s: float = 0.0
+
+
+@dataclass
+class FitResult:
+    config: RunConfig
+    run_dir: Path
+    rounds: list[RoundResult]
+    chosen: int                           # the round the submission uses (best OOF accuracy)
+    classes: tuple[str, ...]
+    fingerprint: str                      # of the prepared split the members trained on
+    device: str
+    executor: str
+    stage_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def final(self) -> RoundResult:
+        return self.rounds[self.chosen]
+
+    @property
+    def predictions(self) -> np.ndarray:
+        return self.final.test_logits.argmax(1).numpy()
+
+    @property
+    def cv_kind(self) -> str:
+        folds = self.config.folds
+        return f"{folds}-fold out-of-fold" if folds > 1 else f"holdout of {self.config.val_fraction:.0%}"
+
+
+def member_line(result: MemberResult, done: int, total: int) -> str:
+    status = "loaded from an earlier run" if result.resumed else f"{result.wall_s:.1f}s on {result.device}"
+    return (f"  [{done}/{total}] {result.name}: val acc {result.val_acc:.4f} of {result.val_size:,} "
+            f"(best epoch {result.best_epoch}/{result.epochs_run}), {status}")
+
+
+def within_model(logits: torch.Tensor, method: str) -> torch.Tensor:
+    """Members of one model (seeds, views) combine by plain mean: of probabilities for "probs",
+    else of logits (greedy weights act between models only)."""
+    return logits.softmax(-1) if method == "probs" else logits
+
+
+def grouped_oof(members: list[MemberResult], views: tuple[View, ...], num_rows: int, num_classes: int,
+                models: tuple[str, ...], method: str) -> torch.Tensor:
+    """Per model, the mean over views and seeds of each row's validation logits: (G, N, K), NaN
+    where no member validated the row."""
+    total = torch.zeros(len(models), num_rows, num_classes)
+    count = torch.zeros(len(models), num_rows, 1)
+    for m in members:
+        saved = within_model(member_logits(Path(m.out_dir), "val", views), method).mean(0)
+        rows = torch.load(Path(m.out_dir) / "logits.pt", weights_only=True)["val_index"]
+        g = models.index(m.model)
+        total[g, rows] += saved
+        count[g, rows] += 1
+    mean = total / count          # 0/0 -> NaN marks rows outside every fold's validation
+    return mean.clamp_min(1e-12).log() if method == "probs" else mean
+
+
+def grouped_test(members: list[MemberResult], member_test: torch.Tensor, models: tuple[str, ...],
+                 method: str) -> torch.Tensor:
+    """Per model, the mean of its members' test logits (S, N, K) -> (G, N, K)."""
+    groups = [within_model(member_test[[i for i, m in enumerate(members) if m.model == model]], method).mean(0)
+              for model in models]
+    stacked = torch.stack(groups)
+    return stacked.clamp_min(1e-12).log() if method == "probs" else stacked
+
+
+def combine(group_logits: torch.Tensor, method: str, weights: torch.Tensor | None) -> torch.Tensor:
+    """Models' logits (G, N, K) -> the ensemble's (N, K)."""
+    return group_logits[0] if len(group_logits) == 1 else ensemble(group_logits, method, weights)
+
+
+def oof_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> Accuracy:
+    covered = ~torch.isnan(logits).any(-1)
+    return accuracy_of((logits[covered].argmax(-1) == labels[covered]).numpy())
+
+
+def write_pseudo_labels(path: Path, pseudo: PseudoLabels) -> None:
+    frame = pd.DataFrame({"ImageId": pseudo.indices.numpy() + 1, "Label": pseudo.labels.numpy(),
+                          "Confidence": pseudo.confidence.numpy().round(5)})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, frame.to_csv(index=False, lineterminator="\n"))
+
+
+def fit(cfg: RunConfig, public_dir: Path, run_dir: Path, executor: Executor | None = None,
+        log: Callable[[str], None] = print) -> FitResult:
+    """Train every round's members and ensemble them; reads `public_dir` only, writes under `run_dir`."""
+    executor = executor or InProcess()
+    public = load_public(public_dir)
+    metadata = load_metadata(public_dir)
+    labels, k = public.train_labels, public.num_classes
+    device = training_device().type
+    log(f"{public.name}: {len(labels):,} labelled / {len(public.test_images):,} test images of "
+        f"{public.image_size}x{public.image_size}, {k} classes; {cfg.folds} fold(s) x {cfg.seeds} seed(s) x "
+        f"{len(cfg.models)} model(s) = {cfg.members_per_round} members a round, on {device}, {executor.name}")
+    rounds: list[RoundResult] = []
+    pseudo, pseudo_path, use_tta = None, None, None
+    for round_number in range(cfg.pseudo_rounds + 1):
+        start = time.perf_counter()
+        specs = plan_members(cfg, round_number, public_dir, run_dir, pseudo_path)
+        extra = "" if pseudo is None else (f", with {len(pseudo.indices):,} pseudo-labelled test images "
+                                           f"({cfg.pseudo_share:.0%} of each batch)")
+        log(f"round {round_number}: {len(specs)} members, up to {cfg.epochs} epochs{extra}")
+        done = []
+
+        def progress(spec: MemberSpec, result: MemberResult) -> None:
+            done.append(result)
+            log(member_line(result, len(done), len(specs)))
+
+        members = executor.map(train_member, specs, on_result=progress)
+        ensemble_start = time.perf_counter()
+        rnd = ensemble_round(cfg, round_number, members, labels, k, use_tta, executor, log)
+        rnd.pseudo, rnd.train_s = pseudo, ensemble_start - start
+        use_tta = rnd.tta
+        rounds.append(rnd)
+        best = max(r.oof.value for r in rounds[:-1]) if len(rounds) > 1 else None
+        if best is not None and rnd.oof.value < best:
+            log(f"  round {round_number} lowered the out-of-fold accuracy ({rnd.oof.value:.4f} < {best:.4f}): "
+                f"no further rounds")
+            rnd.ensemble_s = time.perf_counter() - ensemble_start
+            break
+        if round_number < cfg.pseudo_rounds:
+            pseudo = select_pseudo_labels(rnd.test_logits, rnd.member_test_logits, cfg.pseudo_threshold,
+                                          cfg.label_smoothing)
+            if not len(pseudo.indices):
+                log("  no test image passed the confidence rule: no further rounds")
+                rnd.ensemble_s = time.perf_counter() - ensemble_start
+                break
+            pseudo_path = Path(run_dir) / f"round{round_number + 1}" / "pseudo_labels.csv"
+            write_pseudo_labels(pseudo_path, pseudo)
+            log(f"  pseudo-labels for round {round_number + 1}: {len(pseudo.indices):,} test images "
+                f"(per class {pseudo.per_class(k)})")
+        rnd.ensemble_s = time.perf_counter() - ensemble_start
+    # the latest of the rounds tied for the best OOF accuracy: it has seen the most unlabelled data
+    chosen = max(range(len(rounds)), key=lambda i: (rounds[i].oof.value, i))
+    log(f"the submission takes round {chosen}: the best out-of-fold accuracy, {rounds[chosen].oof.value:.4f}")
+    return FitResult(cfg, Path(run_dir), rounds, chosen, public.classes, metadata.get("fingerprint", ""),
+                     device, executor.name)
+
+
+def ensemble_round(cfg: RunConfig, round_number: int, members: list[MemberResult], labels: torch.Tensor,
+                   num_classes: int, use_tta: bool | None, executor: Executor,
+                   log: Callable[[str], None]) -> RoundResult:
+    """OOF logits, the TTA and weight choices made on them, and the test logits they imply."""
+    models = cfg.models
+    plain = grouped_oof(members, IDENTITY, len(labels), num_classes, models, cfg.ensemble)
+    tta_groups = grouped_oof(members, TTA_VIEWS, len(labels), num_classes, models, cfg.ensemble)
+    weights = None
+    if cfg.ensemble == "greedy" and len(models) > 1:
+        covered = ~torch.isnan(plain[0]).any(-1)
+        weights = greedy_weights(plain[:, covered], labels[covered])
+    oof_plain = oof_accuracy(combine(plain, cfg.ensemble, weights), labels)
+    oof_tta = oof_accuracy(combine(tta_groups, cfg.ensemble, weights), labels)
+    if use_tta is None:     # decided once, in round 0, on OOF logits
+        use_tta = cfg.tta == "on" or (cfg.tta == "auto" and oof_tta.value > oof_plain.value)
+        log(f"  test-time augmentation {'on' if use_tta else 'off'}: out-of-fold accuracy "
+            f"{oof_tta.value:.4f} with {len(TTA_VIEWS)} views, {oof_plain.value:.4f} without "
+            f"({'forced by tta = ' + cfg.tta if cfg.tta != 'auto' else 'chosen on OOF'})")
+    views = TTA_VIEWS if use_tta else IDENTITY
+    if use_tta:
+        executor.map(predict_member_views_of, [(m.out_dir, views) for m in members])
+    member_test = torch.stack([member_logits(Path(m.out_dir), "test", views).mean(0) for m in members])
+    groups = grouped_test(members, member_test, models, cfg.ensemble)
+    oof_logits = combine(tta_groups if use_tta else plain, cfg.ensemble, weights)
+    oof = oof_tta if use_tta else oof_plain
+    weight_map = {m: float(w) for m, w in zip(models, weights if weights is not None
+                                              else torch.full((len(models),), 1 / len(models)))}
+    log(f"  round {round_number} ensemble of {len(members)}: out-of-fold accuracy {oof.value:.4f} "
+        f"(95% CI {oof.low:.4f}-{oof.high:.4f}, {oof.correct:,}/{oof.total:,} labelled images)"
+        + ("" if len(models) == 1 else f"; weights {weight_map}"))
+    return RoundResult(round_number, members, oof, oof_logits, combine(groups, cfg.ensemble, weights),
+                       member_test, weight_map, use_tta, oof_plain.value)
+
+
+def predict_member_views_of(job: tuple[str, tuple[View, ...]]) -> str:
+    """Executor-friendly wrapper: one argument."""
+    out_dir, views = job
+    return predict_member_views(Path(out_dir), views)

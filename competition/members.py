@@ -1,0 +1,199 @@
+"""A member is one training job, the unit of work: (round, fold, seed, model) of a run.
+
+`MemberSpec` is small, frozen and round-trips through JSON, so any executor (this process,
+a Ray worker, another machine) can run it. `train_member(spec)` reads its inputs from disk:
+the competition's public folder and, in pseudo-label rounds, the pseudo-label file the run
+wrote. It writes into `spec.out_dir`:
+
+  best.ckpt     the best validation epoch (EMA weights when averaging)
+  logits.pt     {"val_index": (V,) rows of train.csv it validated, "views": {split: {view: (n, K)}}}
+  result.json   accuracy, epochs, wall time, device, per-epoch history; written last
+
+A member whose result.json exists is loaded, not retrained: that is how `--resume` works.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .config import RunConfig
+from .data import PublicData, load_public, pixel_stats
+from .predict import IDENTITY, TTA_VIEWS, View, load_classifier, predict
+from .sources import atomic_write_text
+from .splits import training_rows, validation_folds
+from .train import TrainingData, train_model, training_device
+
+
+@dataclass(frozen=True)
+class MemberSpec:
+    round: int
+    fold: int
+    seed: int
+    model: str
+    config: RunConfig
+    public_dir: str                     # the competition's public/ folder: all the data it may read
+    out_dir: str
+    pseudo_labels: str | None = None    # CSV (ImageId,Label) of pseudo-labelled test rows, rounds >= 1
+
+    @property
+    def name(self) -> str:
+        return f"round {self.round} fold {self.fold} seed {self.seed} {self.model}"
+
+    @property
+    def rng_seed(self) -> int:
+        """Every random stream of the member derives from this: the same spec, the same model."""
+        return zlib.crc32(f"{self.round}/{self.fold}/{self.seed}/{self.model}".encode()) % (2 ** 31)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> "MemberSpec":
+        values = json.loads(text)
+        values["config"] = RunConfig.from_dict(values["config"], source="member spec")
+        return cls(**values)
+
+
+@dataclass
+class MemberResult:
+    name: str
+    round: int
+    fold: int
+    seed: int
+    model: str
+    val_acc: float                      # plain view, best checkpoint
+    val_size: int
+    best_epoch: int
+    epochs_run: int
+    wall_s: float
+    device: str
+    out_dir: str
+    history: list[dict[str, float]] = field(default_factory=list)
+    resumed: bool = False               # loaded from an earlier run, not trained now
+
+    def summary(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k not in ("history", "resumed")}
+
+
+def member_dir(run_dir: Path, round_number: int, fold: int, seed: int, model: str) -> Path:
+    return Path(run_dir) / f"round{round_number}" / f"fold{fold}-seed{seed}-{model}"
+
+
+def plan_members(cfg: RunConfig, round_number: int, public_dir: Path, run_dir: Path,
+                 pseudo_labels: Path | None = None) -> list[MemberSpec]:
+    """Every member of one round: folds x seeds x models."""
+    return [MemberSpec(round_number, fold, seed, model, cfg, str(public_dir),
+                       str(member_dir(run_dir, round_number, fold, seed, model)),
+                       None if pseudo_labels is None else str(pseudo_labels))
+            for model in cfg.models for fold in range(cfg.folds) for seed in range(cfg.seeds)]
+
+
+def fold_rows(labels: np.ndarray, cfg: RunConfig, fold: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train rows, validation rows) of train.csv for one fold."""
+    val = validation_folds(labels, cfg.folds, cfg.val_fraction, cfg.split_seed)[fold]
+    return training_rows(len(labels), val), val
+
+
+def read_pseudo_labels(path: Path, num_test: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(test rows, labels) from a pseudo-label CSV written by the run."""
+    frame = pd.read_csv(path, dtype={"ImageId": np.int64, "Label": np.int64})
+    rows = frame["ImageId"].to_numpy() - 1
+    assert rows.min(initial=0) >= 0 and rows.max(initial=-1) < num_test, f"{path}: ImageId outside the test set"
+    return torch.from_numpy(rows.copy()), torch.from_numpy(frame["Label"].to_numpy().copy())
+
+
+def fold_data(public: PublicData, cfg: RunConfig, fold: int, device: torch.device
+              ) -> tuple[TrainingData, np.ndarray]:
+    """One fold on the device, with pixel statistics of its training rows only; and its val rows."""
+    train, val = fold_rows(public.train_labels.numpy(), cfg, fold)
+    train_images = public.train_images[train]
+    mean, std = pixel_stats(train_images)
+    data = TrainingData(train_images.to(device), public.train_labels[train].to(device),
+                        public.train_images[val].to(device), public.train_labels[val].to(device),
+                        public.num_classes, public.image_size, mean, std)
+    return data, val
+
+
+def is_finished(out_dir: Path) -> bool:
+    return (Path(out_dir) / "result.json").is_file() and (Path(out_dir) / "logits.pt").is_file()
+
+
+def train_member(spec: MemberSpec, public: PublicData | None = None) -> MemberResult:
+    """Train one member (or load it, if finished earlier) and write its outputs beside it."""
+    out_dir = Path(spec.out_dir)
+    if is_finished(out_dir):
+        return load_member_result(out_dir)
+    cfg = spec.config
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    public = public if public is not None else load_public(Path(spec.public_dir))
+    device = training_device()
+    data, val_rows = fold_data(public, cfg, spec.fold, device)
+    pseudo_images = pseudo_targets = None
+    if spec.pseudo_labels is not None:
+        rows, labels = read_pseudo_labels(Path(spec.pseudo_labels), len(public.test_images))
+        pseudo_images, pseudo_targets = public.test_images[rows].to(device), labels.to(device)
+
+    trained = train_model(data, cfg, spec.model, spec.rng_seed, out_dir, pseudo_images, pseudo_targets)
+    val_views = predict(trained.module, data.val_images, TTA_VIEWS)
+    test_plain = predict(trained.module, public.test_images, IDENTITY)
+    views = {"val": dict(zip((v.name for v in TTA_VIEWS), val_views)),
+             "test": {IDENTITY[0].name: test_plain[0]}}
+    save_logits(out_dir, torch.from_numpy(val_rows), views)
+    val_acc = float((val_views[0].argmax(1) == public.train_labels[val_rows]).float().mean())
+    result = MemberResult(spec.name, spec.round, spec.fold, spec.seed, spec.model, val_acc, len(val_rows),
+                          trained.best_epoch, trained.epochs_run, trained.wall_s, device.type, str(out_dir),
+                          trained.history)
+    atomic_write_text(out_dir / "spec.json", spec.to_json())
+    atomic_write_text(out_dir / "result.json", json.dumps(asdict(result), indent=2) + "\n")
+    return result
+
+
+def save_logits(out_dir: Path, val_index: torch.Tensor, views: dict[str, dict[str, torch.Tensor]]) -> None:
+    tmp = Path(out_dir) / "logits.pt.tmp"
+    torch.save({"val_index": val_index, "views": views}, tmp)
+    tmp.replace(Path(out_dir) / "logits.pt")
+
+
+def load_logits(out_dir: Path) -> dict:
+    return torch.load(Path(out_dir) / "logits.pt", weights_only=True)
+
+
+def load_member_result(out_dir: Path) -> MemberResult:
+    values = json.loads((Path(out_dir) / "result.json").read_text())
+    known = {f.name for f in fields(MemberResult)}
+    return MemberResult(**{k: v for k, v in values.items() if k in known and k != "resumed"}, resumed=True)
+
+
+def member_logits(out_dir: Path, split: str, views: tuple[View, ...]) -> torch.Tensor:
+    """Cached logits (V, n, K) of one split for the given views; KeyError if a view is missing."""
+    saved = load_logits(out_dir)["views"][split]
+    return torch.stack([saved[v.name] for v in views])
+
+
+def predict_member_views(out_dir: Path, views: tuple[View, ...], split: str = "test",
+                         public: PublicData | None = None) -> str:
+    """Add the logits of any missing views to a finished member's cache, from its checkpoint.
+
+    This is how TTA is switched on after training: no member is retrained.
+    """
+    out_dir = Path(out_dir)
+    saved = load_logits(out_dir)
+    missing = tuple(v for v in views if v.name not in saved["views"][split])
+    if missing:
+        spec = MemberSpec.from_json((out_dir / "spec.json").read_text())
+        public = public if public is not None else load_public(Path(spec.public_dir))
+        module = load_classifier(out_dir / "best.ckpt", training_device())
+        images = public.test_images if split == "test" else public.train_images[saved["val_index"]]
+        for view, logits in zip(missing, predict(module, images, missing)):
+            saved["views"][split][view.name] = logits
+        save_logits(out_dir, saved["val_index"], saved["views"])
+    return str(out_dir)
+

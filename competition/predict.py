@@ -1,0 +1,71 @@
+"""Prediction as its own stage: logits of a saved checkpoint over deterministic views.
+
+Test-time augmentation (TTA) averages the logits of a few fixed views of each image: the
+image itself and one-pixel shifts. Each view's logits are kept apart, so a caller can average
+them or take the plain view alone without predicting again, and every cached file names the
+views that made it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .module import Classifier
+
+
+@dataclass(frozen=True)
+class View:
+    """A deterministic view: a shift of whole pixels (right, down), zero-padded."""
+    dx: int = 0
+    dy: int = 0
+
+    @property
+    def name(self) -> str:
+        return "identity" if not (self.dx or self.dy) else f"shift({self.dx},{self.dy})"
+
+
+IDENTITY = (View(),)
+# The plain image first: TTA off is view 0 alone. One-pixel shifts are inside the training
+# augmentation's range for every competition, so no view shows the model something new.
+TTA_VIEWS = (View(), View(1, 0), View(-1, 0), View(0, 1), View(0, -1))
+
+
+def shift(images: torch.Tensor, view: View) -> torch.Tensor:
+    """Shift (B, C, H, W) images by whole pixels with zero fill (the background)."""
+    if not (view.dx or view.dy):
+        return images
+    pad = (max(view.dx, 0), max(-view.dx, 0), max(view.dy, 0), max(-view.dy, 0))   # left right top bottom
+    padded = F.pad(images, pad)
+    height, width = images.shape[-2:]
+    top, left = max(-view.dy, 0), max(-view.dx, 0)
+    return padded[..., top:top + height, left:left + width]
+
+
+@torch.inference_mode()
+def predict(module: Classifier, images: torch.Tensor, views: tuple[View, ...] = IDENTITY,
+            batch_size: int = 1024) -> torch.Tensor:
+    """Logits (V, N, K), float32 on the CPU, one slice per view, evaluation mode."""
+    module.eval()
+    device = next(module.parameters()).device
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    out = []
+    for view in views:
+        chunks = []
+        for i in range(0, len(images), batch_size):
+            batch = shift(images[i:i + batch_size].to(device, non_blocking=True), view)
+            with autocast:
+                chunks.append(module(batch).float().cpu())
+        out.append(torch.cat(chunks) if chunks else torch.zeros(0, module.hparams.num_classes))
+    return torch.stack(out)
+
+
+def load_classifier(checkpoint: Path, device: torch.device) -> Classifier:
+    """A Classifier rebuilt from a checkpoint's saved keyword arguments and weights."""
+    saved = torch.load(checkpoint, map_location=device, weights_only=False)
+    module = Classifier(**saved["hyper_parameters"])
+    module.load_state_dict(saved["state_dict"])
+    return module.to(device).eval()

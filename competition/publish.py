@@ -1,0 +1,151 @@
+"""Publish a fit: submission.csv, grading, the leaderboard row, metrics.json, the summary and the report.
+
+This is the grader's side: it reads the held-out answers (`private/solution.csv`) after every
+prediction is made, to score. Nothing it reads goes back into a fit.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .data import load_metadata
+from .fit import FitResult
+from .grading import Score, read_solution, score_labels, validate_submission
+from .leaderboard import Entry, add_entry, format_duration
+from .prepare import CompetitionPaths
+from .report import write_report
+from .sources import atomic_write_text
+
+
+@dataclass
+class Published:
+    submission: Path
+    scores: dict[str, Score] = field(default_factory=dict)   # stage name -> score, if answers exist
+    pseudo_precision: dict[int, float] = field(default_factory=dict)
+    rank: int | None = None
+    report: Path | None = None
+
+
+def write_submission(path: Path, predictions: np.ndarray) -> None:
+    frame = pd.DataFrame({"ImageId": np.arange(1, len(predictions) + 1), "Label": predictions})
+    atomic_write_text(path, frame.to_csv(index=False, lineterminator="\n"))
+
+
+def grade_fit(fit: FitResult, paths: CompetitionPaths) -> tuple[dict[str, Score], dict[int, float]]:
+    """Score every member, every round's ensemble and the submission; measure pseudo-label precision."""
+    solution = read_solution(paths.solution)
+    k = len(fit.classes)
+    scores, precision = {}, {}
+    for rnd in fit.rounds:
+        for member, logits in zip(rnd.members, rnd.member_test_logits):
+            scores[member.name] = score_labels(logits.argmax(1).numpy(), solution, k)
+        scores[f"round {rnd.round} ensemble"] = score_labels(rnd.test_logits.argmax(1).numpy(), solution, k)
+        if rnd.pseudo is not None and len(rnd.pseudo.indices):
+            truth = solution.labels[rnd.pseudo.indices.numpy()]
+            precision[rnd.round] = float((rnd.pseudo.labels.numpy() == truth).mean())
+    scores["submission"] = score_labels(fit.predictions, solution, k)
+    return scores, precision
+
+
+def members_text(fit: FitResult) -> str:
+    cfg = fit.config
+    folds = f"{cfg.folds} folds" if cfg.folds > 1 else "1 holdout"
+    return f"{folds} x {cfg.seeds} seed{'s' if cfg.seeds > 1 else ''}" + \
+        (f" x {len(cfg.models)} models" if len(cfg.models) > 1 else "")
+
+
+def summary_table(fit: FitResult, scores: dict[str, Score], wall_s: float) -> str:
+    """One row per member, round ensemble and the submission: validation, public, private, time."""
+    rows = [("stage", "val / OOF", "public", "private", "time")]
+
+    def scored(name: str) -> tuple[str, str]:
+        score = scores.get(name)
+        return (f"{score.public.value:.4f}", f"{score.private.value:.4f}") if score else ("-", "-")
+
+    for rnd in fit.rounds:
+        for m in rnd.members:
+            rows.append((m.name, f"{m.val_acc:.4f}", *scored(m.name), f"{m.wall_s:.1f}s"))
+        name = f"round {rnd.round} ensemble"
+        label = name + ("" if rnd.pseudo is None else f" (+{len(rnd.pseudo.indices):,} pseudo)")
+        rows.append((label, f"{rnd.oof.value:.4f}", *scored(name), f"{rnd.train_s + rnd.ensemble_s:.1f}s"))
+    rows.append((f"submission (round {fit.chosen})", f"{fit.final.oof.value:.4f}", *scored("submission"),
+                 format_duration(wall_s)))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    return "\n".join("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in
+                               enumerate(zip(row, widths))) for row in rows)
+
+
+def metrics(fit: FitResult, published: Published, wall_s: float, stage_s: dict[str, float]) -> dict:
+    """Everything measured, as metrics.json: what the report and later tools read."""
+    def score_dict(s: Score) -> dict:
+        return {"public": s.public.value, "public_ci": [s.public.low, s.public.high],
+                "private": s.private.value, "private_ci": [s.private.low, s.private.high]}
+
+    final = fit.final
+    return {
+        "run_id": fit.run_dir.name, "wall_s": wall_s, "device": fit.device, "executor": fit.executor,
+        "fingerprint": fit.fingerprint, "stage_s": stage_s, "chosen_round": fit.chosen, "tta": final.tta,
+        "cv": {"kind": fit.cv_kind, "accuracy": final.oof.value, "ci": [final.oof.low, final.oof.high],
+               "correct": final.oof.correct, "total": final.oof.total},
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rounds": [{"round": r.round, "oof_acc": r.oof.value, "oof_ci": [r.oof.low, r.oof.high],
+                    "oof_total": r.oof.total, "oof_acc_without_tta": r.oof_plain, "tta": r.tta,
+                    "weights": r.weights, "train_s": r.train_s, "ensemble_s": r.ensemble_s,
+                    "pseudo_labels": None if r.pseudo is None else len(r.pseudo.indices),
+                    "pseudo_precision": published.pseudo_precision.get(r.round),
+                    "members": [m.summary() for m in r.members]} for r in fit.rounds],
+        "scores": {name: score_dict(s) for name, s in published.scores.items()},
+    }
+
+
+def publish(fit: FitResult, paths: CompetitionPaths, workspace_root: Path, leaderboard: Path,
+            wall_s: float, stage_s: dict[str, float], resumed: bool = False,
+            log: Callable[[str], None] = print) -> Published:
+    """Write and validate the submission, then grade, rank, record and report it."""
+    run_dir, cfg = fit.run_dir, fit.config
+    predictions = fit.predictions
+    write_submission(run_dir / "submission.csv", predictions)
+    validate_submission(run_dir / "submission.csv", len(predictions), len(fit.classes))
+    write_submission(workspace_root / "submission.csv", predictions)
+    published = Published(workspace_root / "submission.csv")
+    tmp = run_dir / "test_logits.pt.tmp"
+    torch.save({f"round{r.round}": r.test_logits for r in fit.rounds} | {"submission": fit.final.test_logits}, tmp)
+    tmp.replace(run_dir / "test_logits.pt")
+    if paths.has_answers():
+        published.scores, published.pseudo_precision = grade_fit(fit, paths)
+        final = published.scores["submission"]
+        report_link = f"[{run_dir.name}]({(run_dir / 'report.html').relative_to(workspace_root).as_posix()})"
+        published.rank = add_entry(leaderboard, Entry(
+            load_metadata(paths.public)["name"], final.public.value, final.private.value, fit.final.oof.value,
+            report_link, "+".join(cfg.models), members_text(fit), str(len(fit.rounds) - 1),
+            format_duration(wall_s) + (" (resumed)" if resumed else ""),
+            datetime.now(timezone.utc).strftime("%Y-%m-%d")))
+    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics(fit, published, wall_s, stage_s), indent=2) + "\n")
+    published.report = write_report(run_dir, paths)
+
+    log("")
+    log(summary_table(fit, published.scores, wall_s))
+    oof = fit.final.oof
+    log(f"out-of-fold accuracy ({fit.cv_kind}, round {fit.chosen}): {oof}")
+    for round_number, precision in published.pseudo_precision.items():
+        used = len(fit.rounds[round_number].pseudo.indices)
+        log(f"pseudo-labels of round {round_number}: {used:,} used, precision {precision:.4f} "
+            f"against the answers (measured after training; never used by it)")
+    log(f"submission: {published.submission} (copy in {run_dir})")
+    if published.rank is not None:
+        final = published.scores["submission"]
+        log(f"public {final.public}\nprivate {final.private}\nleaderboard: rank {published.rank} for "
+            f"{paths.root.name} in {leaderboard}")
+    else:
+        log(f"no answers for {paths.root.name} ({paths.solution} is absent): the submission cannot be scored")
+    log(f"report: {published.report}")
+    return published

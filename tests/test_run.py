@@ -1,0 +1,177 @@
+"""Members, fit and run for real, on tiny settings: reproducibility, the whole run, resume, TTA, EMA."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from competition import members as members_module
+from competition.cli import main
+from competition.config import RunConfig
+from competition.errors import RunStateError
+from competition.fit import fit
+from competition.grading import score_submission
+from competition.leaderboard import read
+from competition.members import MemberSpec, load_logits, plan_members, train_member
+from competition.prepare import prepare
+from competition.run import Workspace, new_run_dir, open_resumed_run, run
+
+from conftest import write_kaggle_folder
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_a_member_spec_trains_identically_in_a_fresh_process(tmp_path, tiny_config):
+    paths = prepare("digits", tmp_path / "data", log=lambda s: None)
+    cfg = tiny_config.replace(epochs=1, threads=1)
+    [spec, other_fold] = plan_members(cfg, 0, paths.public, tmp_path / "here")
+    train_member(spec)
+    spec_file = tmp_path / "spec.json"
+    moved = MemberSpec(**{**spec.__dict__, "out_dir": str(tmp_path / "fresh")})
+    spec_file.write_text(moved.to_json())
+    assert MemberSpec.from_json(spec_file.read_text()) == moved
+    subprocess.run([sys.executable, "-m", "competition", "train-member", str(spec_file)], cwd=REPO, check=True,
+                   capture_output=True)
+    here, fresh = load_logits(Path(spec.out_dir)), load_logits(tmp_path / "fresh")
+    assert torch.equal(here["val_index"], fresh["val_index"])
+    for split in ("val", "test"):
+        for view, logits in here["views"][split].items():
+            assert torch.equal(logits, fresh["views"][split][view]), (split, view)
+    train_member(other_fold)
+    assert not torch.equal(here["views"]["test"]["identity"],
+                           load_logits(Path(other_fold.out_dir))["views"]["test"]["identity"])
+
+
+@pytest.mark.slow
+def test_fit_scores_every_labelled_image_out_of_fold_and_leaves_the_workspace_alone(tmp_path, tiny_config):
+    workspace = Workspace(tmp_path / "ws")
+    paths = prepare("digits", workspace.data, log=lambda s: None)
+    lines: list[str] = []
+    result = fit(tiny_config.replace(pseudo_rounds=0), paths.public, tmp_path / "fit", log=lines.append)
+    [rnd] = result.rounds
+    assert rnd.oof.total == 1437 and not torch.isnan(rnd.oof_logits).any()
+    val_rows = torch.cat([load_logits(Path(m.out_dir))["val_index"] for m in rnd.members])
+    assert sorted(val_rows.tolist()) == list(range(1437))          # each labelled image validated once
+    assert any("out-of-fold accuracy" in line for line in lines)
+    assert sorted(p.name for p in workspace.root.iterdir()) == ["data"]   # no submission, leaderboard, runs
+
+
+@pytest.mark.slow
+def test_run_prints_the_out_of_fold_line_and_the_leaderboard_has_a_cv_column(workspace, capsys):
+    code = main(["--root", str(workspace.root), "run", "--competition", "digits", "--epochs", "3", "--folds", "2",
+                 "--pseudo-rounds", "1", "--batch-size", "64"])
+    out = capsys.readouterr().out
+    assert code == 0
+    run_dir = next(workspace.submissions.iterdir())
+    _, score = score_submission(workspace.root / "submission.csv", workspace.competition("digits").solution, 10)
+    assert (run_dir / "submission.csv").read_bytes() == (workspace.root / "submission.csv").read_bytes()
+    assert score.overall.value > 0.5
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    [entry] = read(workspace.leaderboard)
+    assert entry.cv == round(metrics["cv"]["accuracy"], 4) and metrics["cv"]["total"] == 1437
+    assert "| CV |" in workspace.leaderboard.read_text()
+    assert entry.competition == "digits" and run_dir.name in entry.run and entry.public == round(score.public.value, 4)
+    assert [line for line in out.splitlines() if line.startswith("out-of-fold accuracy (2-fold out-of-fold")]
+    for stage in ("round 0 fold 0 seed 0 fastnet", "round 0 ensemble", "submission (round"):
+        assert stage in out
+    assert "leaderboard: rank 1" in out
+
+
+@pytest.mark.slow
+def test_resume_loads_finished_members_and_trains_only_the_rest(workspace, tiny_config, monkeypatch):
+    real_train_model, calls = members_module.train_model, []
+
+    def interrupted(*args, **kwargs):
+        if len(calls) == 3:
+            raise KeyboardInterrupt("simulated interruption in round 1, fold 1")
+        calls.append(1)
+        return real_train_model(*args, **kwargs)
+
+    monkeypatch.setattr(members_module, "train_model", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(tiny_config, workspace, log=lambda s: None)
+    run_id = next(workspace.submissions.iterdir()).name
+    finished = sorted(p.parent.relative_to(workspace.submissions / run_id).as_posix()
+                      for p in (workspace.submissions / run_id).rglob("result.json"))
+    assert finished == ["round0/fold0-seed0-fastnet", "round0/fold1-seed0-fastnet", "round1/fold0-seed0-fastnet"]
+
+    calls.clear()
+    monkeypatch.setattr(members_module, "train_model", lambda *a, **k: (calls.append(1), real_train_model(*a, **k))[1])
+    lines: list[str] = []
+    result = run(tiny_config, workspace, resume=run_id, log=lines.append)
+    assert len(calls) == 1                                  # only round 1, fold 1 trains
+    assert sum("loaded from an earlier run" in line for line in lines) == 3
+    assert len(result.fit.rounds) == 2 and (workspace.root / "submission.csv").is_file()
+
+
+def test_resume_refuses_a_run_whose_competition_was_prepared_again(workspace, tiny_config):
+    paths = prepare("digits", workspace.data, log=lambda s: None)
+    run_dir = new_run_dir(workspace, tiny_config)
+    (run_dir / "config.json").write_text(json.dumps(tiny_config.to_dict()))
+    (run_dir / "run.json").write_text(json.dumps({"fingerprint": "0123456789abcdef", "version": "0.2.0",
+                                                  "competition_dir": str(paths.root)}))
+    with pytest.raises(RunStateError, match="prepared again with another split"):
+        open_resumed_run(workspace, run_dir.name)
+    with pytest.raises(RunStateError, match="no run 'nosuch' to resume"):
+        open_resumed_run(workspace, "nosuch")
+
+
+def test_two_runs_started_in_the_same_second_get_two_folders(workspace):
+    cfg = RunConfig(competition="digits")
+    first, second = new_run_dir(workspace, cfg), new_run_dir(workspace, cfg)
+    assert first != second and first.is_dir() and second.is_dir()
+    assert second.name.startswith(first.name[:15])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "nosuch"], "models: unknown 'nosuch'"),
+    (["--epochs", "0"], "epochs = 0 (>= 1)"),
+    (["--competition", "imagenet"], "unknown competition 'imagenet'"),
+    (["--folds", "50"], "folds = 50 (1..20)"),
+])
+def test_a_bad_setting_fails_in_one_line_before_anything_is_prepared(workspace, capsys, argv, message):
+    assert main(["--root", str(workspace.root), "run", *argv]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert not workspace.root.exists()
+
+
+@pytest.mark.slow
+def test_tta_adds_views_from_the_checkpoint_without_retraining(tmp_path, tiny_config, monkeypatch):
+    paths = prepare("digits", tmp_path / "data", log=lambda s: None)
+    cfg = tiny_config.replace(pseudo_rounds=0, epochs=1)
+    plain = fit(cfg.replace(tta="off"), paths.public, tmp_path / "run", log=lambda s: None)
+    monkeypatch.setattr(members_module, "train_model", lambda *a, **k: pytest.fail("a member was retrained"))
+    with_tta = fit(cfg.replace(tta="on"), paths.public, tmp_path / "run", log=lambda s: None)
+    saved = load_logits(Path(with_tta.final.members[0].out_dir))["views"]["test"]
+    assert sorted(saved) == sorted(["identity", "shift(1,0)", "shift(-1,0)", "shift(0,1)", "shift(0,-1)"])
+    assert not plain.final.tta and with_tta.final.tta
+    assert not torch.equal(plain.final.test_logits, with_tta.final.test_logits)
+
+
+@pytest.mark.slow
+def test_ema_checkpoints_hold_the_averaged_weights(tmp_path, tiny_config):
+    paths = prepare("digits", tmp_path / "data", log=lambda s: None)
+    [spec, _] = plan_members(tiny_config.replace(averaging="ema", epochs=2), 0, paths.public, tmp_path / "run")
+    train_member(spec)
+    saved = torch.load(Path(spec.out_dir) / "best.ckpt", weights_only=False)
+    averaged, current = saved["state_dict"], saved["current_model_state"]
+    assert averaged.keys() == current.keys()
+    assert any(not torch.equal(averaged[k], current[k]) for k in averaged if averaged[k].is_floating_point())
+
+
+@pytest.mark.slow
+def test_a_kaggle_folder_without_answers_gets_a_submission_but_no_score(workspace, tmp_path, capsys):
+    folder = write_kaggle_folder(tmp_path / "kaggle", n_train=200, with_solution=False)
+    code = main(["--root", str(workspace.root), "run", "--data", str(folder), "--epochs", "1", "--folds", "2",
+                 "--pseudo-rounds", "0"])
+    assert code == 0
+    assert "cannot be scored" in capsys.readouterr().out
+    assert (workspace.root / "submission.csv").read_text().startswith("ImageId,Label\n1,")
+    assert not workspace.leaderboard.exists()
