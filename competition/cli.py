@@ -14,6 +14,7 @@ from .competitions import COMPETITIONS, DEFAULT_COMPETITION, get_competition
 from .config import build_config
 from .data import load_metadata
 from .errors import ConfigError, DataSourceError, HarnessError, RunStateError
+from .executors import make_executor
 from .grading import format_score, score_submission
 from .members import MemberSpec, train_member
 from .prepare import SplitOptions, prepare, prepare_kaggle_folder
@@ -65,7 +66,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     split = _split_options(args)
     if not args.data and not args.resume:
         get_competition(cfg.competition)
-    run(cfg, _workspace(args), Path(args.data) if args.data else None, args.resume, split)
+    executor = make_executor(args.workers, args.cluster, args.gpus_per_member)
+    run(cfg, _workspace(args), Path(args.data) if args.data else None, args.resume, split, executor)
     return 0
 
 
@@ -171,6 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--config", type=Path, help="TOML or JSON file of RunConfig fields")
     p.add_argument("--resume", metavar="RUN_ID", help="finish an interrupted run without retraining finished members")
+    p.add_argument("--workers", type=int, help="run up to N members at once on a local Ray (pip install -e \".[ray]\")")
+    p.add_argument("--cluster", metavar="ADDRESS", help="run members on the Ray cluster at ADDRESS (or set RAY_ADDRESS); "
+                   "the workspace must be on storage every node shares")
+    p.add_argument("--gpus-per-member", type=float, help="share of a GPU each member takes on Ray, e.g. 0.25")
     split_flags(p)
     p.set_defaults(func=cmd_run)
 

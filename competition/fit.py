@@ -22,9 +22,9 @@ import pandas as pd
 import torch
 
 from .config import RunConfig
-from .data import load_metadata, load_public
+from .data import PublicData, load_metadata, load_public
 from .ensemble import ensemble, greedy_weights
-from .executors import Executor, InProcess
+from .executors import Executor, InProcess, check_shared_storage
 from .grading import Accuracy, accuracy_of
 from .members import (MemberResult, MemberSpec, member_logits, plan_members, predict_member_views,
                       train_member)
@@ -44,7 +44,8 @@ class RoundResult:
     member_test_logits: torch.Tensor      # (S, N_test, K), each member's (with TTA when on)
     weights: dict[str, float]             # per model, chosen on OOF when ensemble = greedy
     tta: bool
-    oof_plain: float                      # OOF accuracy without TTA, to show what TTA bought
+    oof_plain: float                      # OOF accuracy without TTA ...
+    oof_tta: float                        # ... and with it: what TTA buys, whichever was chosen
     pseudo: PseudoLabels | None = None    # the pseudo-labels this round trained on
     train_s: float = 0.0
     ensemble_s: float = 0.0
@@ -79,7 +80,7 @@ class FitResult:
 def member_line(result: MemberResult, done: int, total: int) -> str:
     status = "loaded from an earlier run" if result.resumed else f"{result.wall_s:.1f}s on {result.device}"
     return (f"  [{done}/{total}] {result.name}: val acc {result.val_acc:.4f} of {result.val_size:,} "
-            f"(best epoch {result.best_epoch}/{result.epochs_run}), {status}")
+            f"(best epoch {result.best_epoch}/{result.epochs_run}), {status}; {total - done} to go")
 
 
 def within_model(logits: torch.Tensor, method: str) -> torch.Tensor:
@@ -152,12 +153,13 @@ def fit(cfg: RunConfig, public_dir: Path, run_dir: Path, executor: Executor | No
         done = []
 
         def progress(spec: MemberSpec, result: MemberResult) -> None:
+            check_shared_storage(Path(result.out_dir))
             done.append(result)
             log(member_line(result, len(done), len(specs)))
 
-        members = executor.map(train_member, specs, on_result=progress)
+        members = executor.map(train_member, specs, on_result=progress, public=public)
         ensemble_start = time.perf_counter()
-        rnd = ensemble_round(cfg, round_number, members, labels, k, use_tta, executor, log)
+        rnd = ensemble_round(cfg, round_number, members, labels, k, use_tta, executor, public, log)
         rnd.pseudo, rnd.train_s = pseudo, ensemble_start - start
         use_tta = rnd.tta
         rounds.append(rnd)
@@ -187,7 +189,7 @@ def fit(cfg: RunConfig, public_dir: Path, run_dir: Path, executor: Executor | No
 
 
 def ensemble_round(cfg: RunConfig, round_number: int, members: list[MemberResult], labels: torch.Tensor,
-                   num_classes: int, use_tta: bool | None, executor: Executor,
+                   num_classes: int, use_tta: bool | None, executor: Executor, public: PublicData,
                    log: Callable[[str], None]) -> RoundResult:
     """OOF logits, the TTA and weight choices made on them, and the test logits they imply."""
     models = cfg.models
@@ -206,7 +208,7 @@ def ensemble_round(cfg: RunConfig, round_number: int, members: list[MemberResult
             f"({'forced by tta = ' + cfg.tta if cfg.tta != 'auto' else 'chosen on OOF'})")
     views = TTA_VIEWS if use_tta else IDENTITY
     if use_tta:
-        executor.map(predict_member_views_of, [(m.out_dir, views) for m in members])
+        executor.map(predict_member_views_of, [(m.out_dir, views) for m in members], public=public)
     member_test = torch.stack([member_logits(Path(m.out_dir), "test", views).mean(0) for m in members])
     groups = grouped_test(members, member_test, models, cfg.ensemble)
     oof_logits = combine(tta_groups if use_tta else plain, cfg.ensemble, weights)
@@ -217,10 +219,10 @@ def ensemble_round(cfg: RunConfig, round_number: int, members: list[MemberResult
         f"(95% CI {oof.low:.4f}-{oof.high:.4f}, {oof.correct:,}/{oof.total:,} labelled images)"
         + ("" if len(models) == 1 else f"; weights {weight_map}"))
     return RoundResult(round_number, members, oof, oof_logits, combine(groups, cfg.ensemble, weights),
-                       member_test, weight_map, use_tta, oof_plain.value)
+                       member_test, weight_map, use_tta, oof_plain.value, oof_tta.value)
 
 
-def predict_member_views_of(job: tuple[str, tuple[View, ...]]) -> str:
-    """Executor-friendly wrapper: one argument."""
+def predict_member_views_of(job: tuple[str, tuple[View, ...]], public: PublicData | None = None) -> str:
+    """Executor-friendly wrapper: one item argument."""
     out_dir, views = job
-    return predict_member_views(Path(out_dir), views)
+    return predict_member_views(Path(out_dir), views, public=public)

@@ -25,6 +25,7 @@ import torch
 
 from .config import RunConfig
 from .data import PublicData, load_public, pixel_stats
+from .errors import HarnessError
 from .predict import IDENTITY, TTA_VIEWS, View, load_classifier, predict
 from .sources import atomic_write_text
 from .splits import training_rows, validation_folds
@@ -141,6 +142,11 @@ def train_member(spec: MemberSpec, public: PublicData | None = None) -> MemberRe
         rows, labels = read_pseudo_labels(Path(spec.pseudo_labels), len(public.test_images))
         pseudo_images, pseudo_targets = public.test_images[rows].to(device), labels.to(device)
 
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise HarnessError(f"{out_dir}: this member cannot write its outputs here ({e.strerror}); on a multi-node "
+                           f"Ray cluster the run folder (--root) must be on storage every node shares") from e
     trained = train_model(data, cfg, spec.model, spec.rng_seed, out_dir, pseudo_images, pseudo_targets)
     val_views = predict(trained.module, data.val_images, TTA_VIEWS)
     test_plain = predict(trained.module, public.test_images, IDENTITY)

@@ -1,0 +1,132 @@
+"""Executors: in-process and Ray give the same members; failures are reported, not hidden."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from competition import executors
+from competition.cli import main
+from competition.errors import HarnessError
+from competition.executors import InProcess, MemberFailedError, RayExecutor, make_executor
+from competition.fit import fit
+from competition.members import plan_members, train_member
+from competition.prepare import prepare
+
+ray = pytest.importorskip("ray")
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray for this module's tests (2 CPUs), shut down after them."""
+    # the workers import this test module's helper functions by name
+    tests = str(Path(__file__).parent)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")])}})
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def restore_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def _square(x: int, offset: int = 0) -> int:
+    return x * x + offset
+
+
+def _fail_on_three(x: int) -> int:
+    if x == 3:
+        raise ValueError("three is not allowed")
+    return x
+
+
+def test_in_process_maps_in_order_with_shared_inputs_and_reports_each_result():
+    seen = []
+    assert InProcess().map(_square, [1, 2, 3], on_result=lambda i, r: seen.append((i, r)), offset=1) == [2, 5, 10]
+    assert seen == [(1, 2), (2, 5), (3, 10)]
+
+
+def test_ray_maps_in_order_and_puts_shared_inputs_once(local_ray):
+    seen = []
+    executor = RayExecutor(workers=2)
+    assert executor.map(_square, list(range(6)), on_result=lambda i, r: seen.append(i), offset=10) == \
+        [10, 11, 14, 19, 26, 35]
+    assert sorted(seen) == list(range(6)) and "2 at once" in executor.name
+
+
+def test_a_member_that_raises_stops_the_map_with_its_error_and_traceback(local_ray):
+    with pytest.raises(MemberFailedError, match=r"(?s)3 failed on its Ray worker.*three is not allowed"):
+        RayExecutor(workers=2).map(_fail_on_three, [1, 2, 3, 4])
+
+
+def test_without_ray_the_workers_flag_names_the_install_command(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)          # import ray -> ImportError
+    with pytest.raises(HarnessError, match=r'pip install -e "\.\[ray\]"'):
+        make_executor(workers=2)
+    assert isinstance(make_executor(), InProcess)
+
+
+@pytest.mark.slow
+def test_local_ray_and_in_process_give_the_same_members_and_submission(local_ray, tmp_path, tiny_config,
+                                                                         restore_threads):
+    paths = prepare("digits", tmp_path / "data", log=lambda s: None)
+    cfg = tiny_config.replace(threads=1, epochs=2)
+    here = fit(cfg, paths.public, tmp_path / "in-process", InProcess(), log=lambda s: None)
+    there = fit(cfg, paths.public, tmp_path / "ray", RayExecutor(workers=2), log=lambda s: None)
+    assert len(here.rounds) == len(there.rounds) and here.chosen == there.chosen
+    for a, b in zip(here.rounds, there.rounds):
+        assert torch.equal(a.member_test_logits, b.member_test_logits)
+        assert torch.equal(a.oof_logits.nan_to_num(), b.oof_logits.nan_to_num())
+    assert (here.predictions == there.predictions).all()
+
+
+@pytest.mark.slow
+def test_a_failing_member_leaves_the_finished_ones_on_disk_for_resume(local_ray, tmp_path, tiny_config):
+    paths = prepare("digits", tmp_path / "data", log=lambda s: None)
+    good, bad = plan_members(tiny_config.replace(epochs=1, threads=1), 0, paths.public, tmp_path / "run")
+    bad = type(bad)(**{**bad.__dict__, "pseudo_labels": str(tmp_path / "missing.csv")})
+    with pytest.raises(MemberFailedError, match="missing.csv"):
+        RayExecutor(workers=1).map(train_member, [good, bad])
+    assert (Path(good.out_dir) / "result.json").is_file() and not (Path(bad.out_dir) / "result.json").exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_cluster_flag_joins_a_ray_started_separately(tmp_path):
+    port = _free_port()
+    env = {**os.environ, "RAY_ADDRESS": ""}
+    subprocess.run(["ray", "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
+                    "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats"],
+                   check=True, capture_output=True, env=env, timeout=120)
+    try:
+        out = subprocess.run([sys.executable, "-m", "competition", "--root", str(tmp_path / "ws"), "run",
+                              "--competition", "digits", "--epochs", "1", "--folds", "2", "--pseudo-rounds", "0",
+                              "--cluster", f"127.0.0.1:{port}"], cwd=REPO, capture_output=True, text=True,
+                             env=env, timeout=300)
+    finally:
+        subprocess.run(["ray", "stop", "--force"], capture_output=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"ray (cluster 127.0.0.1:{port}" in out.stdout and "out-of-fold accuracy" in out.stdout
+    assert (tmp_path / "ws" / "submission.csv").is_file()
+
+
+def test_a_bad_executor_setting_is_a_one_line_error(workspace, capsys):
+    assert main(["--root", str(workspace.root), "run", "--competition", "digits", "--workers", "0"]) == 1
+    assert "--workers 0: give at least 1" in capsys.readouterr().err
+    assert executors.RAY_INSTALL == 'pip install -e ".[ray]"'
