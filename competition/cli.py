@@ -17,7 +17,7 @@ from .errors import ConfigError, DataSourceError, HarnessError, RunStateError
 from .executors import make_executor
 from .grading import format_score, score_submission
 from .members import MemberSpec, train_member
-from .prepare import SplitOptions, prepare, prepare_kaggle_folder
+from .prepare import SplitOptions, competition_lock, kaggle_folder_name, prepare, prepare_kaggle_folder
 from .report import write_report
 from .run import Workspace, ensure_prepared, run
 
@@ -48,12 +48,14 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     workspace = _workspace(args)
-    if args.data:
-        prepare_kaggle_folder(Path(args.data), workspace.data, _split_options(args))
-    elif args.name:
-        prepare(args.name, workspace.data, _split_options(args), allow_download=not args.offline)
-    else:
+    if not (args.data or args.name):
         raise ConfigError("prepare needs a competition NAME or --data DIR")
+    name = kaggle_folder_name(Path(args.data)) if args.data else get_competition(args.name).name
+    with competition_lock(workspace.competition(name).root):
+        if args.data:
+            prepare_kaggle_folder(Path(args.data), workspace.data, _split_options(args))
+        else:
+            prepare(args.name, workspace.data, _split_options(args), allow_download=not args.offline)
     return 0
 
 

@@ -172,6 +172,10 @@ class DeviceBatches:
         self.main_per_batch = batch_size - self.extra_per_batch
         self.shuffle, self.seed, self.epoch = shuffle, seed, 0
 
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next epoch's order that of epoch `epoch` (a resumed fit starts mid-way)."""
+        self.epoch = epoch
+
     def __len__(self) -> int:
         return math.ceil(len(self.images) / self.main_per_batch)
 

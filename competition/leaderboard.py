@@ -103,11 +103,15 @@ def read(path: Path) -> list[Entry]:
 
 
 def add_entry(path: Path, entry: Entry) -> int:
-    """Add a row under the lock and return its rank within its competition."""
+    """Add a row under the lock and return its rank within its competition. A run's row (a link
+    to its report) replaces an earlier row of the same run, so a resumed run that publishes
+    again is not counted twice; rows of `score` (file names) always add."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with locked(path):
-        entries = read(path) + [entry]
+        entries = [e for e in read(path) if not (entry.run.startswith("[") and e.run == entry.run
+                                                 and e.competition == entry.competition)]
+        entries.append(entry)
         atomic_write_text(path, render(entries))
     return ranked([e for e in entries if e.competition == entry.competition]).index(entry) + 1
 

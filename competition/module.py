@@ -25,7 +25,7 @@ class Classifier(L.LightningModule):
     def __init__(self, *, model: str, num_classes: int, image_size: int, mean: float, std: float,
                  lr: float, weight_decay: float, label_smoothing: float, schedule: str, epochs: int,
                  steps_per_epoch: int, augmentation: dict[str, Any] | None = None,
-                 model_kwargs: dict[str, Any] | None = None, channels_last: bool = True) -> None:
+                 model_kwargs: dict[str, Any] | None = None, channels_last: bool = True, seed: int = 0) -> None:
         super().__init__()
         self.save_hyperparameters()
         net = create_model(model, num_classes=num_classes, image_size=image_size, **(model_kwargs or {}))
@@ -55,6 +55,11 @@ class Classifier(L.LightningModule):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 images (B, 1, H, W) -> logits (B, K), without augmentation."""
         return self.net(self.preprocess(images, train=False))
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # augmentation and dropout draw from the global generator: seeding it from (seed, step)
+        # makes every step's randomness the same whether or not the fit was resumed before it
+        torch.manual_seed(self.hparams.seed * 1_000_003 + self.global_step)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, labels = batch

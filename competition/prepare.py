@@ -10,14 +10,16 @@ prepare never leaves a half-written competition.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import re
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -71,6 +73,19 @@ class SplitOptions:
         if not (0 < self.test_fraction < 1 and 0 < self.public_fraction < 1):
             raise ConfigError(f"test_fraction ({self.test_fraction}) and public_fraction ({self.public_fraction}) "
                               "must lie strictly between 0 and 1")
+
+
+@contextmanager
+def competition_lock(root: Path) -> Iterator[None]:
+    """One prepare of a competition at a time, across processes (released if the holder dies)."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".prepare.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def prepare(name: str, data_dir: Path, options: SplitOptions = SplitOptions(),
@@ -162,6 +177,8 @@ def write_competition(paths: CompetitionPaths, name: str, classes: tuple[str, ..
     }
 
     paths.root.mkdir(parents=True, exist_ok=True)
+    for stale in paths.root.glob(".prepare-*"):      # left by a prepare that was killed
+        shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(dir=paths.root, prefix=".prepare-"))
     try:
         public, private = staging / "public", staging / "private"
@@ -174,7 +191,11 @@ def write_competition(paths: CompetitionPaths, name: str, classes: tuple[str, ..
         if test_labels is not None:
             solution = pd.DataFrame({"ImageId": image_ids, "Label": test_labels, "Usage": usage})
             atomic_write_text(private / "solution.csv", solution.to_csv(index=False, lineterminator="\n"))
-        for part in ("public", "private"):
+        # Unmark the old copy first (no competition.json: not prepared), then swap in the answers,
+        # then the public files with their competition.json: a kill at any point leaves either
+        # the old competition, or none (prepared again next time), never new files with old answers.
+        paths.metadata.unlink(missing_ok=True)
+        for part in ("private", "public"):
             old = paths.root / part
             if old.exists():
                 shutil.rmtree(old)

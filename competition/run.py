@@ -23,7 +23,8 @@ from .data import load_metadata
 from .errors import RunStateError
 from .executors import Executor
 from .fit import FitResult, fit
-from .prepare import CompetitionPaths, SplitOptions, kaggle_folder_name, prepare, prepare_kaggle_folder
+from .prepare import (CompetitionPaths, SplitOptions, competition_lock, kaggle_folder_name, prepare,
+                      prepare_kaggle_folder)
 from .publish import Published, publish
 from .sources import atomic_write_text
 
@@ -54,15 +55,18 @@ def ensure_prepared(workspace: Workspace, competition: str, kaggle_dir: Path | N
     """The prepared competition, (re)preparing it if it is missing or was split with other options."""
     name = kaggle_folder_name(kaggle_dir) if kaggle_dir is not None else competition
     paths = workspace.competition(name)
-    if paths.is_prepared():
-        metadata = load_metadata(paths.public)
-        if all(metadata.get(k) == v for k, v in asdict(options).items()):
-            return paths
-        log(f"{paths.root} was prepared with other split options; preparing it again")
-    if kaggle_dir is not None:
-        return prepare_kaggle_folder(kaggle_dir, workspace.data, options, log)
-    get_competition(name)
-    return prepare(name, workspace.data, options, log=log)
+    if kaggle_dir is None:
+        get_competition(name)
+    # under the lock, so two runs starting together prepare it once and the second reuses it
+    with competition_lock(paths.root):
+        if paths.is_prepared():
+            metadata = load_metadata(paths.public)
+            if all(metadata.get(k) == v for k, v in asdict(options).items()):
+                return paths
+            log(f"{paths.root} was prepared with other split options; preparing it again")
+        if kaggle_dir is not None:
+            return prepare_kaggle_folder(kaggle_dir, workspace.data, options, log)
+        return prepare(name, workspace.data, options, log=log)
 
 
 @dataclass
@@ -134,7 +138,12 @@ def run(cfg: RunConfig, workspace: Workspace, kaggle_dir: Path | None = None, re
     stage_s = {"prepare": time.perf_counter() - start}
     log(f"run {run_dir.name} -> {run_dir}")
     fit_start = time.perf_counter()
-    fitted = fit(cfg, paths.public, run_dir, executor, log)
+    try:
+        fitted = fit(cfg, paths.public, run_dir, executor, log)
+    except (KeyboardInterrupt, SystemExit):     # Lightning turns Ctrl+C into a clean SystemExit(1)
+        log(f"interrupted: finished members and the last finished epoch are saved; continue with\n"
+            f"  python -m competition run --resume {run_dir.name}")
+        raise
     stage_s["fit"] = time.perf_counter() - fit_start
     published = publish(fitted, paths, workspace.root, workspace.leaderboard, time.perf_counter() - start,
                         stage_s, resumed=bool(resume), log=log)

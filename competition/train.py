@@ -62,11 +62,20 @@ def precision_for(cfg: RunConfig, device: torch.device) -> str:
 
 
 class EpochHistory(L.Callback):
-    """Per-epoch training loss, validation loss and accuracy, learning rate and elapsed time."""
+    """Per-epoch training loss, validation loss and accuracy, learning rate and elapsed time.
+    Its rows travel in the checkpoint, so a resumed fit keeps the epochs run before the stop."""
 
     def __init__(self) -> None:
         self.rows: list[dict[str, float]] = []
         self.start = time.perf_counter()
+
+    def state_dict(self) -> dict:
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.rows = list(state_dict["rows"])
+        # elapsed time goes on from where the stopped fit left it
+        self.start = time.perf_counter() - (self.rows[-1]["elapsed_s"] if self.rows else 0.0)
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         metrics = trainer.callback_metrics
@@ -80,10 +89,36 @@ class EpochHistory(L.Callback):
         })
 
 
+class EpochOrder(L.Callback):
+    """Tells the batch iterator which epoch is starting, so each epoch's order is a function of
+    (seed, epoch number) and a fit resumed from last.ckpt sees the same batches as one never stopped."""
+
+    def __init__(self, batches: DeviceBatches) -> None:
+        self.batches = batches
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.batches.set_epoch(trainer.current_epoch)
+
+
 def ema_decay(half_life_epochs: float, steps_per_epoch: int) -> float:
     """Per-step EMA decay whose weights halve after `half_life_epochs` epochs, so the same
     setting means the same averaging window on 4,000 images and on 60,000."""
     return 0.5 ** (1.0 / max(1.0, half_life_epochs * steps_per_epoch))
+
+
+def resumable_checkpoint(path: Path) -> Path | None:
+    """last.ckpt if a stopped fit left a readable one; a truncated file (killed while saving) is
+    removed, and the member starts again from its first epoch."""
+    if not path.is_file():
+        return None
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+        if "state_dict" in saved and "loops" in saved:
+            return path
+    except Exception:   # any unreadable file is treated alike: not trusted
+        pass
+    path.unlink()
+    return None
 
 
 def train_model(data: TrainingData, cfg: RunConfig, model: str, seed: int, out_dir: Path,
@@ -101,11 +136,13 @@ def train_model(data: TrainingData, cfg: RunConfig, model: str, seed: int, out_d
                                   extra_share=cfg.pseudo_share)
     val_batches = DeviceBatches(data.val_images, data.val_labels, 1024, shuffle=False)
     module = Classifier.from_config(cfg, model=model, num_classes=data.num_classes, image_size=data.image_size,
-                                    mean=data.mean, std=data.std, steps_per_epoch=len(train_batches))
+                                    mean=data.mean, std=data.std, steps_per_epoch=len(train_batches), seed=seed)
     history = EpochHistory()
+    # best.ckpt: the best validation epoch; last.ckpt: every finished epoch, to resume a stopped fit
     checkpoint = ModelCheckpoint(dirpath=out_dir, filename="best", monitor="val_acc", mode="max",
-                                 save_top_k=1, enable_version_counter=False)
-    callbacks: list[L.Callback] = [checkpoint, EarlyStopping("val_acc", mode="max", patience=cfg.patience), history]
+                                 save_top_k=1, save_last=True, enable_version_counter=False)
+    callbacks: list[L.Callback] = [checkpoint, EarlyStopping("val_acc", mode="max", patience=cfg.patience), history,
+                                   EpochOrder(train_batches)]
     if cfg.averaging == "ema":
         # validation, the checkpoint and so prediction all see the averaged weights
         callbacks.append(EMAWeightAveraging(decay=ema_decay(cfg.ema_half_life, len(train_batches))))
@@ -114,7 +151,7 @@ def train_model(data: TrainingData, cfg: RunConfig, model: str, seed: int, out_d
         precision=precision_for(cfg, device), max_epochs=cfg.epochs, callbacks=callbacks,
         logger=False, enable_model_summary=False, num_sanity_val_steps=0,
         enable_progress_bar=sys.stderr.isatty(), default_root_dir=out_dir)
-    trainer.fit(module, train_batches, val_batches)
+    trainer.fit(module, train_batches, val_batches, ckpt_path=resumable_checkpoint(out_dir / "last.ckpt"))
 
     best = torch.load(checkpoint.best_model_path, map_location=device, weights_only=False)
     module.load_state_dict(best["state_dict"])

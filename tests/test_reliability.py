@@ -1,0 +1,123 @@
+"""Killed anywhere, resumed to the same result; stopped cleanly by Ctrl+C; prepare is all or nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from competition.leaderboard import read
+
+REPO = Path(__file__).resolve().parents[1]
+RUN = ["run", "--competition", "digits", "--epochs", "6", "--folds", "2", "--pseudo-rounds", "1",
+       "--batch-size", "64"]
+
+
+def _start(root: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "competition", "--root", str(root), *args], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(root: Path, *args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "competition", "--root", str(root), *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+def _kill_when(process: subprocess.Popen, root: Path, pattern: str, timeout: float = 300) -> bool:
+    """SIGKILL the run as soon as a file matching `pattern` appears under root; False if it ended first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        if next(root.glob(pattern), None) is not None:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+            return True
+        time.sleep(0.002)
+    process.wait()
+    return False
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> bytes:
+    """The submission of an uninterrupted run with the same settings."""
+    root = tmp_path_factory.mktemp("uninterrupted")
+    _finish(root, *RUN)
+    return (root / "submission.csv").read_bytes()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where, pattern", [
+    ("mid-member", "submissions/*/round0/fold0-seed0-fastnet/last.ckpt"),
+    ("between rounds", "submissions/*/round1/pseudo_labels.csv"),
+    ("mid-member of a pseudo round", "submissions/*/round1/fold1-seed0-fastnet/last.ckpt"),
+    ("while writing the report", "submissions/*/report/*.png"),
+])
+def test_a_run_killed_anywhere_resumes_to_a_byte_identical_submission(tmp_path, reference, where, pattern):
+    process = _start(tmp_path, *RUN)
+    assert _kill_when(process, tmp_path, pattern), f"the run ended before {where}"
+    [run_dir] = list((tmp_path / "submissions").iterdir())
+    assert not (run_dir / "submission.csv").exists() or where == "while writing the report"
+    out = _finish(tmp_path, "run", "--resume", run_dir.name)
+    assert ("loaded from an earlier run" in out) == (where != "mid-member")
+    assert (tmp_path / "submission.csv").read_bytes() == reference
+    assert (run_dir / "submission.csv").read_bytes() == reference
+    assert len(read(tmp_path / "leaderboard.md")) == 1           # publishing again replaced the row
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_with_the_resume_command_and_the_run_resumes(tmp_path, reference):
+    process = _start(tmp_path, *RUN)
+    deadline = time.monotonic() + 300
+    while next(tmp_path.glob("submissions/*/round0/fold1-seed0-fastnet/last.ckpt"), None) is None:
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.002)
+    process.send_signal(signal.SIGINT)
+    out, _ = process.communicate(timeout=120)
+    assert process.returncode == 1
+    [run_dir] = list((tmp_path / "submissions").iterdir())
+    assert f"python -m competition run --resume {run_dir.name}" in out
+    _finish(tmp_path, "run", "--resume", run_dir.name)
+    assert (tmp_path / "submission.csv").read_bytes() == reference
+
+
+@pytest.mark.slow
+def test_prepare_killed_midway_leaves_no_half_written_competition(tmp_path):
+    process = _start(tmp_path, "prepare", "mnist-5k")
+    killed = _kill_when(process, tmp_path, "data/mnist-5k/.prepare-*/public/*")
+    public = tmp_path / "data" / "mnist-5k" / "public"
+    if killed:      # either nothing was moved into place yet, or all of it was
+        assert not public.exists() or {p.name for p in public.iterdir()} >= {"train.csv", "test.csv",
+                                                                              "competition.json"}
+    _finish(tmp_path, "prepare", "mnist-5k")
+    assert (public / "competition.json").is_file()
+    assert not list((tmp_path / "data" / "mnist-5k").glob(".prepare-*"))
+
+
+@pytest.mark.slow
+def test_two_runs_at_once_in_one_workspace_both_finish_with_both_rows(tmp_path):
+    first = _start(tmp_path, *RUN)
+    second = _start(tmp_path, *RUN, "--seeds", "2")                  # another config, same competition
+    for process in (first, second):
+        out, _ = process.communicate(timeout=600)
+        assert process.returncode == 0, out[-3000:]
+    assert len(list((tmp_path / "submissions").iterdir())) == 2
+    assert len(read(tmp_path / "leaderboard.md")) == 2
+
+
+@pytest.mark.slow
+def test_two_prepares_at_once_leave_one_good_copy(tmp_path):
+    processes = [_start(tmp_path, "prepare", "digits") for _ in range(2)]
+    for process in processes:
+        out, _ = process.communicate(timeout=300)
+        assert process.returncode == 0, out
+    competition = tmp_path / "data" / "digits"
+    assert sorted(p.name for p in (competition / "public").iterdir()) == \
+        ["competition.json", "sample_submission.csv", "test.csv", "train.csv"]
+    assert not list(competition.glob(".prepare-*"))
+    _finish(tmp_path, "score", str(competition / "public" / "sample_submission.csv"), "--competition", "digits")
