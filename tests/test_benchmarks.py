@@ -7,7 +7,8 @@ import tempfile
 
 import pytest
 
-from benchmarks import accuracy_per_second, efficiency, end_to_end, inference, throughput, time_to_accuracy
+from benchmarks import (accuracy_levers, accuracy_per_second, efficiency, end_to_end, inference, scaling,
+                        throughput, time_to_accuracy)
 
 pytestmark = pytest.mark.slow
 
@@ -73,3 +74,23 @@ def test_levers_measure_each_variant(tmp_path):
                                           "3 seeds one after another (plain loop)",
                                           "3 seeds in one vmap pass (plain loop)"}
     assert all(0 < r["min_img_s"] <= r["train_img_s"] <= r["max_img_s"] for r in rows)
+
+
+def test_accuracy_levers_read_oof_only_and_report_each_lever(tmp_path):
+    rows = accuracy_levers.main(["--competition", "digits", "--repeats", "2", "--epochs", "1", "--pseudo-rounds", "1",
+                                 "--levers", "base", "ema", "--out", str(tmp_path)])
+    names = [r["lever"] for r in rows]
+    assert names[:2] == ["base, round 0, no TTA", "base, round 0, TTA"] and names[-1] == "ema (round 0)"
+    assert all(r["repeats"] == 2 and r["oof_min"] <= r["oof_mean"] <= r["oof_max"] and r["labelled"] == 1437
+               for r in rows)
+    data = _result(tmp_path, "accuracy_levers_digits")
+    assert "public" not in json.dumps(data) and "private" not in json.dumps(data)
+
+
+def test_scaling_times_in_process_and_ray_workers(tmp_path):
+    pytest.importorskip("ray")
+    rows = scaling.main(["--competition", "digits", "--members", "2", "--epochs", "1", "--workers", "1",
+                         "--out", str(tmp_path)])
+    assert [r["executor"].split(" ")[0] for r in rows] == ["in-process", "ray"]
+    assert rows[0]["vs_in_process"] == 1.0 and all(r["members_per_min"] > 0 for r in rows)
+    _result(tmp_path, "scaling")
