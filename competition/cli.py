@@ -19,6 +19,8 @@ from .grading import format_score, score_submission
 from .members import MemberSpec, train_member
 from .prepare import SplitOptions, competition_lock, kaggle_folder_name, prepare, prepare_kaggle_folder
 from .report import write_report
+from .rules import (Rules, check_daily_limit, format_private_leaderboard, private_leaderboard, read_rules,
+                    record_scored, select_final, write_rules)
 from .run import Workspace, ensure_prepared, run
 
 
@@ -51,11 +53,20 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     if not (args.data or args.name):
         raise ConfigError("prepare needs a competition NAME or --data DIR")
     name = kaggle_folder_name(Path(args.data)) if args.data else get_competition(args.name).name
-    with competition_lock(workspace.competition(name).root):
+    root = workspace.competition(name).root
+    with competition_lock(root):
         if args.data:
             prepare_kaggle_folder(Path(args.data), workspace.data, _split_options(args))
         else:
             prepare(args.name, workspace.data, _split_options(args), allow_download=not args.offline)
+        if args.daily_limit is not None or args.sealed:
+            old = read_rules(root)
+            rules = Rules(args.daily_limit if args.daily_limit is not None else old.daily_limit,
+                          args.sealed or old.sealed, old.selected)
+            write_rules(root, rules)
+            print(f"rules for {name}: " + ", ".join(
+                ([f"at most {rules.daily_limit} scored submissions a UTC day"] if rules.daily_limit else [])
+                + (["private scores sealed until `select`"] if rules.sealed else [])))
     return 0
 
 
@@ -96,11 +107,31 @@ def cmd_score(args: argparse.Namespace) -> int:
     print(f"{args.submission} on {metadata['name']}:")
     print(format_score(score, classes))
     if not args.no_leaderboard:
-        entry = leaderboard.Entry(metadata["name"], score.public.value, score.private.value, None,
+        rules = read_rules(paths.root)
+        check_daily_limit(paths.root, metadata["name"], rules)
+        record_scored(paths.root, args.run_id or Path(args.submission).name, score.public.value, score.private.value)
+        entry = leaderboard.Entry(metadata["name"], score.public.value,
+                                  None if rules.hides_private else score.private.value, None,
                                   args.run_id or Path(args.submission).name, args.model or "-", "-", "-", "-",
                                   datetime.now(timezone.utc).strftime("%Y-%m-%d"))
         rank = leaderboard.add_entry(workspace.leaderboard, entry)
         print(f"leaderboard: rank {rank} for {metadata['name']} in {workspace.leaderboard}")
+    return 0
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    """Pick the final submissions of a competition; reveals a sealed competition's private leaderboard."""
+    workspace = _workspace(args)
+    paths = workspace.competition(get_competition(args.name).name if args.name in COMPETITIONS else args.name)
+    if not paths.is_prepared():
+        raise DataSourceError(f"{paths.root}: no prepared competition {args.name!r}")
+    select_final(paths.root, args.name, args.run_ids)
+    rows = private_leaderboard(paths.root)
+    leaderboard.reveal(workspace.leaderboard, load_metadata(paths.public)["name"],
+                       {r["run"]: r["private"] for r in rows})
+    print(f"final submissions of {args.name}: {', '.join(args.run_ids)}")
+    print(format_private_leaderboard(args.name, rows))
+    print(f"leaderboard: private scores revealed in {workspace.leaderboard}")
     return 0
 
 
@@ -154,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", help=f"one of: {', '.join(COMPETITIONS)}")
     p.add_argument("--data", help="a Kaggle-form folder (train.csv, test.csv, optional solution.csv)")
     p.add_argument("--offline", action="store_true", help="never download; fail if the files are not here")
+    p.add_argument("--daily-limit", type=int, metavar="N", help="at most N scored submissions a UTC day (Kaggle: 5)")
+    p.add_argument("--sealed", action="store_true",
+                   help="keep private scores out of every output until `select` picks final submissions")
     split_flags(p)
     p.set_defaults(func=cmd_prepare)
 
@@ -196,6 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
     split_flags(p)
     p.set_defaults(func=cmd_score)
 
+    p = sub.add_parser("select", help="pick at most 2 final submissions; reveals a sealed private leaderboard")
+    p.add_argument("name", metavar="NAME", help="the competition")
+    p.add_argument("run_ids", metavar="RUN_ID", nargs="+", help="scored runs (or scored file names) to pick")
+    p.set_defaults(func=cmd_select)
+
     p = sub.add_parser("report", help="write submissions/RUN_ID/report.html: data, curves, scores, mistakes")
     p.add_argument("run_id", metavar="RUN_ID")
     p.set_defaults(func=cmd_report)
@@ -211,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except HarnessError as e:          # a user's fault: one line; anything else is a bug and keeps its traceback
-        print(f"error: {e}", file=sys.stderr)
+        print("error: " + " ".join(str(e).split()), file=sys.stderr)
         return 1
 
 

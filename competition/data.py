@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -58,9 +59,12 @@ def _cached_csv(csv_path: Path, with_labels: bool) -> tuple[np.ndarray, np.ndarr
     stat = csv_path.stat()
     stamp = np.array([stat.st_size, stat.st_mtime_ns], dtype=np.int64)
     if cache.is_file():
-        with np.load(cache) as saved:
-            if np.array_equal(saved["stamp"], stamp):
-                return saved["images"], saved["labels"]
+        try:
+            with np.load(cache) as saved:
+                if np.array_equal(saved["stamp"], stamp):
+                    return saved["images"], saved["labels"]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            pass    # a truncated or corrupt cache is not trusted: parse the CSV again and rewrite it
     images, labels = read_pixel_csv(csv_path, with_labels)
     labels = np.zeros(0, np.int64) if labels is None else labels
     tmp = cache.with_suffix(".tmp.npz")

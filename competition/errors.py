@@ -24,3 +24,11 @@ class InvalidSubmissionError(HarnessError, ValueError):
 
 class RunStateError(HarnessError):
     """A run folder that cannot be resumed or reported (missing, or made from other data)."""
+
+
+class WriteError(HarnessError):
+    """A file that could not be written (full disk, read-only folder); the previous one is kept."""
+
+
+class SubmissionLimitError(HarnessError):
+    """A competition's rules refuse this submission (daily limit, final selection)."""

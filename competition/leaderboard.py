@@ -10,7 +10,7 @@ from __future__ import annotations
 import fcntl
 import re
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -31,7 +31,7 @@ OLD_COLUMNS = 9         # files written before the CV column: no CV cell
 class Entry:
     competition: str
     public: float
-    private: float
+    private: float | None   # None while the competition is sealed
     cv: float | None    # out-of-fold (or holdout) accuracy; None for a submission scored alone
     run: str            # run id, or a Markdown link to the run's report
     model: str
@@ -42,7 +42,8 @@ class Entry:
 
     def cells(self, rank: int) -> list[str]:
         cv = "-" if self.cv is None else f"{self.cv:.4f}"
-        return [str(rank), f"{self.public:.4f}", f"{self.private:.4f}", cv, self.run, self.model, self.members,
+        private = "sealed" if self.private is None else f"{self.private:.4f}"
+        return [str(rank), f"{self.public:.4f}", private, cv, self.run, self.model, self.members,
                 self.pseudo_rounds, self.wall_time, self.date]
 
 
@@ -67,7 +68,8 @@ def parse(text: str) -> list[Entry]:
         if len(cells) == OLD_COLUMNS:
             cells.insert(3, "-")
         cv = None if cells[3] == "-" else float(cells[3])
-        entries.append(Entry(competition, float(cells[1]), float(cells[2]), cv, *cells[4:]))
+        private = None if cells[2] == "sealed" else float(cells[2])
+        entries.append(Entry(competition, float(cells[1]), private, cv, *cells[4:]))
     return entries
 
 
@@ -114,6 +116,19 @@ def add_entry(path: Path, entry: Entry) -> int:
         entries.append(entry)
         atomic_write_text(path, render(entries))
     return ranked([e for e in entries if e.competition == entry.competition]).index(entry) + 1
+
+
+def reveal(path: Path, competition: str, private_by_run: dict[str, float]) -> None:
+    """Fill in the sealed private scores of one competition's rows (matched by run id)."""
+    path = Path(path)
+    with locked(path):
+        entries = []
+        for e in read(path):
+            match = [score for run, score in private_by_run.items() if run in e.run]
+            if e.competition == competition and e.private is None and match:
+                e = replace(e, private=match[0])
+            entries.append(e)
+        atomic_write_text(path, render(entries))
 
 
 def show(path: Path, competition: str | None = None) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from .errors import DataSourceError
 from .module import Classifier
 
 
@@ -65,7 +66,11 @@ def predict(module: Classifier, images: torch.Tensor, views: tuple[View, ...] = 
 
 def load_classifier(checkpoint: Path, device: torch.device) -> Classifier:
     """A Classifier rebuilt from a checkpoint's saved keyword arguments and weights."""
-    saved = torch.load(checkpoint, map_location=device, weights_only=False)
-    module = Classifier(**saved["hyper_parameters"])
-    module.load_state_dict(saved["state_dict"])
+    try:
+        saved = torch.load(checkpoint, map_location=device, weights_only=False)
+        module = Classifier(**saved["hyper_parameters"])
+        module.load_state_dict(saved["state_dict"])
+    except (OSError, RuntimeError, EOFError, KeyError, TypeError, ValueError) as e:
+        raise DataSourceError(f"{checkpoint}: not a readable checkpoint ({type(e).__name__}: {e}); "
+                              f"delete the member's folder to train it again") from e
     return module.to(device).eval()

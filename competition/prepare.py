@@ -26,7 +26,7 @@ import pandas as pd
 
 from .competitions import RawData, get_competition
 from .data import load_metadata
-from .errors import ConfigError, DataSourceError
+from .errors import ConfigError, DataSourceError, WriteError
 from .sources import atomic_write_text, read_pixel_csv, write_pixel_csv
 from .splits import public_private_usage, stratified_split
 
@@ -79,8 +79,12 @@ class SplitOptions:
 def competition_lock(root: Path) -> Iterator[None]:
     """One prepare of a competition at a time, across processes (released if the holder dies)."""
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".prepare.lock", "a") as lock:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        lock = open(root / ".prepare.lock", "a")
+    except OSError as e:
+        raise WriteError(f"{root}: cannot make the competition folder here ({e.strerror})") from e
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield

@@ -17,12 +17,15 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .competitions import COMPETITIONS, get_competition
 from .data import load_metadata
+from .errors import SubmissionLimitError
 from .fit import FitResult
 from .grading import Score, read_solution, score_labels, validate_submission
 from .leaderboard import Entry, add_entry, format_duration
 from .prepare import CompetitionPaths
 from .report import write_report
+from .rules import check_daily_limit, read_rules, record_scored
 from .sources import atomic_write_text
 
 
@@ -63,13 +66,15 @@ def members_text(fit: FitResult) -> str:
         (f" x {len(cfg.models)} models" if len(cfg.models) > 1 else "")
 
 
-def summary_table(fit: FitResult, scores: dict[str, Score], wall_s: float) -> str:
+def summary_table(fit: FitResult, scores: dict[str, Score], wall_s: float, sealed: bool = False) -> str:
     """One row per member, round ensemble and the submission: validation, public, private, time."""
     rows = [("stage", "val / OOF", "public", "private", "time")]
 
     def scored(name: str) -> tuple[str, str]:
         score = scores.get(name)
-        return (f"{score.public.value:.4f}", f"{score.private.value:.4f}") if score else ("-", "-")
+        if not score:
+            return "-", "-"
+        return f"{score.public.value:.4f}", "sealed" if sealed else f"{score.private.value:.4f}"
 
     for rnd in fit.rounds:
         for m in rnd.members:
@@ -84,11 +89,14 @@ def summary_table(fit: FitResult, scores: dict[str, Score], wall_s: float) -> st
                                enumerate(zip(row, widths))) for row in rows)
 
 
-def metrics(fit: FitResult, published: Published, wall_s: float, stage_s: dict[str, float]) -> dict:
-    """Everything measured, as metrics.json: what the report and later tools read."""
+def metrics(fit: FitResult, published: Published, wall_s: float, stage_s: dict[str, float],
+            sealed: bool = False) -> dict:
+    """Everything measured, as metrics.json: what the report and later tools read. A sealed
+    competition's private scores (and pseudo-label precision, which reads private rows) are left out."""
     def score_dict(s: Score) -> dict:
-        return {"public": s.public.value, "public_ci": [s.public.low, s.public.high],
-                "private": s.private.value, "private_ci": [s.private.low, s.private.high]}
+        private = {"private": None, "private_ci": [None, None]} if sealed else \
+            {"private": s.private.value, "private_ci": [s.private.low, s.private.high]}
+        return {"public": s.public.value, "public_ci": [s.public.low, s.public.high], **private}
 
     final = fit.final
     return {
@@ -102,10 +110,21 @@ def metrics(fit: FitResult, published: Published, wall_s: float, stage_s: dict[s
                     "tta": r.tta,
                     "weights": r.weights, "train_s": r.train_s, "ensemble_s": r.ensemble_s,
                     "pseudo_labels": None if r.pseudo is None else len(r.pseudo.indices),
-                    "pseudo_precision": published.pseudo_precision.get(r.round),
+                    "pseudo_precision": None if sealed else published.pseudo_precision.get(r.round),
                     "members": [m.summary() for m in r.members]} for r in fit.rounds],
         "scores": {name: score_dict(s) for name, s in published.scores.items()},
     }
+
+
+def implausible(name: str, score: Score, sealed: bool = False) -> list[str]:
+    """Warnings for scores above the best honest result on record for this competition."""
+    record = get_competition(name).record if name in COMPETITIONS else None
+    if record is None:
+        return []
+    parts = [("public", score.public)] + ([] if sealed else [("private", score.private)])
+    return [f"WARNING: {part} accuracy {acc.value:.4f} is above {record:.4f}, the best honest result on record "
+            f"for {name}: this suggests leaked labels (answers or test images in training)"
+            for part, acc in parts if acc.value > record]
 
 
 def publish(fit: FitResult, paths: CompetitionPaths, workspace_root: Path, leaderboard: Path,
@@ -121,31 +140,47 @@ def publish(fit: FitResult, paths: CompetitionPaths, workspace_root: Path, leade
     tmp = run_dir / "test_logits.pt.tmp"
     torch.save({f"round{r.round}": r.test_logits for r in fit.rounds} | {"submission": fit.final.test_logits}, tmp)
     tmp.replace(run_dir / "test_logits.pt")
+    name, rules = load_metadata(paths.public)["name"], read_rules(paths.root)
+    sealed = rules.hides_private
+    limit = None
     if paths.has_answers():
+        try:
+            check_daily_limit(paths.root, name, rules)
+        except SubmissionLimitError as e:
+            limit = str(e)
+    if paths.has_answers() and limit is None:
         published.scores, published.pseudo_precision = grade_fit(fit, paths)
         final = published.scores["submission"]
+        record_scored(paths.root, run_dir.name, final.public.value, final.private.value)
         report_link = f"[{run_dir.name}]({(run_dir / 'report.html').relative_to(workspace_root).as_posix()})"
         published.rank = add_entry(leaderboard, Entry(
-            load_metadata(paths.public)["name"], final.public.value, final.private.value, fit.final.oof.value,
+            name, final.public.value, None if sealed else final.private.value, fit.final.oof.value,
             report_link, "+".join(cfg.models), members_text(fit), str(len(fit.rounds) - 1),
             format_duration(wall_s) + (" (resumed)" if resumed else ""),
             datetime.now(timezone.utc).strftime("%Y-%m-%d")))
-    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics(fit, published, wall_s, stage_s), indent=2) + "\n")
+    atomic_write_text(run_dir / "metrics.json",
+                      json.dumps(metrics(fit, published, wall_s, stage_s, sealed), indent=2) + "\n")
     published.report = write_report(run_dir, paths)
 
     log("")
-    log(summary_table(fit, published.scores, wall_s))
+    log(summary_table(fit, published.scores, wall_s, sealed))
     oof = fit.final.oof
     log(f"out-of-fold accuracy ({fit.cv_kind}, round {fit.chosen}): {oof}")
-    for round_number, precision in published.pseudo_precision.items():
+    for round_number, precision in ({} if sealed else published.pseudo_precision).items():
         used = len(fit.rounds[round_number].pseudo.indices)
         log(f"pseudo-labels of round {round_number}: {used:,} used, precision {precision:.4f} "
             f"against the answers (measured after training; never used by it)")
     log(f"submission: {published.submission} (copy in {run_dir})")
-    if published.rank is not None:
+    if limit is not None:
+        log(limit)
+    elif published.rank is not None:
         final = published.scores["submission"]
-        log(f"public {final.public}\nprivate {final.private}\nleaderboard: rank {published.rank} for "
-            f"{paths.root.name} in {leaderboard}")
+        log(f"public {final.public}")
+        log("private sealed: shown after `python -m competition select` picks the final submissions" if sealed
+            else f"private {final.private}")
+        log(f"leaderboard: rank {published.rank} for {paths.root.name} in {leaderboard}")
+        for warning in implausible(name, final, sealed):
+            log(warning)
     else:
         log(f"no answers for {paths.root.name} ({paths.solution} is absent): the submission cannot be scored")
     log(f"report: {published.report}")

@@ -24,6 +24,8 @@ import torch  # noqa: E402
 from .data import load_public  # noqa: E402
 from .grading import accuracy_of, clopper_pearson, read_solution, score_labels  # noqa: E402
 from .prepare import CompetitionPaths, load_metadata  # noqa: E402
+from .errors import RunStateError  # noqa: E402
+from .rules import read_rules  # noqa: E402
 from .sources import atomic_write_text  # noqa: E402
 
 DPI = 100
@@ -268,6 +270,10 @@ def write_report(run_dir: Path, paths: CompetitionPaths) -> Path:
     out = run_dir / "report"
     config, metrics, logits = _run_inputs(run_dir)
     metadata = load_metadata(paths.public)
+    if metrics.get("fingerprint") and metrics["fingerprint"] != metadata.get("fingerprint"):
+        raise RunStateError(f"{paths.root} was prepared again with another split since run {run_dir.name}: "
+                            f"its logits no longer match these test images, so no report is written")
+    sealed = read_rules(paths.root).hides_private
     public = load_public(paths.public)
     classes = public.classes
     test_images = public.test_images[:, 0].numpy()
@@ -279,7 +285,12 @@ def write_report(run_dir: Path, paths: CompetitionPaths) -> Path:
     sections.append(("Training", [curve_figure(run_dir, out)], score_table(metrics)))
 
     final_logits = logits["submission"]
-    if paths.has_answers():
+    if paths.has_answers() and sealed:
+        sections.append(("Submission", [], "<p>This competition is sealed: the confusion matrix, mistakes and "
+                                           "pseudo-label precision read private rows, so they appear once "
+                                           "<code>python -m competition select</code> has picked the final "
+                                           "submissions (then run <code>report</code> again).</p>"))
+    elif paths.has_answers():
         solution = read_solution(paths.solution)
         predicted = final_logits.argmax(1).numpy()
         score = score_labels(predicted, solution, len(classes))

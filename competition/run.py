@@ -26,6 +26,7 @@ from .fit import FitResult, fit
 from .prepare import (CompetitionPaths, SplitOptions, competition_lock, kaggle_folder_name, prepare,
                       prepare_kaggle_folder)
 from .publish import Published, publish
+from .rules import check_daily_limit, read_rules
 from .sources import atomic_write_text
 
 
@@ -131,6 +132,8 @@ def run(cfg: RunConfig, workspace: Workspace, kaggle_dir: Path | None = None, re
         run_dir, cfg, paths = open_resumed_run(workspace, resume)
     else:
         paths = ensure_prepared(workspace, cfg.competition, kaggle_dir, split, log)
+        # refuse before training, not after: the day's limit may already be used up
+        check_daily_limit(paths.root, paths.root.name, read_rules(paths.root))
         cfg = cfg.replace(competition=paths.root.name)
         run_dir = new_run_dir(workspace, cfg)
         atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import http.client
 import os
 import shutil
 import tarfile
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import DataSourceError
+from .errors import DataSourceError, WriteError
 
 
 # ---------------------------------------------------------------- IDX (MNIST family)
@@ -104,8 +105,8 @@ def download(remote: RemoteFile, dest_dir: Path, timeout: float = 60.0) -> Path:
             verify(tmp, remote)
             os.replace(tmp, dest)
             return dest
-        except (urllib.error.URLError, OSError, DataSourceError) as e:
-            failures.append(f"{url}: {e}")
+        except (urllib.error.URLError, http.client.HTTPException, OSError, DataSourceError) as e:
+            failures.append(f"{url}: {e!r}" if isinstance(e, http.client.HTTPException) else f"{url}: {e}")
         finally:
             tmp.unlink(missing_ok=True)
     raise DataSourceError(f"could not download {remote.name}:\n  " + "\n  ".join(failures))
@@ -252,15 +253,23 @@ def write_pixel_csv(path: Path, images: np.ndarray, labels: np.ndarray | None) -
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write text to a temporary file beside `path`, then rename it into place."""
+    """Write text to a temporary file beside `path`, then rename it into place. A full disk or a
+    folder that cannot be written leaves any previous file untouched and says which file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise WriteError(f"{path}: cannot write here ({e.strerror})") from e
     try:
         os.chmod(tmp, 0o644)    # mkstemp's 0600 would make results unreadable to other users
         with os.fdopen(fd, "w", newline="") as f:
             f.write(text)
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        kept = "the previous file is unchanged" if path.exists() else "nothing was written"
+        raise WriteError(f"{path}: cannot write ({e.strerror}); {kept}") from e
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

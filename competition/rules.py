@@ -1,0 +1,114 @@
+"""Kaggle's submission rules, opt-in per competition: a daily limit and a sealed private score.
+
+`prepare NAME --daily-limit N --sealed` writes data/NAME/rules.json (beside public/ and
+private/). The grader keeps a ledger of every scored submission, data/NAME/scored.jsonl, with
+its UTC time and both scores, so the rules can be checked and the private leaderboard revealed
+later from it. While a competition is sealed no output shows a private score; `select NAME
+RUN-ID [RUN-ID]` picks at most two final submissions and reveals the private leaderboard.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from .errors import SubmissionLimitError
+from .sources import atomic_write_text
+
+MAX_SELECTED = 2        # Kaggle's final-submission count
+
+
+@dataclass(frozen=True)
+class Rules:
+    daily_limit: int | None = None          # scored submissions per UTC day; None: no limit
+    sealed: bool = False                    # private scores hidden until final submissions are picked
+    selected: tuple[str, ...] = field(default=())   # the picked run ids; non-empty reveals
+
+    @property
+    def hides_private(self) -> bool:
+        return self.sealed and not self.selected
+
+
+def read_rules(root: Path) -> Rules:
+    path = Path(root) / "rules.json"
+    if not path.is_file():
+        return Rules()
+    values = json.loads(path.read_text())
+    return Rules(values.get("daily_limit"), values.get("sealed", False), tuple(values.get("selected", ())))
+
+
+def write_rules(root: Path, rules: Rules) -> None:
+    atomic_write_text(Path(root) / "rules.json", json.dumps(asdict(rules), indent=2) + "\n")
+
+
+def read_ledger(root: Path) -> list[dict]:
+    path = Path(root) / "scored.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+def record_scored(root: Path, run: str, public: float, private: float, now: datetime | None = None) -> None:
+    """Append one scored submission to the ledger (rewritten atomically, so never half a line)."""
+    now = now or datetime.now(timezone.utc)
+    rows = read_ledger(root) + [{"time": now.isoformat(), "run": run, "public": public, "private": private}]
+    atomic_write_text(Path(root) / "scored.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def check_daily_limit(root: Path, name: str, rules: Rules, now: datetime | None = None) -> None:
+    """Refuse a submission past the day's limit, naming when the next one is possible."""
+    if rules.daily_limit is None:
+        return
+    now = now or datetime.now(timezone.utc)
+    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    today = [r for r in read_ledger(root) if datetime.fromisoformat(r["time"]) >= day_start]
+    if len(today) >= rules.daily_limit:
+        reopens = day_start + timedelta(days=1)
+        wait = reopens - now
+        hours, minutes = divmod(int(wait.total_seconds()) // 60, 60)
+        raise SubmissionLimitError(
+            f"{name}: the daily limit of {rules.daily_limit} scored submission(s) is used up "
+            f"({len(today)} today, UTC); the next is possible at {reopens:%Y-%m-%d %H:%M} UTC, "
+            f"in {hours}h {minutes:02d}m. Nothing was scored or added to the leaderboard.")
+
+
+def select_final(root: Path, name: str, run_ids: list[str]) -> Rules:
+    """Pick the final submissions (at most two, each a scored run) and so reveal the private scores."""
+    rules = read_rules(root)
+    if not 1 <= len(run_ids) <= MAX_SELECTED:
+        raise SubmissionLimitError(f"{name}: pick 1 or {MAX_SELECTED} final submissions, not {len(run_ids)}")
+    scored = {r["run"] for r in read_ledger(root)}
+    unknown = [r for r in run_ids if r not in scored]
+    if unknown:
+        raise SubmissionLimitError(f"{name}: {', '.join(unknown)} is not a scored submission of this competition; "
+                                   f"scored: {', '.join(sorted(scored)) or 'none'}")
+    if rules.selected:
+        raise SubmissionLimitError(f"{name}: final submissions were already picked: {', '.join(rules.selected)}")
+    rules = Rules(rules.daily_limit, rules.sealed, tuple(run_ids))
+    write_rules(root, rules)
+    return rules
+
+
+def private_leaderboard(root: Path) -> list[dict]:
+    """Every scored submission ranked by private score, with its public rank and the shake-up
+    (how many places it moved: positive is up). Final picks are marked."""
+    rules = read_rules(root)
+    rows = read_ledger(root)
+    public_rank = {id(r): i for i, r in enumerate(sorted(rows, key=lambda r: -r["public"]), start=1)}
+    ranked = sorted(rows, key=lambda r: -r["private"])
+    return [{"rank": i, "private": r["private"], "public": r["public"], "public_rank": public_rank[id(r)],
+             "shake_up": public_rank[id(r)] - i, "run": r["run"], "final": r["run"] in rules.selected}
+            for i, r in enumerate(ranked, start=1)]
+
+
+def format_private_leaderboard(name: str, rows: list[dict]) -> str:
+    lines = [f"private leaderboard of {name} (ranked by private score; shake-up: places moved from the public rank)",
+             f"{'rank':>4}  {'private':>7}  {'public':>7}  {'public rank':>11}  {'shake-up':>8}  run"]
+    for r in rows:
+        move = f"{r['shake_up']:+d}" if r["shake_up"] else "0"
+        lines.append(f"{r['rank']:>4}  {r['private']:.4f}  {r['public']:.4f}  {r['public_rank']:>11}  {move:>8}  "
+                     f"{r['run']}{'  <- final' if r['final'] else ''}")
+    best = max((r for r in rows if r["final"]), key=lambda r: r["private"], default=None)
+    if best is not None:
+        lines.append(f"final score: {best['private']:.4f} private ({best['run']}, the better of the final picks)")
+    return "\n".join(lines)

@@ -1,0 +1,89 @@
+"""Kaggle's rules, opt-in: the daily limit, a sealed private score revealed by `select`; implausible scores."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from competition.cli import main
+from competition.errors import SubmissionLimitError
+from competition.grading import accuracy_of
+from competition.leaderboard import read
+from competition.publish import implausible
+from competition.rules import Rules, check_daily_limit, record_scored
+
+
+def _cli(workspace, *args):
+    return main(["--root", str(workspace.root), *args])
+
+
+def _submission(workspace, tmp_path, name, right_share):
+    """A digits submission that is right on the first `right_share` of the rows."""
+    solution = pd.read_csv(workspace.competition("digits").solution)
+    labels = solution["Label"].to_numpy().copy()
+    wrong = np.arange(len(labels)) >= int(right_share * len(labels))
+    labels[wrong] = (labels[wrong] + 1) % 10
+    path = tmp_path / name
+    pd.DataFrame({"ImageId": solution["ImageId"], "Label": labels}).to_csv(path, index=False)
+    return path
+
+
+def test_the_daily_limit_refuses_the_next_submission_with_when_it_reopens(workspace, tmp_path, capsys):
+    assert _cli(workspace, "prepare", "digits", "--daily-limit", "2") == 0
+    assert "at most 2 scored submissions a UTC day" in capsys.readouterr().out
+    for i in range(2):
+        assert _cli(workspace, "score", str(_submission(workspace, tmp_path, f"s{i}.csv", 0.5)),
+                    "--competition", "digits") == 0
+    capsys.readouterr()
+    assert _cli(workspace, "score", str(_submission(workspace, tmp_path, "s2.csv", 0.9)),
+                "--competition", "digits") == 1
+    err = capsys.readouterr().err
+    assert "daily limit of 2 scored submission(s) is used up" in err and "00:00 UTC" in err
+    assert len(read(workspace.leaderboard)) == 2                  # nothing was added
+
+
+def test_the_limit_counts_only_the_current_utc_day(tmp_path):
+    rules = Rules(daily_limit=1)
+    record_scored(tmp_path, "yesterday", 0.5, 0.5, datetime(2026, 11, 22, 23, 59, tzinfo=timezone.utc))
+    check_daily_limit(tmp_path, "x", rules, datetime(2026, 11, 23, 0, 1, tzinfo=timezone.utc))
+    record_scored(tmp_path, "today", 0.5, 0.5, datetime(2026, 11, 23, 0, 2, tzinfo=timezone.utc))
+    with pytest.raises(SubmissionLimitError, match=r"next is possible at 2026-11-24 00:00 UTC, in 23h 57m"):
+        check_daily_limit(tmp_path, "x", rules, datetime(2026, 11, 23, 0, 3, tzinfo=timezone.utc))
+
+
+def test_a_sealed_competition_from_first_submission_to_the_private_reveal(workspace, tmp_path, capsys):
+    assert _cli(workspace, "prepare", "digits", "--sealed") == 0
+    files = {"a.csv": 0.95, "b.csv": 0.80, "c.csv": 0.60}
+    for name, share in files.items():
+        assert _cli(workspace, "score", str(_submission(workspace, tmp_path, name, share)), "--competition",
+                    "digits") == 0
+    board = workspace.leaderboard.read_text()
+    assert "sealed" in board and all(e.private is None for e in read(workspace.leaderboard))
+    capsys.readouterr()
+
+    assert _cli(workspace, "select", "digits", "a.csv", "b.csv", "c.csv") == 1
+    assert "pick 1 or 2 final submissions, not 3" in capsys.readouterr().err
+    assert _cli(workspace, "select", "digits", "nosuch.csv") == 1
+    assert "nosuch.csv is not a scored submission" in capsys.readouterr().err
+
+    assert _cli(workspace, "select", "digits", "b.csv", "c.csv") == 0
+    out = capsys.readouterr().out
+    assert "private leaderboard of digits" in out and "<- final" in out and "shake-up" in out
+    assert "final score:" in out and "(b.csv, the better of the final picks)" in out
+    revealed = read(workspace.leaderboard)
+    assert all(e.private is not None for e in revealed) and "sealed" not in workspace.leaderboard.read_text()
+    assert _cli(workspace, "select", "digits", "a.csv") == 1
+    assert "already picked" in capsys.readouterr().err
+
+
+def test_a_score_above_the_best_on_record_is_flagged_as_leakage():
+    class Score:
+        public = accuracy_of(np.ones(1000, bool))
+        private = accuracy_of(np.r_[np.ones(990, bool), np.zeros(10, bool)])
+    [warning] = implausible("mnist-5k", Score)
+    assert "public accuracy 1.0000 is above 0.9980" in warning and "leaked labels" in warning
+    assert implausible("mnist-5k", Score, sealed=True) == [warning]
+    assert implausible("digits", Score) == []                    # no record for digits
