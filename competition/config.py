@@ -46,7 +46,7 @@ class RunConfig:
     competition: str = "mnist-5k"
     models: tuple[str, ...] = ("fastnet",)  # registry names; several make a mixed ensemble
     seeds: int = 1                      # members per (fold, model)
-    folds: int = 4                      # stratified K-fold; 1 = a single holdout of val_fraction
+    folds: int = 4                      # stratified K-fold (every labelled image validated once); 1 = one holdout
     val_fraction: float = 0.1           # the holdout's share when folds == 1
     split_seed: int = 0                 # the folds are shared by every member
     # optimisation
@@ -57,13 +57,13 @@ class RunConfig:
     label_smoothing: float = 0.1
     schedule: Schedule = "onecycle"
     patience: int = 6                   # epochs without a better val accuracy before stopping
-    averaging: Averaging = "none"       # "ema": validate, checkpoint and predict with EMA weights
+    averaging: Averaging = "none"       # "ema": validate, checkpoint and predict with EMA weights (+0.06 pp OOF: noise)
     ema_half_life: float = 0.5          # epochs after which an old weight counts half
     augment: Augmentation = field(default_factory=Augmentation)
     # prediction, ensemble and pseudo-labels: every choice reads out-of-fold logits only
-    tta: TestTimeAugmentation = "auto"  # deterministic shifted views, averaged
+    tta: TestTimeAugmentation = "off"   # shifted views, averaged; "off": +0.00 pp OOF on mnist-5k (accuracy_levers)
     ensemble: EnsembleMethod = "logits"
-    pseudo_rounds: int = 2              # most rounds; a round that lowers OOF accuracy ends them
+    pseudo_rounds: int = 1              # most rounds (a round that lowers OOF ends them); a 2nd added nothing on OOF
     pseudo_threshold: float = 0.95      # share of the label-smoothing cap the confidence must reach
     pseudo_share: float = 0.25          # share of every training batch drawn from pseudo-labels
     # machine
