@@ -26,7 +26,7 @@ from .data import PublicData, load_metadata, load_public
 from .ensemble import ensemble, greedy_weights
 from .executors import Executor, InProcess, check_shared_storage
 from .grading import Accuracy, accuracy_of
-from .members import (MemberResult, MemberSpec, member_logits, plan_members, predict_member_views,
+from .members import (MemberResult, MemberSpec, load_logits, member_logits, plan_members, predict_member_views,
                       train_member)
 from .predict import IDENTITY, TTA_VIEWS, View
 from .pseudo_label import PseudoLabels, select_pseudo_labels
@@ -96,8 +96,9 @@ def grouped_oof(members: list[MemberResult], views: tuple[View, ...], num_rows: 
     total = torch.zeros(len(models), num_rows, num_classes)
     count = torch.zeros(len(models), num_rows, 1)
     for m in members:
-        saved = within_model(member_logits(Path(m.out_dir), "val", views), method).mean(0)
-        rows = torch.load(Path(m.out_dir) / "logits.pt", weights_only=True)["val_index"]
+        cached = load_logits(Path(m.out_dir))
+        saved = within_model(torch.stack([cached["views"]["val"][v.name] for v in views]), method).mean(0)
+        rows = cached["val_index"]
         g = models.index(m.model)
         total[g, rows] += saved
         count[g, rows] += 1
