@@ -9,7 +9,9 @@ prediction is made, to grade; nothing read from them goes back into training.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import subprocess
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -97,10 +99,32 @@ def new_run_dir(workspace: Workspace, cfg: RunConfig) -> Path:
     raise RunStateError(f"{workspace.submissions}: could not make a new run folder for {base}")
 
 
+PACKAGE = Path(__file__).resolve().parent
+
+
+def code_fingerprint() -> str:
+    """A short hash of the package's source: a resumed run's new members must come from the same code."""
+    digest = hashlib.sha256()
+    for source in sorted(PACKAGE.glob("*.py")):
+        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def git_commit() -> str | None:
+    """The commit the code was checked out at, when it is a git checkout (recorded, for the reader)."""
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PACKAGE, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if done.returncode != 0:
+        return None
+    return done.stdout.strip() or None
+
+
 def run_record(paths: CompetitionPaths) -> dict:
     """What a run must match to be resumed: the split its members trained on and the code."""
     return {"fingerprint": load_metadata(paths.public).get("fingerprint"), "version": __version__,
-            "competition_dir": str(paths.root)}
+            "code": code_fingerprint(), "git_commit": git_commit(), "competition_dir": str(paths.root)}
 
 
 def open_resumed_run(workspace: Workspace, run_id: str) -> tuple[Path, RunConfig, CompetitionPaths]:
@@ -117,9 +141,11 @@ def open_resumed_run(workspace: Workspace, run_id: str) -> tuple[Path, RunConfig
     if now["fingerprint"] != record["fingerprint"]:
         raise RunStateError(f"{paths.root} was prepared again with another split since run {run_id!r} started "
                             f"(fingerprint {now['fingerprint']} != {record['fingerprint']}); start a new run instead")
-    if now["version"] != record["version"]:
-        raise RunStateError(f"run {run_id!r} was made by competition {record['version']}, this is {now['version']}: "
-                            f"its finished members may not match new ones; start a new run instead")
+    if (now["version"], now["code"]) != (record["version"], record.get("code")):
+        raise RunStateError(f"run {run_id!r} was made by other code (competition {record['version']}, source "
+                            f"{record.get('code')}, commit {record.get('git_commit')}; now {now['version']}, "
+                            f"{now['code']}, {now['git_commit']}): its finished members may not match new ones; "
+                            f"start a new run instead")
     return run_dir, cfg, paths
 
 

@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
+from competition import competitions
 from competition.config import RunConfig
 from competition.run import Workspace
 
@@ -64,6 +66,20 @@ def write_kaggle_folder(folder: Path, n_train: int = 80, n_test: int = 30, side:
         pd.DataFrame({"ImageId": np.arange(1, n_test + 1), "Label": test_y}).to_csv(folder / "solution.csv",
                                                                                    index=False)
     return folder
+
+
+def write_png_folders(root: Path, per_class: int = 3, corrupt: int = 1, wrong_size: int = 1) -> np.ndarray:
+    """notMNIST's form: one folder of 28x28 PNGs per letter, plus unreadable and wrong-sized files."""
+    images, _ = make_images(per_class * 10, seed=5)
+    for k, letter in enumerate(competitions.LETTERS):
+        (root / letter).mkdir(parents=True)
+        for j in range(per_class):
+            Image.fromarray(images[k * per_class + j]).save(root / letter / f"{j}.png")
+    for j in range(corrupt):
+        (root / "A" / f"corrupt{j}.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    for j in range(wrong_size):
+        Image.fromarray(np.zeros((10, 10), np.uint8)).save(root / "B" / f"small{j}.png")
+    return images
 
 
 @pytest.fixture

@@ -87,3 +87,21 @@ def test_a_score_above_the_best_on_record_is_flagged_as_leakage():
     assert "public accuracy 1.0000 is above 0.9980" in warning and "leaked labels" in warning
     assert implausible("mnist-5k", Score, sealed=True) == [warning]
     assert implausible("digits", Score) == []                    # no record for digits
+
+
+@pytest.mark.slow
+def test_a_sealed_run_keeps_the_private_score_out_of_summary_metrics_leaderboard_and_report(workspace, capsys):
+    import json
+    assert _cli(workspace, "prepare", "digits", "--sealed") == 0
+    assert _cli(workspace, "run", "--competition", "digits", "--epochs", "1", "--folds", "2",
+                "--pseudo-rounds", "0") == 0
+    out = capsys.readouterr().out
+    assert "private sealed" in out and "\nprivate 0." not in out
+    run_dir = next(workspace.submissions.iterdir())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert all(s["private"] is None for s in metrics["scores"].values())
+    assert "This competition is sealed" in (run_dir / "report.html").read_text()
+    [entry] = read(workspace.leaderboard)
+    assert entry.private is None
+    assert _cli(workspace, "select", "digits", run_dir.name) == 0
+    assert read(workspace.leaderboard)[0].private is not None

@@ -19,7 +19,7 @@ from competition.grading import score_submission
 from competition.leaderboard import read
 from competition.members import MemberSpec, load_logits, plan_members, train_member
 from competition.prepare import prepare
-from competition.run import Workspace, new_run_dir, open_resumed_run, run
+from competition.run import Workspace, new_run_dir, open_resumed_run, run, run_record
 
 from conftest import write_kaggle_folder
 
@@ -94,7 +94,7 @@ def test_resume_loads_finished_members_and_trains_only_the_rest(workspace, tiny_
         return real_train_model(*args, **kwargs)
 
     monkeypatch.setattr(members_module, "train_model", interrupted)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="simulated interruption"):
         run(tiny_config, workspace, log=lambda s: None)
     run_id = next(workspace.submissions.iterdir()).name
     finished = sorted(p.parent.relative_to(workspace.submissions / run_id).as_posix()
@@ -110,14 +110,19 @@ def test_resume_loads_finished_members_and_trains_only_the_rest(workspace, tiny_
     assert len(result.fit.rounds) == 2 and (workspace.root / "submission.csv").is_file()
 
 
-def test_resume_refuses_a_run_whose_competition_was_prepared_again(workspace, tiny_config):
+def test_resume_refuses_a_run_whose_split_or_code_changed_since(workspace, tiny_config):
     paths = prepare("digits", workspace.data, log=lambda s: None)
     run_dir = new_run_dir(workspace, tiny_config)
     (run_dir / "config.json").write_text(json.dumps(tiny_config.to_dict()))
-    (run_dir / "run.json").write_text(json.dumps({"fingerprint": "0123456789abcdef", "version": "0.2.0",
-                                                  "competition_dir": str(paths.root)}))
+    record = run_record(paths)
+    (run_dir / "run.json").write_text(json.dumps({**record, "fingerprint": "0123456789abcdef"}))
     with pytest.raises(RunStateError, match="prepared again with another split"):
         open_resumed_run(workspace, run_dir.name)
+    (run_dir / "run.json").write_text(json.dumps({**record, "code": "fedcba9876543210"}))
+    with pytest.raises(RunStateError, match="was made by other code .*source fedcba9876543210"):
+        open_resumed_run(workspace, run_dir.name)
+    (run_dir / "run.json").write_text(json.dumps(record))
+    assert open_resumed_run(workspace, run_dir.name)[0] == run_dir
     with pytest.raises(RunStateError, match="no run 'nosuch' to resume"):
         open_resumed_run(workspace, "nosuch")
 

@@ -17,7 +17,7 @@ from competition.competitions import curate
 from competition.sources import (DataSourceError, RemoteFile, download, read_idx, read_idx_pair,
                                  read_pixel_csv, read_png_folders, write_pixel_csv)
 
-from conftest import idx_bytes, make_images, write_idx_set
+from conftest import idx_bytes, make_images, write_idx_set, write_png_folders
 
 
 def test_idx_round_trip_gzipped_and_plain(tmp_path):
@@ -45,21 +45,8 @@ def test_idx_with_bad_magic_or_broken_gzip_is_rejected(tmp_path):
         read_idx(tmp_path / "broken.gz")
 
 
-def _write_png_folders(root, per_class=3, corrupt=1, wrong_size=1):
-    images, _ = make_images(per_class * 10, seed=5)
-    for k, letter in enumerate(competitions.LETTERS):
-        (root / letter).mkdir(parents=True)
-        for j in range(per_class):
-            Image.fromarray(images[k * per_class + j]).save(root / letter / f"{j}.png")
-    for j in range(corrupt):
-        (root / "A" / f"corrupt{j}.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
-    for j in range(wrong_size):
-        Image.fromarray(np.zeros((10, 10), np.uint8)).save(root / "B" / f"small{j}.png")
-    return images
-
-
 def test_png_folders_skip_and_count_unreadable_images(tmp_path):
-    _write_png_folders(tmp_path / "set")
+    write_png_folders(tmp_path / "set")
     images, labels, report = read_png_folders(tmp_path / "set", competitions.LETTERS)
     assert images.shape == (30, 28, 28) and np.bincount(labels).tolist() == [3] * 10
     assert sorted(report.unreadable) == ["A/corrupt0.png", "B/small0.png"]
@@ -141,7 +128,7 @@ def test_mnist_offline_without_files_says_where_to_put_them(tmp_path):
 def test_notmnist_tarball_is_downloaded_extracted_curated_and_prepared(http_server, tmp_path, monkeypatch):
     from competition.prepare import prepare
     served, url = http_server
-    _write_png_folders(tmp_path / "build" / "notMNIST_small", per_class=6)
+    write_png_folders(tmp_path / "build" / "notMNIST_small", per_class=6)
     # an exact duplicate inside the set, to be removed by curation
     (tmp_path / "build" / "notMNIST_small" / "C" / "dup.png").write_bytes(
         (tmp_path / "build" / "notMNIST_small" / "C" / "0.png").read_bytes())

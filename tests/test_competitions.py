@@ -1,0 +1,56 @@
+"""Every competition, end to end on its own data form: 5-fold members and golden sample scores."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from competition import competitions
+from competition.fit import fit
+from competition.grading import score_submission
+from competition.prepare import prepare
+
+from conftest import write_idx_set, write_png_folders
+
+
+def _raw_files(name: str, raw: Path) -> None:
+    """Offline stand-ins in each competition's own raw form (none needed for the bundled ones)."""
+    if name in ("mnist", "fashion-mnist"):
+        write_idx_set(raw, n_train=60, n_test=20)
+    elif name == "notmnist":
+        build = raw.parent / "build" / "notMNIST_small"
+        write_png_folders(build, per_class=8, corrupt=0, wrong_size=0)
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+            tar.add(build, arcname="notMNIST_small")
+        raw.mkdir(parents=True, exist_ok=True)
+        (raw / "notMNIST_small.tar.gz").write_bytes(buffer.getvalue())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(competitions.COMPETITIONS))
+def test_five_fold_members_validate_every_labelled_image_on_every_competition(tmp_path, tiny_config, monkeypatch,
+                                                                              name):
+    if name == "notmnist":      # the tarball stands in for the real one; its size is not the real size
+        monkeypatch.setattr(competitions, "NOTMNIST_SMALL", competitions.RemoteFile(
+            "notMNIST_small.tar.gz", (), size=None))
+    _raw_files(name, tmp_path / "data" / name / "raw")
+    paths = prepare(name, tmp_path / "data", allow_download=False, log=lambda s: None)
+    cfg = tiny_config.replace(competition=name, folds=5, epochs=1, pseudo_rounds=0, batch_size=32)
+    result = fit(cfg, paths.public, tmp_path / "run", log=lambda s: None)
+    train_rows = (paths.public / "train.csv").read_text().count("\n") - 1
+    assert len(result.final.members) == 5 and result.final.oof.total == train_rows
+
+
+# the all-zeros sample submission scores exactly the share of class 0 in each part of the hidden test
+GOLDEN_SAMPLE_SCORES = {"digits": (13 / 108, 23 / 252), "mnist-5k": (27 / 300, 73 / 700)}
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN_SAMPLE_SCORES))
+def test_the_sample_submission_gets_its_golden_score(tmp_path, name):
+    paths = prepare(name, tmp_path / "data", log=lambda s: None)
+    _, score = score_submission(paths.public / "sample_submission.csv", paths.solution, 10)
+    assert (score.public.value, score.private.value) == pytest.approx(GOLDEN_SAMPLE_SCORES[name])
