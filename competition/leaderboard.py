@@ -19,7 +19,7 @@ from .sources import atomic_write_text
 TITLE = "# Leaderboard"
 INTRO = ("Every scored submission, ranked by public accuracy as Kaggle shows it, with the private "
          "accuracy beside it (the private split decides). CV is the run's own out-of-fold accuracy over "
-         "the labelled images (or its holdout's, where Members says 1 fold): the score a user can trust "
+         "the labelled images (or its holdout's, where Members says 1 holdout): the score a user can trust "
          "without the answers. Written by `python -m competition run` and `python -m competition score`; "
          "a run's row links to its report, and its folder's config.json holds everything needed to run it again.")
 COLUMNS = ("Rank", "Public", "Private", "CV", "Run", "Model", "Members", "Pseudo rounds", "Wall time", "Date")
