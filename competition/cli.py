@@ -102,20 +102,26 @@ def cmd_score(args: argparse.Namespace) -> int:
     if not paths.has_answers():
         raise DataSourceError(f"{paths.solution}: no answers for {paths.root.name}, so nothing can be scored")
     metadata = load_metadata(paths.public)
-    classes = tuple(metadata["classes"])
+    classes, name = tuple(metadata["classes"]), metadata["name"]
+    rules = read_rules(paths.root)
+    # the rules are checked before the answers are read: a refused submission learns nothing
+    check_daily_limit(paths.root, name, rules)
     _, score = score_submission(Path(args.submission), paths.solution, len(classes))
-    print(f"{args.submission} on {metadata['name']}:")
-    print(format_score(score, classes))
+    submission_id = args.run_id or Path(args.submission).name
+    if rules.daily_limit is not None or rules.sealed:       # the ledger is what the rules count and reveal from
+        record_scored(paths.root, submission_id, score.public.value, score.private.value)
+    print(f"{args.submission} on {name}:")
+    if rules.hides_private:
+        print(f"public accuracy:  {score.public}\nprivate accuracy: sealed until `python -m competition select "
+              f"{name} ...` picks the final submissions (per-class and confusion figures read private rows too)")
+    else:
+        print(format_score(score, classes))
     if not args.no_leaderboard:
-        rules = read_rules(paths.root)
-        check_daily_limit(paths.root, metadata["name"], rules)
-        record_scored(paths.root, args.run_id or Path(args.submission).name, score.public.value, score.private.value)
-        entry = leaderboard.Entry(metadata["name"], score.public.value,
-                                  None if rules.hides_private else score.private.value, None,
-                                  args.run_id or Path(args.submission).name, args.model or "-", "-", "-", "-",
+        entry = leaderboard.Entry(name, score.public.value, None if rules.hides_private else score.private.value,
+                                  None, submission_id, args.model or "-", "-", "-", "-",
                                   datetime.now(timezone.utc).strftime("%Y-%m-%d"))
         rank = leaderboard.add_entry(workspace.leaderboard, entry)
-        print(f"leaderboard: rank {rank} for {metadata['name']} in {workspace.leaderboard}")
+        print(f"leaderboard: rank {rank} for {name} in {workspace.leaderboard}")
     return 0
 
 

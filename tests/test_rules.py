@@ -40,8 +40,9 @@ def test_the_daily_limit_refuses_the_next_submission_with_when_it_reopens(worksp
     capsys.readouterr()
     assert _cli(workspace, "score", str(_submission(workspace, tmp_path, "s2.csv", 0.9)),
                 "--competition", "digits") == 1
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     assert "daily limit of 2 scored submission(s) is used up" in err and "00:00 UTC" in err
+    assert "accuracy" not in out                                  # refused before anything was scored
     assert len(read(workspace.leaderboard)) == 2                  # nothing was added
 
 
@@ -62,7 +63,9 @@ def test_a_sealed_competition_from_first_submission_to_the_private_reveal(worksp
                     "digits") == 0
     board = workspace.leaderboard.read_text()
     assert "sealed" in board and all(e.private is None for e in read(workspace.leaderboard))
-    capsys.readouterr()
+    out = capsys.readouterr().out
+    assert "private accuracy: sealed until" in out and "confusion matrix" not in out
+    assert "private accuracy: 0." not in out
 
     assert _cli(workspace, "select", "digits", "a.csv", "b.csv", "c.csv") == 1
     assert "pick 1 or 2 final submissions, not 3" in capsys.readouterr().err
