@@ -71,11 +71,15 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    flags = dict(competition=args.competition, models=args.model, seeds=args.seeds, folds=args.folds,
+                 epochs=args.epochs, pseudo_rounds=args.pseudo_rounds, batch_size=args.batch_size, lr=args.lr,
+                 threads=args.threads, tta=args.tta, ensemble=args.ensemble, averaging=args.averaging)
+    given = sorted(name for name, value in flags.items() if value is not None)
+    if args.resume and (given or args.config or args.data):
+        raise ConfigError(f"--resume continues run {args.resume} with its own config.json; drop "
+                          f"{', '.join(given + (['--config'] if args.config else []) + (['--data'] if args.data else []))}")
     # the whole config is checked here, before anything is prepared or a run folder made
-    cfg = build_config(args.config, competition=args.competition, models=args.model, seeds=args.seeds,
-                       folds=args.folds, epochs=args.epochs, pseudo_rounds=args.pseudo_rounds,
-                       batch_size=args.batch_size, lr=args.lr, threads=args.threads, tta=args.tta,
-                       ensemble=args.ensemble, averaging=args.averaging)
+    cfg = build_config(args.config, **flags)
     split = _split_options(args)
     if not args.data and not args.resume:
         get_competition(cfg.competition)
