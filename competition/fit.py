@@ -120,6 +120,17 @@ def combine(group_logits: torch.Tensor, method: str, weights: torch.Tensor | Non
     return group_logits[0] if len(group_logits) == 1 else ensemble(group_logits, method, weights)
 
 
+def tta_pays(plain_logits: torch.Tensor, tta_logits: torch.Tensor, labels: torch.Tensor) -> bool:
+    """TTA only where it wins on OOF by more than chance: of the rows the two disagree on (b right only
+    with TTA, c right only without), b - c must exceed 2 sqrt(b + c), McNemar's test near the 5% level.
+    Views cost test-time work, so a tie or a one-image gain keeps them off."""
+    covered = ~torch.isnan(plain_logits).any(-1)
+    plain_right = plain_logits[covered].argmax(-1) == labels[covered]
+    tta_right = tta_logits[covered].argmax(-1) == labels[covered]
+    b, c = int((tta_right & ~plain_right).sum()), int((plain_right & ~tta_right).sum())
+    return b - c > 2 * (b + c) ** 0.5
+
+
 def oof_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> Accuracy:
     covered = ~torch.isnan(logits).any(-1)
     return accuracy_of((logits[covered].argmax(-1) == labels[covered]).numpy())
@@ -200,13 +211,15 @@ def ensemble_round(cfg: RunConfig, round_number: int, members: list[MemberResult
     if cfg.ensemble == "greedy" and len(models) > 1:
         covered = ~torch.isnan(plain[0]).any(-1)
         weights = greedy_weights(plain[:, covered], labels[covered])
-    oof_plain = oof_accuracy(combine(plain, cfg.ensemble, weights), labels)
-    oof_tta = oof_accuracy(combine(tta_groups, cfg.ensemble, weights), labels)
+    plain_logits, tta_logits = combine(plain, cfg.ensemble, weights), combine(tta_groups, cfg.ensemble, weights)
+    oof_plain, oof_tta = oof_accuracy(plain_logits, labels), oof_accuracy(tta_logits, labels)
     if use_tta is None:     # decided once, in round 0, on OOF logits
-        use_tta = cfg.tta == "on" or (cfg.tta == "auto" and oof_tta.value > oof_plain.value)
+        pays = tta_pays(plain_logits, tta_logits, labels)
+        use_tta = cfg.tta == "on" or (cfg.tta == "auto" and pays)
         log(f"  test-time augmentation {'on' if use_tta else 'off'}: out-of-fold accuracy "
             f"{oof_tta.value:.4f} with {len(TTA_VIEWS)} views, {oof_plain.value:.4f} without "
-            f"({'forced by tta = ' + cfg.tta if cfg.tta != 'auto' else 'chosen on OOF'})")
+            f"({'forced by tta = ' + cfg.tta if cfg.tta != 'auto' else 'chosen on OOF'}; the gain is "
+            f"{'' if pays else 'not '}significant)")
     views = TTA_VIEWS if use_tta else IDENTITY
     if use_tta:
         executor.map(predict_member_views_of, [(m.out_dir, views) for m in members], public=public)

@@ -74,3 +74,17 @@ def test_a_fixed_threshold_above_the_cap_would_select_nothing_but_ours_does():
     assert len(picked.indices) == 3
     unsmoothed = select_pseudo_labels(smoothed, smoothed.unsqueeze(0), threshold=0.95, label_smoothing=0.0)
     assert len(unsmoothed.indices) == 0
+
+
+def test_tta_is_switched_on_only_by_a_significant_out_of_fold_gain():
+    from competition.fit import tta_pays
+    labels = torch.zeros(1000, dtype=torch.long)
+    right, wrong = torch.tensor([2.0, 0.0]), torch.tensor([0.0, 2.0])
+
+    def logits(correct: int) -> torch.Tensor:
+        return torch.stack([right] * correct + [wrong] * (1000 - correct))
+
+    assert not tta_pays(logits(950), logits(951), labels)        # one image: chance
+    assert not tta_pays(logits(950), logits(950), labels)
+    assert tta_pays(logits(900), logits(950), labels)            # 50 more right, none lost
+    assert not tta_pays(logits(950), logits(900), labels)
