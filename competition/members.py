@@ -14,6 +14,7 @@ A member whose result.json exists is loaded, not retrained: that is how `--resum
 
 from __future__ import annotations
 
+import hashlib
 import json
 import zlib
 from dataclasses import asdict, dataclass, field, fields
@@ -25,7 +26,7 @@ import torch
 
 from .config import RunConfig
 from .data import PublicData, load_public, pixel_stats
-from .errors import HarnessError
+from .errors import HarnessError, RunStateError
 from .predict import IDENTITY, TTA_VIEWS, View, load_classifier, predict
 from .sources import atomic_write_text
 from .splits import training_rows, validation_folds
@@ -76,6 +77,7 @@ class MemberResult:
     wall_s: float
     device: str
     out_dir: str
+    pseudo_labels_sha: str | None = None    # of the pseudo-label file it trained on, checked when loaded
     history: list[dict[str, float]] = field(default_factory=list)
     resumed: bool = False               # loaded from an earlier run, not trained now
 
@@ -122,6 +124,10 @@ def fold_data(public: PublicData, cfg: RunConfig, fold: int, device: torch.devic
     return data, val
 
 
+def file_digest(path: str | None) -> str | None:
+    return None if path is None else hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
 def is_finished(out_dir: Path) -> bool:
     return (Path(out_dir) / "result.json").is_file() and (Path(out_dir) / "logits.pt").is_file()
 
@@ -130,7 +136,11 @@ def train_member(spec: MemberSpec, public: PublicData | None = None) -> MemberRe
     """Train one member (or load it, if finished earlier) and write its outputs beside it."""
     out_dir = Path(spec.out_dir)
     if is_finished(out_dir):
-        return load_member_result(out_dir)
+        result = load_member_result(out_dir)
+        if result.pseudo_labels_sha != file_digest(spec.pseudo_labels):
+            raise RunStateError(f"{out_dir}: this member trained on other pseudo-labels than {spec.pseudo_labels} "
+                                f"holds now; its logits would not match this round, so start a new run")
+        return result
     cfg = spec.config
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -156,7 +166,7 @@ def train_member(spec: MemberSpec, public: PublicData | None = None) -> MemberRe
     val_acc = float((val_views[0].argmax(1) == public.train_labels[val_rows]).float().mean())
     result = MemberResult(spec.name, spec.round, spec.fold, spec.seed, spec.model, val_acc, len(val_rows),
                           trained.best_epoch, trained.epochs_run, trained.wall_s, device.type, str(out_dir),
-                          trained.history)
+                          file_digest(spec.pseudo_labels), trained.history)
     atomic_write_text(out_dir / "spec.json", spec.to_json())
     atomic_write_text(out_dir / "result.json", json.dumps(asdict(result), indent=2) + "\n")
     return result

@@ -181,3 +181,16 @@ def test_a_kaggle_folder_without_answers_gets_a_submission_but_no_score(workspac
     assert "cannot be scored" in capsys.readouterr().out
     assert (workspace.root / "submission.csv").read_text().startswith("ImageId,Label\n1,")
     assert not workspace.leaderboard.exists()
+
+
+@pytest.mark.slow
+def test_a_finished_member_whose_pseudo_labels_changed_is_not_reused(tmp_path, tiny_config):
+    paths = prepare("digits", tmp_path / "data", log=lambda s: None)
+    pseudo = tmp_path / "pseudo_labels.csv"
+    pseudo.write_text("ImageId,Label,Confidence\n1,3,0.9\n2,4,0.9\n")
+    [spec, _] = plan_members(tiny_config.replace(epochs=1), 1, paths.public, tmp_path / "run", pseudo)
+    assert train_member(spec).pseudo_labels_sha is not None
+    assert train_member(spec).resumed                       # same file: loaded
+    pseudo.write_text("ImageId,Label,Confidence\n1,5,0.9\n")
+    with pytest.raises(RunStateError, match="trained on other pseudo-labels"):
+        train_member(spec)
