@@ -46,9 +46,8 @@ CASES = [
      lambda tmp: _truncate(_kaggle(tmp) / "train.csv", 0.73), ["prepare", "--data", "{tmp}/kaggle"],
      "train.csv"),
     ("train.csv with a word in a pixel cell",
-     lambda tmp: (_kaggle(tmp) / "train.csv").write_text((tmp / "kaggle" / "train.csv").read_text()
-                                                         .replace("\n1,", "\n1,abc,", 1)),
-     ["prepare", "--data", "{tmp}/kaggle"], "train.csv"),
+     lambda tmp: _word_in_a_cell(_kaggle(tmp) / "train.csv"), ["prepare", "--data", "{tmp}/kaggle"],
+     "train.csv: row 3, column 'pixel0'"),
     ("test.csv missing",
      lambda tmp: (_kaggle(tmp) / "test.csv").unlink(), ["prepare", "--data", "{tmp}/kaggle"], "no test.csv"),
     ("solution.csv with the wrong header",
@@ -82,6 +81,14 @@ CASES = [
     ("report of a run that does not exist",
      lambda tmp: None, ["report", "nosuch"], "no finished run 'nosuch'"),
 ]
+
+
+def _word_in_a_cell(path: Path) -> None:
+    lines = path.read_text().splitlines()
+    cells = lines[2].split(",")
+    cells[1] = "abc"                       # row 3 of the file, column pixel0
+    lines[2] = ",".join(cells)
+    path.write_text("\n".join(lines) + "\n")
 
 
 def _write(path: Path, data: bytes) -> None:
