@@ -56,8 +56,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     base = rows[0]["members_per_min"]
     for row in rows:
         row["vs_in_process"] = row["members_per_min"] / base
-    write_result("scaling", rows, {"command": command("scaling", argv), "epochs": args.epochs,
-                                   "competition": args.competition}, args.out)
+    write_result(f"scaling_{args.competition}_epochs{args.epochs}", rows,
+                 {"command": command("scaling", argv), "epochs": args.epochs, "competition": args.competition},
+                 args.out)
     return rows
 
 

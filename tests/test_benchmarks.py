@@ -93,4 +93,4 @@ def test_scaling_times_in_process_and_ray_workers(tmp_path):
                          "--out", str(tmp_path)])
     assert [r["executor"].split(" ")[0] for r in rows] == ["in-process", "ray"]
     assert rows[0]["vs_in_process"] == 1.0 and all(r["members_per_min"] > 0 for r in rows)
-    _result(tmp_path, "scaling")
+    _result(tmp_path, "scaling_digits_epochs1")
