@@ -75,9 +75,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                  epochs=args.epochs, pseudo_rounds=args.pseudo_rounds, batch_size=args.batch_size, lr=args.lr,
                  threads=args.threads, tta=args.tta, ensemble=args.ensemble, averaging=args.averaging)
     given = sorted(name for name, value in flags.items() if value is not None)
-    if args.resume and (given or args.config or args.data):
-        raise ConfigError(f"--resume continues run {args.resume} with its own config.json; drop "
-                          f"{', '.join(given + (['--config'] if args.config else []) + (['--data'] if args.data else []))}")
+    given += (["--config"] if args.config else []) + (["--data"] if args.data else [])
+    if args.resume and given:
+        raise ConfigError(f"--resume continues run {args.resume} with its own config.json; drop {', '.join(given)}")
     # the whole config is checked here, before anything is prepared or a run folder made
     cfg = build_config(args.config, **flags)
     split = _split_options(args)
@@ -219,8 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--config", type=Path, help="TOML or JSON file of RunConfig fields")
     p.add_argument("--resume", metavar="RUN_ID", help="finish an interrupted run without retraining finished members")
-    p.add_argument("--workers", type=int, help="run up to N members at once on a local Ray (pip install -e \".[ray]\")")
-    p.add_argument("--cluster", metavar="ADDRESS", help="run members on the Ray cluster at ADDRESS (or set RAY_ADDRESS); "
+    p.add_argument("--workers", type=int,
+                   help="run up to N members at once on a local Ray (pip install -e \".[ray]\")")
+    p.add_argument("--cluster", metavar="ADDRESS",
+                   help="run members on the Ray cluster at ADDRESS (or set RAY_ADDRESS); "
                    "the workspace must be on storage every node shares")
     p.add_argument("--gpus-per-member", type=float, help="share of a GPU each member takes on Ray, e.g. 0.25")
     split_flags(p)

@@ -97,8 +97,9 @@ class RayExecutor:
         self.threads = threads or max(1, (os.cpu_count() or 1) // self.workers)
         self.gpus_per_member = gpus_per_member
         self.max_retries = max_retries
-        self.name = f"ray ({'cluster ' + address if address else 'local'}, {self.workers} at once, " \
-                    f"{self.threads} thread(s) each" + (f", {gpus_per_member:g} GPU each" if gpus_per_member else "") + ")"
+        gpus = f", {gpus_per_member:g} GPU each" if gpus_per_member else ""
+        self.name = (f"ray ({'cluster ' + address if address else 'local'}, {self.workers} at once, "
+                     f"{self.threads} thread(s) each{gpus})")
 
     def map(self, fn: Callable[..., Result], items: Iterable[Item], on_result: OnResult | None = None,
             **shared: Any) -> list[Result]:

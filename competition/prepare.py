@@ -25,7 +25,6 @@ import numpy as np
 import pandas as pd
 
 from .competitions import RawData, get_competition
-from .data import load_metadata
 from .errors import ConfigError, DataSourceError, WriteError
 from .sources import atomic_write_text, read_pixel_csv, write_pixel_csv
 from .splits import public_private_usage, stratified_split

@@ -21,9 +21,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from .data import load_public  # noqa: E402
+from .data import load_metadata, load_public  # noqa: E402
 from .grading import accuracy_of, clopper_pearson, read_solution, score_labels  # noqa: E402
-from .prepare import CompetitionPaths, load_metadata  # noqa: E402
+from .prepare import CompetitionPaths  # noqa: E402
 from .errors import RunStateError  # noqa: E402
 from .rules import read_rules  # noqa: E402
 from .sources import atomic_write_text  # noqa: E402
@@ -236,8 +236,9 @@ def score_table(metrics: dict) -> str:
              "<th>wall time</th></tr>"]
     for rnd in metrics["rounds"]:
         for member in rnd["members"]:
-            lines.append(f"<tr><td>{html.escape(member['name'])}</td><td>{val_cell(member['val_acc'], member['val_size'])}"
-                         f"</td>{scored(member['name'])}<td>{member['wall_s']:.1f}s</td></tr>")
+            val = val_cell(member["val_acc"], member["val_size"])
+            lines.append(f"<tr><td>{html.escape(member['name'])}</td><td>{val}</td>{scored(member['name'])}"
+                         f"<td>{member['wall_s']:.1f}s</td></tr>")
         name = f"round {rnd['round']} ensemble"
         extra = "" if rnd["pseudo_labels"] is None else f" (+{rnd['pseudo_labels']:,} pseudo-labels)"
         tta = ", TTA" if rnd["tta"] else ""

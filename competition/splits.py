@@ -42,7 +42,7 @@ def validation_folds(labels: np.ndarray, folds: int, val_fraction: float, seed: 
     smallest = np.bincount(labels).min(initial=len(labels))
     if smallest < folds:
         raise ConfigError(f"{folds} folds need at least {folds} training images of every class; "
-                         f"the rarest class has {smallest}")
+                         f"the rarest has {smallest}")
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     return [np.sort(val) for _, val in splitter.split(np.zeros(len(labels)), labels)]
 

@@ -139,7 +139,8 @@ def test_two_runs_started_in_the_same_second_get_two_folders(workspace):
     (["--epochs", "0"], "epochs = 0 (>= 1)"),
     (["--competition", "imagenet"], "unknown competition 'imagenet'"),
     (["--folds", "50"], "folds = 50 (1..20)"),
-    (["--resume", "some-run", "--epochs", "3"], "--resume continues run some-run with its own config.json; drop epochs"),
+    (["--resume", "some-run", "--epochs", "3"],
+     "--resume continues run some-run with its own config.json; drop epochs"),
 ])
 def test_a_bad_setting_fails_in_one_line_before_anything_is_prepared(workspace, capsys, argv, message):
     assert main(["--root", str(workspace.root), "run", *argv]) == 1

@@ -10,7 +10,6 @@ import tarfile
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from competition import competitions
 from competition.competitions import curate

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from competition.errors import ConfigError
 from competition.splits import training_rows, validation_folds
 
 
@@ -34,5 +35,5 @@ def test_folds_depend_on_the_seed_only():
 
 def test_more_folds_than_the_rarest_class_has_images_is_a_clear_error():
     labels = np.array([0] * 10 + [1] * 2)
-    with pytest.raises(ValueError, match="3 folds need at least 3 training images of every class; the rarest class has 2"):
+    with pytest.raises(ConfigError, match="3 folds need at least 3 training images of every class; the rarest has 2"):
         validation_folds(labels, 3, 0.1, seed=0)
