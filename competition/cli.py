@@ -201,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     split_flags(p)
     p.set_defaults(func=cmd_prepare)
 
-    p = sub.add_parser("run", help="prepare, train seeds, ensemble, pseudo-label, submit, score, rank, report")
+    p = sub.add_parser("run", help="prepare, fit k-fold members (OOF score, pseudo-labels), submit, score, rank")
     p.add_argument("--competition", default=None, help=f"default {DEFAULT_COMPETITION}")
     p.add_argument("--data", help="a Kaggle-form folder instead of a named competition")
     p.add_argument("--model", nargs="+", metavar="MODEL",
