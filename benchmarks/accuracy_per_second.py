@@ -47,7 +47,7 @@ def reference_timeline(data, epochs: int) -> list[tuple[float, float]]:
     L.Trainer(accelerator="gpu" if device.type == "cuda" else "cpu", devices=1, max_epochs=epochs, logger=False,
               enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
               num_sanity_val_steps=0, callbacks=[timeline]).fit(
-        ReferenceModule("vgg-bn", data.num_classes, data.image_size), train, val)
+        ReferenceModule("vgg-bn", data.num_classes, data.image_shape[1]), train, val)
     return timeline.points
 
 

@@ -57,7 +57,7 @@ def cpu_peak_flops() -> tuple[float, dict]:
 
 def profile_step(cfg: RunConfig, data, steps: int = 10) -> list[dict]:
     """Self CPU time per operator over a few training steps (forward, backward, optimiser, augmentation)."""
-    model = create_model(cfg.models[0], num_classes=data.num_classes, image_size=data.image_size)
+    model = create_model(cfg.models[0], num_classes=data.num_classes, image_size=data.image_shape[1:])
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     images, labels = data.train_images[:cfg.batch_size], data.train_labels[:cfg.batch_size]
 
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
     add_output_flag(parser)
     args = parser.parse_args(argv)
     cfg, data = training_data(args.competition)
-    flops = training_flops_per_image(cfg, data.image_size, data.num_classes)
+    flops = training_flops_per_image(cfg, data.image_shape[1], data.num_classes)
     rate = harness_rate(data, cfg, args.epochs)
     achieved = flops * rate
     peak, basis = cpu_peak_flops()

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     cfg, data = training_data(args.competition)
     models = [Classifier.from_config(cfg, model=cfg.models[0], num_classes=data.num_classes,
-                                     image_size=data.image_size, mean=data.mean, std=data.std,
+                                     image_shape=data.image_shape, mean=data.mean, std=data.std,
                                      steps_per_epoch=1).to(data.train_images.device)
               for _ in range(args.seeds)]
     test_images = public_data(args.competition)[0].test_images.to(data.train_images.device)

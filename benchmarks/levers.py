@@ -35,7 +35,7 @@ from .throughput import AUG, _trainer
 def rate(data, cfg: RunConfig, epochs: int, channels_last: bool = True, compiled: bool = False) -> float:
     batches = DeviceBatches(data.train_images, data.train_labels, cfg.batch_size, shuffle=True)
     module = Classifier.from_config(cfg.replace(augment=AUG, epochs=epochs + 1), model=cfg.models[0],
-                                    num_classes=data.num_classes, image_size=data.image_size, mean=data.mean,
+                                    num_classes=data.num_classes, image_shape=data.image_shape, mean=data.mean,
                                     std=data.std, steps_per_epoch=len(batches), channels_last=channels_last)
     if compiled:
         module.net = torch.compile(module.net)
@@ -49,7 +49,8 @@ def rate(data, cfg: RunConfig, epochs: int, channels_last: bool = True, compiled
 def ensemble_rate(data, cfg: RunConfig, n_models: int, in_one_pass: bool, steps: int = 60) -> float:
     """Training img/s (every model's images counted) of n models: one after another, or in one vmap-ed pass."""
     def make_net() -> torch.nn.Module:
-        net = create_model(cfg.models[0], num_classes=data.num_classes, image_size=data.image_size, **cfg.model_kwargs)
+        net = create_model(cfg.models[0], num_classes=data.num_classes, image_size=data.image_shape[1:],
+                           **cfg.model_kwargs)
         return net.to(data.train_images.device, memory_format=torch.channels_last)
 
     def batch() -> tuple[torch.Tensor, torch.Tensor]:

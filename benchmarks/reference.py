@@ -17,7 +17,7 @@ class PerSampleAugmented(Dataset):
     """Images stay uint8 on the CPU; each item is scaled, augmented and normalised on its own."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, aug: Augmentation | None,
-                 mean: float, std: float) -> None:
+                 mean: tuple[float, ...], std: tuple[float, ...]) -> None:
         self.images, self.labels, self.aug, self.mean, self.std = images, labels, aug, mean, std
 
     def __len__(self) -> int:

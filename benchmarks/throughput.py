@@ -37,7 +37,7 @@ def harness_rate(data, cfg: RunConfig, epochs: int) -> float:
     device = data.train_images.device
     batches = DeviceBatches(data.train_images, data.train_labels, cfg.batch_size, shuffle=True)
     module = Classifier.from_config(cfg.replace(augment=AUG, epochs=epochs), model=cfg.models[0],
-                                    num_classes=data.num_classes, image_size=data.image_size, mean=data.mean,
+                                    num_classes=data.num_classes, image_shape=data.image_shape, mean=data.mean,
                                     std=data.std, steps_per_epoch=len(batches))
     start = time.perf_counter()
     _trainer(epochs, device, precision_for(cfg, device)).fit(module, batches)
@@ -48,7 +48,7 @@ def reference_rate(data, cfg: RunConfig, epochs: int) -> float:
     device = data.train_images.device
     train, _ = loaders(data.train_images.cpu(), data.train_labels.cpu(), data.val_images.cpu(),
                        data.val_labels.cpu(), AUG, data.mean, data.std, cfg.batch_size)
-    module = ReferenceModule(cfg.models[0], data.num_classes, data.image_size)
+    module = ReferenceModule(cfg.models[0], data.num_classes, data.image_shape[1])
     start = time.perf_counter()
     _trainer(epochs, device, precision_for(cfg, device)).fit(module, train)
     return epochs * len(data.train_images) / (time.perf_counter() - start)

@@ -21,7 +21,9 @@ from .prepare import SplitOptions, competition_lock, kaggle_folder_name, prepare
 from .report import write_report
 from .rules import (Rules, check_daily_limit, format_private_leaderboard, private_leaderboard, read_rules,
                     record_scored, select_final, write_rules)
-from .run import Workspace, ensure_prepared, run
+from .metrics import METRICS
+from .publish import submission_form
+from .run import Workspace, check_fixed_metric, ensure_prepared, run
 
 
 def _workspace(args: argparse.Namespace) -> Workspace:
@@ -37,8 +39,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     rows = [("name", "images", "classes", "size", "data here", "prepared", "description")]
     for c in COMPETITIONS.values():
         paths = workspace.competition(c.name)
+        shape = f"{c.image_size}x{c.image_size}" + ("" if c.channels == 1 else f"x{c.channels}")
         rows.append((c.name + (" *" if c.name == DEFAULT_COMPETITION else ""), c.size, str(len(c.classes)),
-                     f"{c.image_size}x{c.image_size}", c.availability(paths.raw),
+                     shape, c.availability(paths.raw),
                      "yes" if paths.is_prepared() else "no", c.description))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
@@ -56,8 +59,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     root = workspace.competition(name).root
     with competition_lock(root):
         if args.data:
-            prepare_kaggle_folder(Path(args.data), workspace.data, _split_options(args))
+            prepare_kaggle_folder(Path(args.data), workspace.data, _split_options(args), args.metric)
         else:
+            check_fixed_metric(get_competition(args.name), args.metric)
             prepare(args.name, workspace.data, _split_options(args), allow_download=not args.offline)
         if args.daily_limit is not None or args.sealed:
             old = read_rules(root)
@@ -84,7 +88,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.data and not args.resume:
         get_competition(cfg.competition)
     executor = make_executor(args.workers, args.cluster, args.gpus_per_member)
-    run(cfg, _workspace(args), Path(args.data) if args.data else None, args.resume, split, executor)
+    run(cfg, _workspace(args), Path(args.data) if args.data else None, args.resume, split, executor,
+        metric=args.metric)
     return 0
 
 
@@ -102,7 +107,7 @@ def cmd_train_member(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     workspace = _workspace(args)
     paths = ensure_prepared(workspace, args.competition, Path(args.data) if args.data else None,
-                            _split_options(args), print)
+                            _split_options(args), print, args.metric)
     if not paths.has_answers():
         raise DataSourceError(f"{paths.solution}: no answers for {paths.root.name}, so nothing can be scored")
     metadata = load_metadata(paths.public)
@@ -110,20 +115,23 @@ def cmd_score(args: argparse.Namespace) -> int:
     rules = read_rules(paths.root)
     # the rules are checked before the answers are read: a refused submission learns nothing
     check_daily_limit(paths.root, name, rules)
-    _, score = score_submission(Path(args.submission), paths.solution, len(classes))
+    form, ids = submission_form(paths)
+    _, score = score_submission(Path(args.submission), paths.solution, form, ids,
+                                metadata.get("metric", "accuracy"))
     submission_id = args.run_id or Path(args.submission).name
     if rules.daily_limit is not None or rules.sealed:       # the ledger is what the rules count and reveal from
         record_scored(paths.root, submission_id, score.public.value, score.private.value)
     print(f"{args.submission} on {name}:")
     if rules.hides_private:
-        print(f"public accuracy:  {score.public}\nprivate accuracy: sealed until `python -m competition select "
-              f"{name} ...` picks the final submissions (per-class and confusion figures read private rows too)")
+        print(f"public {score.metric}:  {score.public}\nprivate {score.metric}: sealed until "
+              f"`python -m competition select {name} ...` picks the final submissions (per-class and confusion "
+              f"figures read private rows too)")
     else:
         print(format_score(score, classes))
     if not args.no_leaderboard:
         entry = leaderboard.Entry(name, score.public.value, None if rules.hides_private else score.private.value,
                                   None, submission_id, args.model or "-", "-", "-", "-",
-                                  datetime.now(timezone.utc).strftime("%Y-%m-%d"))
+                                  datetime.now(timezone.utc).strftime("%Y-%m-%d"), score.metric)
         rank = leaderboard.add_entry(workspace.leaderboard, entry)
         print(f"leaderboard: rank {rank} for {name} in {workspace.leaderboard}")
     return 0
@@ -182,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def split_flags(p: argparse.ArgumentParser) -> None:
         defaults = SplitOptions()
+        p.add_argument("--metric", choices=list(METRICS),
+                       help="the metric of a --data folder (default accuracy; log-loss: probability submissions)")
         p.add_argument("--split-seed", type=int, default=defaults.split_seed, help="seed of the test and usage splits")
         p.add_argument("--test-fraction", type=float, default=defaults.test_fraction,
                        help="share held out as hidden test, for sources without an official test set")
@@ -193,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("prepare", help="make data/NAME/public/ (train, test, sample) and private/ (answers)")
     p.add_argument("name", nargs="?", help=f"one of: {', '.join(COMPETITIONS)}")
-    p.add_argument("--data", help="a Kaggle-form folder (train.csv, test.csv, optional solution.csv)")
+    p.add_argument("--data", help="a Kaggle-form folder: pixel CSVs, train/ images + labels CSV, or train/<class>/")
     p.add_argument("--offline", action="store_true", help="never download; fail if the files are not here")
     p.add_argument("--daily-limit", type=int, metavar="N", help="at most N scored submissions a UTC day (Kaggle: 5)")
     p.add_argument("--sealed", action="store_true",
@@ -233,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train_member)
 
     p = sub.add_parser("score", help="validate a submission, print its scores, add a leaderboard row")
-    p.add_argument("submission", help="a CSV with header ImageId,Label")
+    p.add_argument("submission", help="a CSV in the competition's form (its sample_submission.csv)")
     p.add_argument("--competition", default=DEFAULT_COMPETITION)
     p.add_argument("--data", help="a Kaggle-form folder instead of a named competition")
     p.add_argument("--run-id", help="name for the leaderboard row (default: the file name)")

@@ -1,8 +1,9 @@
 """The competitions: a name, a data source, the classes, and where the hidden test set comes from.
 
 Each source returns `RawData`; `prepare.py` turns it into Kaggle form. Sources with an
-official test set (MNIST, Fashion-MNIST, notMNIST large+small) keep it as the hidden
-test; the others are split stratified by `prepare`.
+official test set (MNIST, Fashion-MNIST, notMNIST large+small, CIFAR-10) keep it as the hidden
+test; the others are split stratified by `prepare`. A competition also says how it is played:
+its submission's columns and label spelling, its metric, and whether mirrored images keep their class.
 """
 
 from __future__ import annotations
@@ -15,16 +16,18 @@ import numpy as np
 
 from .errors import ConfigError
 from .sources import (DataSourceError, RemoteFile, extract_tarball, find_or_download,
-                      read_idx_pair, read_png_folders)
+                      read_cifar_tarball, read_idx_pair, read_png_folders)
 
 
 @dataclass
 class RawData:
-    train_images: np.ndarray                 # (N, H, W) uint8
-    train_labels: np.ndarray                 # (N,) int64
+    train_images: np.ndarray                 # (N, H, W) grey or (N, H, W, C) uint8
+    train_labels: np.ndarray                 # (N,) int64 class indices
     test_images: np.ndarray | None = None    # official test set, if the source has one
     test_labels: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)   # curation counts, printed by prepare
+    train_ids: np.ndarray | None = None      # the source's names of the rows (default 1..N)
+    test_ids: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,13 @@ class Competition:
     load: Callable[[Path, bool], RawData]              # (raw_dir, allow_download) -> RawData
     availability: Callable[[Path], str]                # raw_dir -> "yes" / "download" / why not
     record: float | None = None                        # best honest accuracy on record; above it suggests leaked labels
+    channels: int = 1
+    form: str = "pixel-csv"                            # the Kaggle form its public files take
+    id_column: str = "ImageId"
+    label_column: str = "Label"
+    labels: tuple[str, ...] | None = None              # submission spelling of each class; None: 0..K-1
+    metric: str = "accuracy"
+    hflip: bool = False                                # a mirrored image keeps its class (photos, not digits)
 
 
 COMPETITIONS: dict[str, Competition] = {}
@@ -226,3 +236,32 @@ def _notmnist_availability(raw_dir: Path) -> str:
 register(Competition("notmnist", "notMNIST letters A-J from PNG-folder tarballs, curated as in seed 004",
                      LETTERS, 28, "18,724 small / 529,114 large", _load_notmnist, _notmnist_availability))
 
+
+
+# ---------------------------------------------------------------- CIFAR-10
+
+CIFAR10 = RemoteFile("cifar-10-python.tar.gz", ("https://www.cs.toronto.edu/~kriz/",),
+                     md5="c58f30108f718f92721af3b95e74349a")
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def _load_cifar10(raw_dir: Path, allow_download: bool) -> RawData:
+    """The python tarball (local copy in the raw folder first, else a checksummed download);
+    its official 10,000-image test batch is the hidden test."""
+    try:
+        tarball = find_or_download(CIFAR10, [raw_dir], raw_dir, allow_download)
+    except DataSourceError as e:
+        raise DataSourceError(f"{e}\nPut {CIFAR10.name} in {raw_dir}/ and run prepare again.") from e
+    train_images, train_labels, test_images, test_labels = read_cifar_tarball(tarball)
+    return RawData(train_images, train_labels, test_images, test_labels,
+                   notes=[f"official split: {len(train_images):,} train, {len(test_images):,} test, from {tarball}"])
+
+
+def _cifar10_availability(raw_dir: Path) -> str:
+    return f"yes ({raw_dir / CIFAR10.name})" if (raw_dir / CIFAR10.name).is_file() else "download"
+
+
+register(Competition("cifar10", "CIFAR-10 32x32 colour photos, 10 classes, as Kaggle's CIFAR-10 competition",
+                     CIFAR10_CLASSES, 32, "60,000", _load_cifar10, _cifar10_availability, record=0.995,
+                     channels=3, form="image-folder", id_column="id", label_column="label",
+                     labels=CIFAR10_CLASSES, hflip=True))

@@ -22,6 +22,7 @@ EnsembleMethod = Literal["logits", "probs", "greedy"]   # greedy: Caruana forwar
 Averaging = Literal["ema", "none"]
 TestTimeAugmentation = Literal["auto", "on", "off"]     # auto: on when it raises out-of-fold accuracy significantly
 Precision = Literal["auto", "32-true", "bf16-mixed", "16-mixed"]
+Switch = Literal["auto", "on", "off"]
 
 
 @dataclass(frozen=True)
@@ -34,17 +35,27 @@ class Augmentation:
     shear: float = 0.1                  # shear factor, +-
     elastic: float = 0.0                # elastic displacement, fraction of the side; 0 = off
     elastic_sigma: float = 0.12         # smoothness of the elastic field, fraction of the side
+    hflip: Switch = "auto"              # mirror half of each batch; auto: where the competition says
+                                        # mirrored images keep their class (photos; never digits or letters)
 
     @property
     def is_identity(self) -> bool:
-        return not self.enabled or not (self.rotation or self.shift or self.zoom or self.shear or self.elastic)
+        return not self.enabled or not (self.rotation or self.shift or self.zoom or self.shear or self.elastic
+                                        or self.hflip == "on")
+
+    def resolved(self, hflip_safe: bool) -> "Augmentation":
+        """`hflip = auto` made on or off for one competition."""
+        if self.hflip != "auto":
+            return self
+        return dataclasses.replace(self, hflip="on" if hflip_safe else "off")
 
 
 @dataclass(frozen=True)
 class RunConfig:
     # what to play
     competition: str = "mnist-5k"
-    models: tuple[str, ...] = ("fastnet",)  # registry names; several make a mixed ensemble
+    models: tuple[str, ...] = ("auto",)     # registry names; several make a mixed ensemble; auto: fastnet
+                                            # for grey images, resnet-small for colour
     seeds: int = 1                      # members per (fold, model)
     folds: int = 4                      # stratified K-fold (every labelled image validated once); 1 = one holdout
     val_fraction: float = 0.1           # the holdout's share when folds == 1
@@ -86,12 +97,14 @@ class RunConfig:
         if bad:
             raise ConfigError("invalid config value: " + "; ".join(
                 f"{name} = {getattr(self, name)!r} ({RANGES[name]})" for name in bad))
-        from .models import list_models     # the registry is the one source of model names
+        from .models import check_model_name     # the registry is the one source of model names
         if not self.models:
             raise ConfigError("models: give at least one registry model")
-        unknown = [m for m in self.models if m not in list_models()]
-        if unknown:
-            raise ConfigError(f"models: unknown {', '.join(map(repr, unknown))}; known: {', '.join(list_models())}")
+        for name in self.models:
+            try:
+                check_model_name(name)
+            except ConfigError as e:
+                raise ConfigError(f"models: {e}") from None
 
     @property
     def members_per_round(self) -> int:

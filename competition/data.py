@@ -20,21 +20,23 @@ import torch.nn.functional as F
 
 from .config import Augmentation
 from .errors import DataSourceError
-from .sources import read_pixel_csv
 
 
 @dataclass(frozen=True)
 class PublicData:
     """Everything an entrant gets: labelled training images and unlabelled test images."""
-    train_images: torch.Tensor      # (N, 1, H, W) uint8
-    train_labels: torch.Tensor      # (N,) int64
-    test_images: torch.Tensor       # (M, 1, H, W) uint8, row i is ImageId i + 1
+    train_images: torch.Tensor      # (N, C, H, W) uint8
+    train_labels: torch.Tensor      # (N,) int64 class indices
+    test_images: torch.Tensor       # (M, C, H, W) uint8, in the submission's id order
     classes: tuple[str, ...]
     name: str
+    hflip: bool = False             # the competition says mirrored images keep their class
 
     @property
-    def image_size(self) -> int:
-        return int(self.train_images.shape[-1])
+    def image_shape(self) -> tuple[int, int, int]:
+        """(channels, height, width)"""
+        c, h, w = self.train_images.shape[1:]
+        return int(c), int(h), int(w)
 
     @property
     def num_classes(self) -> int:
@@ -42,39 +44,37 @@ class PublicData:
 
 
 def load_public(public_dir: Path) -> PublicData:
-    """Read a prepared competition's public folder (with a binary cache beside each CSV)."""
+    """Read a prepared competition's public folder: its images.npz and competition.json."""
     public_dir = Path(public_dir)
     if public_dir.name != "public":
         raise DataSourceError(f"{public_dir}: training code reads only a competition's public/ folder")
     metadata = load_metadata(public_dir)
-    train_images, train_labels = _cached_csv(public_dir / "train.csv", with_labels=True)
-    test_images, _ = _cached_csv(public_dir / "test.csv", with_labels=False)
-    return PublicData(torch.from_numpy(train_images).unsqueeze(1), torch.from_numpy(train_labels),
-                      torch.from_numpy(test_images).unsqueeze(1), tuple(metadata["classes"]), metadata["name"])
+    arrays = read_images_npz(public_dir / "images.npz", ("train_images", "train_labels", "test_images"))
+    return PublicData(nchw(arrays["train_images"]), torch.from_numpy(arrays["train_labels"]),
+                      nchw(arrays["test_images"]), tuple(metadata["classes"]), metadata["name"],
+                      bool(metadata.get("hflip", False)))
 
 
-def _cached_csv(csv_path: Path, with_labels: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Parse the CSV once; later reads use a .npz beside it, keyed on the CSV's size and mtime."""
-    cache = csv_path.with_suffix(".cache.npz")
-    stat = csv_path.stat()
-    stamp = np.array([stat.st_size, stat.st_mtime_ns], dtype=np.int64)
-    if cache.is_file():
-        try:
-            with np.load(cache) as saved:
-                if np.array_equal(saved["stamp"], stamp):
-                    return saved["images"], saved["labels"]
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-            pass    # a truncated or corrupt cache is not trusted: parse the CSV again and rewrite it
-    images, labels = read_pixel_csv(csv_path, with_labels)
-    labels = np.zeros(0, np.int64) if labels is None else labels
-    tmp = cache.with_suffix(".tmp.npz")
-    np.savez(tmp, images=images, labels=labels, stamp=stamp)
-    tmp.replace(cache)
-    return images, labels
+def read_images_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path) as saved:
+            return {k: saved[k] for k in keys}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        raise DataSourceError(f"{path}: unreadable ({e}); run `python -m competition prepare` again") from e
+
+
+def load_test_ids(public_dir: Path) -> np.ndarray:
+    """The test rows' ids, as the submission names them, in test order."""
+    return read_images_npz(Path(public_dir) / "images.npz", ("test_ids",))["test_ids"]
+
+
+def nchw(images: np.ndarray) -> torch.Tensor:
+    """(N, H, W, C) uint8 as stored -> (N, C, H, W), the layout the models take."""
+    return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
 
 
 def load_metadata(public_dir: Path) -> dict:
-    """The competition.json beside the public files: name, classes, image size, split, fingerprint."""
+    """The competition.json beside the public files: name, classes, image shape, metric, submission, split."""
     path = Path(public_dir) / "competition.json"
     if not path.is_file():
         raise DataSourceError(f"{public_dir}: not a prepared competition (no competition.json); run prepare first")
@@ -85,18 +85,29 @@ def load_metadata(public_dir: Path) -> dict:
 
 
 def to_unit(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, 1, H, W) -> float32 in [0, 1]."""
+    """uint8 (B, C, H, W) -> float32 in [0, 1]."""
     return images.float().div_(255.0)
 
 
-def normalize(images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
-    return (images - mean) / std
+def normalize(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """Per-channel standardisation with the training set's statistics."""
+    shape = (1, -1, 1, 1)
+    return (images - images.new_tensor(mean).view(shape)) / images.new_tensor(std).view(shape)
 
 
-def pixel_stats(images: torch.Tensor) -> tuple[float, float]:
-    """Mean and std of the [0, 1] pixels of the training images (never of val or test)."""
-    unit = to_unit(images)
-    return float(unit.mean()), float(unit.std())
+def pixel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of the [0, 1] pixels of (N, C, H, W) training images (never of
+    val or test), accumulated in chunks so a large set needs no float copy of itself."""
+    total = torch.zeros(images.shape[1], dtype=torch.float64)
+    squares = torch.zeros_like(total)
+    for chunk in images.split(8192):
+        unit = to_unit(chunk).double()
+        total += unit.sum(dim=(0, 2, 3))
+        squares += unit.square().sum(dim=(0, 2, 3))
+    count = images.numel() / images.shape[1]
+    mean = total / count
+    std = (squares / count - mean.square()).clamp_min(1e-12).sqrt()
+    return tuple(mean.tolist()), tuple(std.tolist())
 
 
 # ---------------------------------------------------------------- batched augmentation
@@ -123,43 +134,60 @@ def random_affine(batch: int, aug: Augmentation, device: torch.device, generator
     return theta
 
 
-def elastic_field(batch: int, size: int, aug: Augmentation, device: torch.device,
+def to_normalised(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """A pixel-space warp in grid_sample's coordinates, which span 2 across either side: without
+    this a rotation of a non-square image would shear it."""
+    theta = theta.clone()
+    theta[:, 0, 1] *= height / width
+    theta[:, 1, 0] *= width / height
+    return theta
+
+
+def elastic_field(batch: int, height: int, width: int, aug: Augmentation, device: torch.device,
                   generator: torch.Generator | None = None) -> torch.Tensor:
     """(B, H, W, 2) smooth random displacements (Simard et al. 2003), in normalised coordinates."""
-    noise = torch.rand(batch, 2, size, size, device=device, generator=generator) * 2 - 1
-    sigma = max(aug.elastic_sigma * size, 0.5)
+    noise = torch.rand(batch, 2, height, width, device=device, generator=generator) * 2 - 1
+    sigma = max(aug.elastic_sigma * min(height, width), 0.5)
     radius = max(1, int(2 * sigma))
     x = torch.arange(-radius, radius + 1, device=device, dtype=torch.float32)
     kernel = torch.exp(-x ** 2 / (2 * sigma ** 2))
     kernel = kernel / kernel.sum()
     # separable Gaussian blur, each displacement channel on its own
-    smooth = F.conv2d(noise.reshape(-1, 1, size, size), kernel.view(1, 1, 1, -1), padding=(0, radius))
-    smooth = F.conv2d(smooth, kernel.view(1, 1, -1, 1), padding=(radius, 0)).reshape(batch, 2, size, size)
+    smooth = F.conv2d(noise.reshape(-1, 1, height, width), kernel.view(1, 1, 1, -1), padding=(0, radius))
+    smooth = F.conv2d(smooth, kernel.view(1, 1, -1, 1), padding=(radius, 0)).reshape(batch, 2, height, width)
     smooth = smooth / smooth.abs().amax(dim=(2, 3), keepdim=True).clamp_min(1e-6)
     return smooth.permute(0, 2, 3, 1) * (aug.elastic * 2)
 
 
 def augment(images: torch.Tensor, aug: Augmentation, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Random rotation, shift, zoom, shear (and elastic) of a whole (B, 1, H, W) float batch.
+    """Random rotation, shift, zoom, shear (and elastic, and mirror) of a whole (B, C, H, W) float batch.
 
-    Pixels are in [0, 1] with a zero background, so the zero padding of grid_sample is the
-    background. One `grid_sample` call warps the whole batch on its device.
+    Grey digits and letters have a zero background, which the zero padding of grid_sample
+    matches; photos are padded with their border pixels instead. One `grid_sample` call warps
+    the whole batch on its device.
     """
     if aug.is_identity:
         return images
-    batch, _, height, width = images.shape
-    theta = random_affine(batch, aug, images.device, generator)
-    grid = F.affine_grid(theta, [batch, 1, height, width], align_corners=False)
+    batch, channels, height, width = images.shape
+    if aug.hflip == "on":
+        # mirror a random half of the batch: the flip is a sign on the x axis of the warp
+        mirror = torch.rand(batch, device=images.device, generator=generator) < 0.5
+    theta = to_normalised(random_affine(batch, aug, images.device, generator), height, width)
+    if aug.hflip == "on":
+        theta[:, :, 0] = torch.where(mirror[:, None], -theta[:, :, 0], theta[:, :, 0])
+    grid = F.affine_grid(theta, [batch, channels, height, width], align_corners=False)
     if aug.elastic:
-        grid = grid + elastic_field(batch, height, aug, images.device, generator)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        grid = grid + elastic_field(batch, height, width, aug, images.device, generator)
+    padding = "zeros" if channels == 1 else "border"
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode=padding, align_corners=False)
 
 
 # ---------------------------------------------------------------- device-resident batches
 
 
 class DeviceBatches:
-    """An epoch iterator over tensors that already sit on the training device.
+    """An epoch iterator over image tensors: resident on the training device, or in host memory
+    (pinned on a GPU) with each batch copied over as it is drawn, when the set is too big.
 
     Each epoch is a fresh `randperm` (seeded by seed and epoch number, so a run is
     reproducible). With `extra_images`, every batch takes `extra_share` of its rows from them
@@ -168,8 +196,10 @@ class DeviceBatches:
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, shuffle: bool,
                  seed: int = 0, extra_images: torch.Tensor | None = None,
-                 extra_labels: torch.Tensor | None = None, extra_share: float = 0.0) -> None:
+                 extra_labels: torch.Tensor | None = None, extra_share: float = 0.0,
+                 device: torch.device | None = None) -> None:
         self.images, self.labels = images, labels
+        self.device = images.device if device is None else torch.device(device)
         self.extra_images, self.extra_labels = extra_images, extra_labels
         has_extra = extra_images is not None and len(extra_images) > 0
         self.extra_per_batch = int(round(batch_size * extra_share)) if has_extra else 0
@@ -205,4 +235,20 @@ class DeviceBatches:
                 extra_rows = extra_order[step * self.extra_per_batch:(step + 1) * self.extra_per_batch]
                 images = torch.cat([images, self.extra_images[extra_rows]])
                 labels = torch.cat([labels, self.extra_labels[extra_rows]])
-            yield images, labels
+            yield images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+
+
+def placement(images: torch.Tensor, device: torch.device, share: float = 0.4) -> str:
+    """"device" when the images (uint8) fit in `share` of the device's free memory, else "host"
+    (batched from pinned host memory). On the CPU the two are the same memory: "device"."""
+    if device.type != "cuda":
+        return "device"
+    free, _ = torch.cuda.mem_get_info(device)
+    return "device" if images.numel() * images.element_size() <= share * free else "host"
+
+
+def to_placement(images: torch.Tensor, device: torch.device, where: str) -> torch.Tensor:
+    """Images moved to the training device, or pinned in host memory for batch-by-batch copies."""
+    if where == "device":
+        return images.to(device)
+    return images.pin_memory() if device.type == "cuda" else images

@@ -22,13 +22,14 @@ import pandas as pd
 import torch
 
 from .config import RunConfig
-from .data import PublicData, load_metadata, load_public
+from .data import PublicData, load_metadata, load_public, placement
 from .ensemble import ensemble, greedy_weights
 from .executors import Executor, InProcess, check_shared_storage
-from .grading import Accuracy, accuracy_of
+from .metrics import Estimate, Metric, accuracy_of, get_metric
+from .models import resolve_models
 from .members import (MemberResult, MemberSpec, load_logits, member_logits, plan_members, predict_member_views,
                       train_member)
-from .predict import IDENTITY, TTA_VIEWS, View
+from .predict import IDENTITY, View, tta_views
 from .pseudo_label import PseudoLabels, select_pseudo_labels
 from .sources import atomic_write_text
 from .train import training_device
@@ -38,7 +39,7 @@ from .train import training_device
 class RoundResult:
     round: int
     members: list[MemberResult]
-    oof: Accuracy                         # the ensemble's out-of-fold accuracy over the validated rows
+    oof: Estimate                         # the ensemble's out-of-fold accuracy over the validated rows
     oof_logits: torch.Tensor              # (N_train, K), the ensemble's; rows never validated are NaN
     test_logits: torch.Tensor             # (N_test, K), the ensemble's: what the submission takes
     member_test_logits: torch.Tensor      # (S, N_test, K), each member's (with TTA when on)
@@ -46,6 +47,8 @@ class RoundResult:
     tta: bool
     oof_plain: float                      # OOF accuracy without TTA ...
     oof_tta: float                        # ... and with it: what TTA buys, whichever was chosen
+    cv: Estimate | None = None            # the competition's metric on the OOF predictions (the CV score)
+    temperature: float = 1.0              # logits / T before softmax, T fitted on OOF (log-loss only)
     pseudo: PseudoLabels | None = None    # the pseudo-labels this round trained on
     train_s: float = 0.0
     ensemble_s: float = 0.0
@@ -61,6 +64,7 @@ class FitResult:
     fingerprint: str                      # of the prepared split the members trained on
     device: str
     executor: str
+    metric: str = "accuracy"
     stage_s: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -70,6 +74,11 @@ class FitResult:
     @property
     def predictions(self) -> np.ndarray:
         return self.final.test_logits.argmax(1).numpy()
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        """The submission's class probabilities (N_test, K), calibrated on OOF for log-loss."""
+        return probabilities(self.final.test_logits, self.final.temperature)
 
     @property
     def cv_kind(self) -> str:
@@ -131,9 +140,29 @@ def tta_pays(plain_logits: torch.Tensor, tta_logits: torch.Tensor, labels: torch
     return b - c > 2 * (b + c) ** 0.5
 
 
-def oof_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> Accuracy:
+def oof_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> Estimate:
     covered = ~torch.isnan(logits).any(-1)
     return accuracy_of((logits[covered].argmax(-1) == labels[covered]).numpy())
+
+
+def probabilities(logits: torch.Tensor, temperature: float = 1.0) -> np.ndarray:
+    return (logits.double() / temperature).softmax(-1).numpy()
+
+
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """The softmax temperature minimising the OOF log-loss (one number, so barely fitted to the
+    rows it is judged on). Label smoothing trains under-confident probabilities; this undoes it."""
+    covered = ~torch.isnan(logits).any(-1)
+    x, y = logits[covered].double(), labels[covered]
+    grid = torch.logspace(-1.5, 1.5, 121, dtype=torch.float64)
+    losses = torch.stack([torch.nn.functional.cross_entropy(x / t, y) for t in grid])
+    return float(grid[int(losses.argmin())])
+
+
+def oof_score(logits: torch.Tensor, labels: torch.Tensor, metric: Metric, temperature: float) -> Estimate:
+    """The competition's metric on the rows the members validated."""
+    covered = ~torch.isnan(logits).any(-1)
+    return metric.estimate(labels[covered].numpy(), probabilities(logits[covered], temperature))
 
 
 def write_pseudo_labels(path: Path, pseudo: PseudoLabels) -> None:
@@ -149,11 +178,18 @@ def fit(cfg: RunConfig, public_dir: Path, run_dir: Path, executor: Executor | No
     executor = executor or InProcess()
     public = load_public(public_dir)
     metadata = load_metadata(public_dir)
+    metric = get_metric(metadata.get("metric", "accuracy"))
     labels, k = public.train_labels, public.num_classes
-    device = training_device().type
-    log(f"{public.name}: {len(labels):,} labelled / {len(public.test_images):,} test images of "
-        f"{public.image_size}x{public.image_size}, {k} classes; {cfg.folds} fold(s) x {cfg.seeds} seed(s) x "
-        f"{len(cfg.models)} model(s) = {cfg.members_per_round} members a round, on {device}, {executor.name}")
+    channels, height, width = public.image_shape
+    cfg = cfg.replace(models=tuple(dict.fromkeys(resolve_models(cfg.models, channels))))
+    device = training_device()
+    where = {"device": f"resident on {device.type}" if device.type == "cuda" else "in memory",
+             "host": "batched from pinned host memory (too big for the GPU)"}[placement(public.train_images, device)]
+    colour = "grey" if channels == 1 else f"{channels}-channel"
+    log(f"{public.name}: {len(labels):,} labelled / {len(public.test_images):,} test {colour} images of "
+        f"{height}x{width}, {k} classes, scored by {metric.name}; {cfg.folds} fold(s) x {cfg.seeds} seed(s) x "
+        f"{'+'.join(cfg.models)} = {cfg.members_per_round} members a round, on {device.type} (images {where}), "
+        f"{executor.name}")
     rounds: list[RoundResult] = []
     pseudo, pseudo_path, use_tta = None, None, None
     for round_number in range(cfg.pseudo_rounds + 1):
@@ -171,14 +207,14 @@ def fit(cfg: RunConfig, public_dir: Path, run_dir: Path, executor: Executor | No
 
         members = executor.map(train_member, specs, on_result=progress, public=public)
         ensemble_start = time.perf_counter()
-        rnd = ensemble_round(cfg, round_number, members, labels, k, use_tta, executor, public, log)
+        rnd = ensemble_round(cfg, round_number, members, labels, k, use_tta, executor, public, metric, log)
         rnd.pseudo, rnd.train_s = pseudo, ensemble_start - start
         use_tta = rnd.tta
         rounds.append(rnd)
-        best = max(r.oof.value for r in rounds[:-1]) if len(rounds) > 1 else None
-        if best is not None and rnd.oof.value < best:
-            log(f"  round {round_number} lowered the out-of-fold accuracy ({rnd.oof.value:.4f} < {best:.4f}): "
-                f"no further rounds")
+        best = best_round(rounds[:-1], metric) if len(rounds) > 1 else None
+        if best is not None and metric.better(rounds[best].cv.value, rnd.cv.value):
+            log(f"  round {round_number} worsened the out-of-fold {metric.name} ({rnd.cv.value:.4f} against "
+                f"{rounds[best].cv.value:.4f}): no further rounds")
             rnd.ensemble_s = time.perf_counter() - ensemble_start
             break
         if round_number < cfg.pseudo_rounds:
@@ -193,20 +229,27 @@ def fit(cfg: RunConfig, public_dir: Path, run_dir: Path, executor: Executor | No
             log(f"  pseudo-labels for round {round_number + 1}: {len(pseudo.indices):,} test images "
                 f"(per class {pseudo.per_class(k)})")
         rnd.ensemble_s = time.perf_counter() - ensemble_start
-    # the latest of the rounds tied for the best OOF accuracy: it has seen the most unlabelled data
-    chosen = max(range(len(rounds)), key=lambda i: (rounds[i].oof.value, i))
-    log(f"the submission takes round {chosen}: the best out-of-fold accuracy, {rounds[chosen].oof.value:.4f}")
+    chosen = best_round(rounds, metric)
+    log(f"the submission takes round {chosen}: the best out-of-fold {metric.name}, {rounds[chosen].cv.value:.4f}")
     return FitResult(cfg, Path(run_dir), rounds, chosen, public.classes, metadata.get("fingerprint", ""),
-                     device, executor.name)
+                     device.type, executor.name, metric.name)
+
+
+def best_round(rounds: list[RoundResult], metric: Metric) -> int:
+    """The round with the best OOF score; of tied rounds the latest, which has seen the most unlabelled data."""
+    sign = 1 if metric.higher_is_better else -1
+    return max(range(len(rounds)), key=lambda i: (sign * rounds[i].cv.value, i))
 
 
 def ensemble_round(cfg: RunConfig, round_number: int, members: list[MemberResult], labels: torch.Tensor,
                    num_classes: int, use_tta: bool | None, executor: Executor, public: PublicData,
-                   log: Callable[[str], None]) -> RoundResult:
+                   metric: Metric, log: Callable[[str], None]) -> RoundResult:
     """OOF logits, the TTA and weight choices made on them, and the test logits they imply."""
     models = cfg.models
+    # mirrored views where training mirrored images: the competition allows it and hflip was on
+    test_views = tta_views(cfg.augment.resolved(public.hflip).hflip == "on")
     plain = grouped_oof(members, IDENTITY, len(labels), num_classes, models, cfg.ensemble)
-    tta_groups = grouped_oof(members, TTA_VIEWS, len(labels), num_classes, models, cfg.ensemble)
+    tta_groups = grouped_oof(members, test_views, len(labels), num_classes, models, cfg.ensemble)
     weights = None
     if cfg.ensemble == "greedy" and len(models) > 1:
         covered = ~torch.isnan(plain[0]).any(-1)
@@ -217,10 +260,10 @@ def ensemble_round(cfg: RunConfig, round_number: int, members: list[MemberResult
         pays = tta_pays(plain_logits, tta_logits, labels)
         use_tta = cfg.tta == "on" or (cfg.tta == "auto" and pays)
         log(f"  test-time augmentation {'on' if use_tta else 'off'}: out-of-fold accuracy "
-            f"{oof_tta.value:.4f} with {len(TTA_VIEWS)} views, {oof_plain.value:.4f} without "
+            f"{oof_tta.value:.4f} with {len(test_views)} views, {oof_plain.value:.4f} without "
             f"({'forced by tta = ' + cfg.tta if cfg.tta != 'auto' else 'chosen on OOF'}; the gain is "
             f"{'' if pays else 'not '}significant)")
-    views = TTA_VIEWS if use_tta else IDENTITY
+    views = test_views if use_tta else IDENTITY
     if use_tta:
         executor.map(predict_member_views_of, [(m.out_dir, views) for m in members], public=public)
     member_test = torch.stack([member_logits(Path(m.out_dir), "test", views).mean(0) for m in members])
@@ -229,11 +272,15 @@ def ensemble_round(cfg: RunConfig, round_number: int, members: list[MemberResult
     oof = oof_tta if use_tta else oof_plain
     weight_map = {m: float(w) for m, w in zip(models, weights if weights is not None
                                               else torch.full((len(models),), 1 / len(models)))}
+    temperature = fit_temperature(oof_logits, labels) if metric.needs_probabilities else 1.0
+    cv = oof_score(oof_logits, labels, metric, temperature)
     log(f"  round {round_number} ensemble of {len(members)}: out-of-fold accuracy {oof.value:.4f} "
         f"(95% CI {oof.low:.4f}-{oof.high:.4f}, {oof.correct:,}/{oof.total:,} labelled images)"
+        + ("" if metric.name == "accuracy" else f"; out-of-fold {metric.name} {cv}")
+        + ("" if temperature == 1.0 else f"; softmax temperature {temperature:.3f} fitted on OOF")
         + ("" if len(models) == 1 else f"; weights {weight_map}"))
     return RoundResult(round_number, members, oof, oof_logits, combine(groups, cfg.ensemble, weights),
-                       member_test, weight_map, use_tta, oof_plain.value, oof_tta.value)
+                       member_test, weight_map, use_tta, oof_plain.value, oof_tta.value, cv, temperature)
 
 
 def predict_member_views_of(job: tuple[str, tuple[View, ...]], public: PublicData | None = None) -> str:

@@ -1,4 +1,7 @@
-"""leaderboard.md: one table per competition, ranked by public accuracy as Kaggle shows it.
+"""leaderboard.md: one table per competition, ranked by its public score as Kaggle shows it.
+
+Each table is scored by its competition's metric (accuracy unless its heading names another,
+e.g. `## cifar10-folder (log-loss, lower is better)`), and ranked in that metric's direction.
 
 The Markdown file is the record. Adding a row takes an exclusive lock on a lock file
 beside it, re-reads the file, and replaces it with a rewritten temporary file, so
@@ -14,11 +17,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
+from .metrics import get_metric
 from .sources import atomic_write_text
 
 TITLE = "# Leaderboard"
-INTRO = ("Every scored submission, ranked by public accuracy as Kaggle shows it, with the private "
-         "accuracy beside it (the private split decides). CV is the run's own out-of-fold accuracy over "
+INTRO = ("Every scored submission, ranked by its public score as Kaggle shows it, with the private "
+         "score beside it (the private split decides); scores are accuracy unless a table's heading names "
+         "its competition's metric. CV is the run's own out-of-fold score over "
          "the labelled images (or its holdout's, where Members says 1 holdout): the score a user can trust "
          "without the answers. Written by `python -m competition run` and `python -m competition score`; "
          "a run's row links to its report, and its folder's config.json holds everything needed to run it again.")
@@ -39,6 +44,7 @@ class Entry:
     pseudo_rounds: str
     wall_time: str
     date: str
+    metric: str = "accuracy"
 
     def cells(self, rank: int) -> list[str]:
         cv = "-" if self.cv is None else f"{self.cv:.4f}"
@@ -54,11 +60,11 @@ def format_duration(seconds: float) -> str:
 
 def parse(text: str) -> list[Entry]:
     """Read back the entries of a leaderboard.md written by `render`."""
-    entries, competition = [], None
+    entries, competition, metric = [], None, "accuracy"
     for line in text.splitlines():
-        heading = re.match(r"^## (.+)$", line)
+        heading = re.match(r"^## (\S+)(?: \((\S+), (?:higher|lower) is better\))?\s*$", line)
         if heading:
-            competition = heading.group(1).strip()
+            competition, metric = heading.group(1), heading.group(2) or "accuracy"
             continue
         if competition is None or not line.startswith("|"):
             continue
@@ -69,20 +75,27 @@ def parse(text: str) -> list[Entry]:
             cells.insert(3, "-")
         cv = None if cells[3] == "-" else float(cells[3])
         private = None if cells[2] == "sealed" else float(cells[2])
-        entries.append(Entry(competition, float(cells[1]), private, cv, *cells[4:]))
+        entries.append(Entry(competition, float(cells[1]), private, cv, *cells[4:], metric=metric))
     return entries
 
 
 def ranked(entries: list[Entry]) -> list[Entry]:
-    """Best public score first; ties keep the earlier submission first (as Kaggle does)."""
-    return sorted(entries, key=lambda e: -e.public)
+    """Best public score first (highest, or lowest for a lower-is-better metric such as log-loss);
+    ties keep the earlier submission first (as Kaggle does)."""
+    return sorted(entries, key=lambda e: e.public if not get_metric(e.metric).higher_is_better else -e.public)
+
+
+def heading(entries: list[Entry]) -> str:
+    name, metric = entries[0].competition, get_metric(entries[0].metric)
+    return f"## {name}" if metric.name == "accuracy" else f"## {name} ({metric.name}, {metric.direction})"
 
 
 def render(entries: list[Entry]) -> str:
     lines = [TITLE, "", INTRO, ""]
-    for competition in sorted({e.competition for e in entries}):
-        lines += [f"## {competition}", "", "| " + " | ".join(COLUMNS) + " |", "|" + "|".join(ALIGN) + "|"]
-        rows = ranked([e for e in entries if e.competition == competition])
+    # one table per competition and metric: a folder prepared again with another metric starts a new table
+    for competition, metric in sorted({(e.competition, e.metric) for e in entries}):
+        rows = ranked([e for e in entries if (e.competition, e.metric) == (competition, metric)])
+        lines += [heading(rows), "", "| " + " | ".join(COLUMNS) + " |", "|" + "|".join(ALIGN) + "|"]
         lines += ["| " + " | ".join(e.cells(rank)) + " |" for rank, e in enumerate(rows, start=1)]
         lines.append("")
     return "\n".join(lines)
@@ -115,7 +128,8 @@ def add_entry(path: Path, entry: Entry) -> int:
                                                  and e.competition == entry.competition)]
         entries.append(entry)
         atomic_write_text(path, render(entries))
-    return ranked([e for e in entries if e.competition == entry.competition]).index(entry) + 1
+    return ranked([e for e in entries if (e.competition, e.metric) == (entry.competition, entry.metric)]
+                  ).index(entry) + 1
 
 
 def reveal(path: Path, competition: str, private_by_run: dict[str, float]) -> None:

@@ -25,9 +25,9 @@ import pandas as pd
 import torch
 
 from .config import RunConfig
-from .data import PublicData, load_public, pixel_stats
+from .data import PublicData, load_public, pixel_stats, placement, to_placement
 from .errors import HarnessError, RunStateError
-from .predict import IDENTITY, TTA_VIEWS, View, load_classifier, predict
+from .predict import IDENTITY, View, load_classifier, predict, tta_views
 from .sources import atomic_write_text
 from .splits import training_rows, validation_folds
 from .train import TrainingData, train_model, training_device
@@ -114,13 +114,15 @@ def read_pseudo_labels(path: Path, num_test: int) -> tuple[torch.Tensor, torch.T
 
 def fold_data(public: PublicData, cfg: RunConfig, fold: int, device: torch.device
               ) -> tuple[TrainingData, np.ndarray]:
-    """One fold on the device, with pixel statistics of its training rows only; and its val rows."""
+    """One fold, with pixel statistics of its training rows only, and its val rows. The images sit
+    on the device when they fit there, else in (pinned) host memory: see `data.placement`."""
     train, val = fold_rows(public.train_labels.numpy(), cfg, fold)
     train_images = public.train_images[train]
     mean, std = pixel_stats(train_images)
-    data = TrainingData(train_images.to(device), public.train_labels[train].to(device),
-                        public.train_images[val].to(device), public.train_labels[val].to(device),
-                        public.num_classes, public.image_size, mean, std)
+    where = placement(public.train_images, device)
+    data = TrainingData(to_placement(train_images, device, where), public.train_labels[train].to(device),
+                        to_placement(public.train_images[val], device, where), public.train_labels[val].to(device),
+                        public.num_classes, mean, std, device, public.hflip)
     return data, val
 
 
@@ -150,7 +152,8 @@ def train_member(spec: MemberSpec, public: PublicData | None = None) -> MemberRe
     pseudo_images = pseudo_targets = None
     if spec.pseudo_labels is not None:
         rows, labels = read_pseudo_labels(Path(spec.pseudo_labels), len(public.test_images))
-        pseudo_images, pseudo_targets = public.test_images[rows].to(device), labels.to(device)
+        pseudo_images = to_placement(public.test_images[rows], device, placement(public.train_images, device))
+        pseudo_targets = labels.to(device)
 
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -158,9 +161,12 @@ def train_member(spec: MemberSpec, public: PublicData | None = None) -> MemberRe
         raise HarnessError(f"{out_dir}: this member cannot write its outputs here ({e.strerror}); on a multi-node "
                            f"Ray cluster the run folder (--root) must be on storage every node shares") from e
     trained = train_model(data, cfg, spec.model, spec.rng_seed, out_dir, pseudo_images, pseudo_targets)
-    val_views = predict(trained.module, data.val_images, TTA_VIEWS)
+    # every test-time view of the validation rows (cheap), so TTA can be chosen on OOF without
+    # predicting again; the test set only in the plain view until TTA is chosen
+    val_view_set = tta_views(trained.module.augmentation.hflip == "on")
+    val_views = predict(trained.module, data.val_images, val_view_set)
     test_plain = predict(trained.module, public.test_images, IDENTITY)
-    views = {"val": dict(zip((v.name for v in TTA_VIEWS), val_views)),
+    views = {"val": dict(zip((v.name for v in val_view_set), val_views)),
              "test": {IDENTITY[0].name: test_plain[0]}}
     save_logits(out_dir, torch.from_numpy(val_rows), views)
     val_acc = float((val_views[0].argmax(1) == public.train_labels[val_rows]).float().mean())

@@ -1,8 +1,9 @@
-"""Architectures in a registry by name: `create_model(name, num_classes, image_size, **kw)`.
+"""Architectures in a registry by name: `create_model(name, num_classes, in_chans, image_size, **kw)`.
 
-Each seed write-up's model (see ../shared/seeds/) plus the project's default, `fastnet`.
-Every model takes (B, 1, S, S) normalised images, for S = 28 and S = 8 alike, and returns
-(B, num_classes) logits.
+Each seed write-up's model (see ../shared/seeds/), the project's grey default `fastnet`, its
+colour default `resnet-small`, and, where timm is installed, any timm model as `timm/<name>`.
+Every model takes (B, in_chans, H, W) normalised images of any size (8x8, 28x28, 32x32,
+non-square) and returns (B, num_classes) logits. `auto` picks the default for the channels.
 """
 
 from __future__ import annotations
@@ -25,23 +26,65 @@ def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[.
     return add
 
 
+AUTO = "auto"
+TIMM_PREFIX = "timm/"
+
+
 def list_models(pattern: str = "*") -> list[str]:
     return sorted(name for name in _REGISTRY if fnmatch.fnmatch(name, pattern))
 
 
-def create_model(name: str, num_classes: int = 10, image_size: int = 28, **kwargs) -> nn.Module:
-    if name not in _REGISTRY:
-        raise ConfigError(f"unknown model {name!r}; known: {', '.join(list_models())}")
-    return _REGISTRY[name](num_classes=num_classes, image_size=image_size, **kwargs)
+def check_model_name(name: str) -> None:
+    """Raise ConfigError unless `name` is `auto`, a registry model, or `timm/<name>` with timm installed."""
+    if name == AUTO or name in _REGISTRY:
+        return
+    if name.startswith(TIMM_PREFIX):
+        try:
+            import timm
+        except ImportError:
+            raise ConfigError(f"model {name!r} needs timm: pip install timm (an optional extra)") from None
+        if not timm.is_model(name[len(TIMM_PREFIX):]):
+            raise ConfigError(f"model {name!r}: timm has no model {name[len(TIMM_PREFIX):]!r}")
+        return
+    raise ConfigError(f"unknown model {name!r}; known: {', '.join([AUTO, *list_models()])} or timm/<name>")
 
 
-def _pool(size: int, kind: type[nn.Module] = nn.MaxPool2d, ceil: bool = False) -> tuple[nn.Module, int]:
-    """2x2 pooling and the side it leaves; a 1-pixel map (8x8 inputs, deep nets) is passed through."""
-    if size < 2:
+def default_model(in_chans: int) -> str:
+    """`auto`: the small conv net for grey digits and letters, the residual net for colour."""
+    return "fastnet" if in_chans == 1 else "resnet-small"
+
+
+def resolve_models(models: tuple[str, ...], in_chans: int) -> tuple[str, ...]:
+    return tuple(default_model(in_chans) if m == AUTO else m for m in models)
+
+
+def create_model(name: str, num_classes: int = 10, in_chans: int = 1, image_size: int | tuple[int, int] = 28,
+                 **kwargs) -> nn.Module:
+    check_model_name(name)
+    if name == AUTO:
+        name = default_model(in_chans)
+    if name.startswith(TIMM_PREFIX):
+        import timm
+        return timm.create_model(name[len(TIMM_PREFIX):], pretrained=False, num_classes=num_classes,
+                                 in_chans=in_chans, **kwargs)
+    return _REGISTRY[name](num_classes=num_classes, in_chans=in_chans, image_size=sides(image_size), **kwargs)
+
+
+def sides(image_size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    """(height, width) from a side or a pair."""
+    return (image_size, image_size) if isinstance(image_size, int) else (int(image_size[0]), int(image_size[1]))
+
+
+def _pool(size: tuple[int, int], kind: type[nn.Module] = nn.MaxPool2d, ceil: bool = False
+          ) -> tuple[nn.Module, tuple[int, int]]:
+    """2x2 pooling and the (height, width) it leaves; a map 1 pixel across (8x8 inputs, deep nets)
+    is passed through."""
+    h, w = size
+    if min(h, w) < 2:
         return nn.Identity(), size
     if ceil:
-        return kind(2, ceil_mode=True), (size + 1) // 2
-    return kind(2), size // 2
+        return kind(2, ceil_mode=True), ((h + 1) // 2, (w + 1) // 2)
+    return kind(2), (h // 2, w // 2)
 
 
 def conv_bn(c_in: int, c_out: int, kernel: int = 3, stride: int = 1) -> nn.Sequential:
@@ -53,17 +96,17 @@ def conv_bn(c_in: int, c_out: int, kernel: int = 3, stride: int = 1) -> nn.Seque
 
 
 @register_model("logreg")
-def logreg(num_classes: int, image_size: int) -> nn.Module:
+def logreg(num_classes: int, in_chans: int, image_size: tuple[int, int]) -> nn.Module:
     """Multinomial logistic regression on the pixels (seed 001 model 2, seed 004's baseline)."""
-    return nn.Sequential(nn.Flatten(), nn.Linear(image_size * image_size, num_classes))
+    return nn.Sequential(nn.Flatten(), nn.Linear(in_chans * image_size[0] * image_size[1], num_classes))
 
 
 @register_model("mlp")
-def mlp(num_classes: int, image_size: int, hidden: tuple[int, ...] = (200, 200, 200),
+def mlp(num_classes: int, in_chans: int, image_size: tuple[int, int], hidden: tuple[int, ...] = (200, 200, 200),
         dropout: float = 0.0) -> nn.Module:
     """Fully connected ReLU layers (seed 001 model 4: 3 x 200; seed 004: one layer of 1024)."""
     layers: list[nn.Module] = [nn.Flatten()]
-    width = image_size * image_size
+    width = in_chans * image_size[0] * image_size[1]
     for units in hidden:
         layers += [nn.Linear(width, units), nn.ReLU(inplace=True)]
         if dropout:
@@ -77,32 +120,33 @@ def mlp(num_classes: int, image_size: int, hidden: tuple[int, ...] = (200, 200, 
 
 
 @register_model("udacity-cnn")
-def udacity_cnn(num_classes: int, image_size: int, depth: int = 16, hidden: int = 64) -> nn.Module:
+def udacity_cnn(num_classes: int, in_chans: int, image_size: tuple[int, int], depth: int = 16, hidden: int = 64
+                ) -> nn.Module:
     """Two 5x5 stride-2 'same' convolutions, then FC 64 (seed 003's first convnet)."""
-    side = -(-(-(-image_size // 2)) // 2)       # ceil(ceil(S / 2) / 2)
+    h, w = (-(-(-(-side // 2)) // 2) for side in image_size)       # ceil(ceil(S / 2) / 2)
     return nn.Sequential(
-        nn.Conv2d(1, depth, 5, stride=2, padding=2), nn.ReLU(inplace=True),
+        nn.Conv2d(in_chans, depth, 5, stride=2, padding=2), nn.ReLU(inplace=True),
         nn.Conv2d(depth, depth, 5, stride=2, padding=2), nn.ReLU(inplace=True),
-        nn.Flatten(), nn.Linear(side * side * depth, hidden), nn.ReLU(inplace=True),
+        nn.Flatten(), nn.Linear(h * w * depth, hidden), nn.ReLU(inplace=True),
         nn.Linear(hidden, num_classes))
 
 
 @register_model("lenet5")
-def lenet5(num_classes: int, image_size: int, depth: int = 32, hidden: int = 64, dropout: float = 0.5
-           ) -> nn.Module:
+def lenet5(num_classes: int, in_chans: int, image_size: tuple[int, int], depth: int = 32, hidden: int = 64,
+           dropout: float = 0.5) -> nn.Module:
     """LeNet-5 as in seed 003 problem 2: 5x5 valid convs, average pooling, two FC 64, dropout.
 
     Inputs under 16 px are too small for two valid 5x5 convolutions, so there they pad ('same').
     """
-    padding = 2 if image_size < 16 else 0
-    side = image_size - 4 + 2 * padding
-    pool1, side = _pool(side, nn.AvgPool2d)
-    side = side - 4 + 2 * padding
-    pool2, side = _pool(side, nn.AvgPool2d)
+    padding = 2 if min(image_size) < 16 else 0
+    size = tuple(s - 4 + 2 * padding for s in image_size)
+    pool1, size = _pool(size, nn.AvgPool2d)
+    size = tuple(s - 4 + 2 * padding for s in size)
+    pool2, size = _pool(size, nn.AvgPool2d)
     return nn.Sequential(
-        nn.Conv2d(1, depth, 5, padding=padding), nn.ReLU(inplace=True), pool1,
+        nn.Conv2d(in_chans, depth, 5, padding=padding), nn.ReLU(inplace=True), pool1,
         nn.Conv2d(depth, depth, 5, padding=padding), nn.ReLU(inplace=True), pool2,
-        nn.Flatten(), nn.Linear(side * side * depth, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
+        nn.Flatten(), nn.Linear(size[0] * size[1] * depth, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
         nn.Linear(hidden, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
         nn.Linear(hidden, num_classes))
 
@@ -111,19 +155,19 @@ def lenet5(num_classes: int, image_size: int, depth: int = 32, hidden: int = 64,
 
 
 @register_model("vgg-bn")
-def vgg_bn(num_classes: int, image_size: int, widths: tuple[int, ...] = (7, 14, 28, 56),
+def vgg_bn(num_classes: int, in_chans: int, image_size: tuple[int, int], widths: tuple[int, ...] = (7, 14, 28, 56),
            convs: tuple[int, ...] = (2, 2, 3, 3), dropouts: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4),
            hidden: int = 100) -> nn.Module:
     """VGG blocks (conv-relu x n, max-pool, batch norm, rising dropout), Dense 100 sigmoid, dropout 0.5."""
     layers: list[nn.Module] = []
-    c_in, side = 1, image_size
+    c_in, size = in_chans, image_size
     for width, n_convs, drop in zip(widths, convs, dropouts):
         for _ in range(n_convs):
             layers += [nn.Conv2d(c_in, width, 3, padding=1), nn.ReLU(inplace=True)]
             c_in = width
-        pool, side = _pool(side)
+        pool, size = _pool(size)
         layers += [pool, nn.BatchNorm2d(width), nn.Dropout(drop)]
-    layers += [nn.Flatten(), nn.Linear(side * side * c_in, hidden), nn.Sigmoid(), nn.Dropout(0.5),
+    layers += [nn.Flatten(), nn.Linear(size[0] * size[1] * c_in, hidden), nn.Sigmoid(), nn.Dropout(0.5),
                nn.Linear(hidden, num_classes)]
     return nn.Sequential(*layers)
 
@@ -132,14 +176,15 @@ def vgg_bn(num_classes: int, image_size: int, widths: tuple[int, ...] = (7, 14, 
 
 
 @register_model("notmnist-winner")
-def notmnist_winner(num_classes: int, image_size: int, dropout: float = 0.5, hidden: int = 1024) -> nn.Module:
+def notmnist_winner(num_classes: int, in_chans: int, image_size: tuple[int, int], dropout: float = 0.5,
+                    hidden: int = 1024) -> nn.Module:
     """Conv5(32)-Conv5(64)-Pool-Drop-Conv3(64)-Conv3(64)-Pool-Drop-FC1024-Drop-FC1024, BN + ReLU."""
-    pool1, side = _pool(image_size, ceil=True)      # TensorFlow 'SAME' pooling
-    pool2, side = _pool(side, ceil=True)
+    pool1, size = _pool(image_size, ceil=True)      # TensorFlow 'SAME' pooling
+    pool2, size = _pool(size, ceil=True)
     return nn.Sequential(
-        conv_bn(1, 32, 5), conv_bn(32, 64, 5), pool1, nn.Dropout(dropout),
+        conv_bn(in_chans, 32, 5), conv_bn(32, 64, 5), pool1, nn.Dropout(dropout),
         conv_bn(64, 64, 3), conv_bn(64, 64, 3), pool2, nn.Dropout(dropout),
-        nn.Flatten(), nn.Linear(side * side * 64, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
+        nn.Flatten(), nn.Linear(size[0] * size[1] * 64, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
         nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
         nn.Linear(hidden, num_classes))
 
@@ -156,14 +201,14 @@ class FastNet(nn.Module):
     the speed with no clear accuracy gain on mnist-5k.
     """
 
-    def __init__(self, num_classes: int, image_size: int, widths: tuple[int, int, int] = (16, 32, 64),
-                 dropout: float = 0.1) -> None:
+    def __init__(self, num_classes: int, in_chans: int, image_size: tuple[int, int],
+                 widths: tuple[int, int, int] = (16, 32, 64), dropout: float = 0.1) -> None:
         super().__init__()
         c1, c2, c3 = widths
-        pool1, side = _pool(image_size)
-        pool2, _ = _pool(side)
+        pool1, size = _pool(image_size)
+        pool2, _ = _pool(size)
         self.features = nn.Sequential(
-            conv_bn(1, c1), pool1,
+            conv_bn(in_chans, c1), pool1,
             conv_bn(c1, c2), pool2,
             conv_bn(c2, c3), conv_bn(c3, c3))
         self.dropout = nn.Dropout(dropout)
@@ -176,5 +221,48 @@ class FastNet(nn.Module):
 
 
 @register_model("fastnet")
-def fastnet(num_classes: int, image_size: int, **kwargs) -> nn.Module:
-    return FastNet(num_classes, image_size, **kwargs)
+def fastnet(num_classes: int, in_chans: int, image_size: tuple[int, int], **kwargs) -> nn.Module:
+    return FastNet(num_classes, in_chans, image_size, **kwargs)
+
+
+# ---------------------------------------------------------------- the colour default
+
+
+class Residual(nn.Module):
+    """x + conv-bn-relu(conv-bn-relu(x)): two 3x3 convolutions around an identity skip."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(conv_bn(width, width), conv_bn(width, width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class ResNetSmall(nn.Module):
+    """A small residual net for colour photos, after airbench's CIFAR-10 net (the anchor for
+    accuracy per second): a conv stem, then per stage conv -> 2x2 max-pool -> residual block,
+    global max pooling and a scaled linear head. Narrower than airbench's (64-256-256) so that
+    it stays trainable on 2 CPU cores; widen it with `model_kwargs = {widths = [...]}` on a GPU.
+    """
+
+    def __init__(self, num_classes: int, in_chans: int, image_size: tuple[int, int],
+                 widths: tuple[int, ...] = (32, 64, 128), head_scale: float = 0.125) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [conv_bn(in_chans, widths[0])]
+        c_in, size = widths[0], image_size
+        for width in widths:
+            pool, size = _pool(size)
+            layers += [conv_bn(c_in, width), pool, Residual(width)]
+            c_in = width
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(c_in, num_classes, bias=False)
+        self.head_scale = head_scale    # airbench scales the logits down: calmer early training
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).amax(dim=(2, 3))) * self.head_scale
+
+
+@register_model("resnet-small")
+def resnet_small(num_classes: int, in_chans: int, image_size: tuple[int, int], **kwargs) -> nn.Module:
+    return ResNetSmall(num_classes, in_chans, image_size, **kwargs)

@@ -22,28 +22,34 @@ class Classifier(L.LightningModule):
     Build it with `Classifier.from_config`; every argument is a keyword, saved in checkpoints.
     """
 
-    def __init__(self, *, model: str, num_classes: int, image_size: int, mean: float, std: float,
+    def __init__(self, *, model: str, num_classes: int, in_chans: int, image_size: tuple[int, int],
+                 mean: tuple[float, ...], std: tuple[float, ...],
                  lr: float, weight_decay: float, label_smoothing: float, schedule: str, epochs: int,
                  steps_per_epoch: int, augmentation: dict[str, Any] | None = None,
                  model_kwargs: dict[str, Any] | None = None, channels_last: bool = True, seed: int = 0) -> None:
         super().__init__()
         self.save_hyperparameters()
-        net = create_model(model, num_classes=num_classes, image_size=image_size, **(model_kwargs or {}))
+        net = create_model(model, num_classes=num_classes, in_chans=in_chans, image_size=tuple(image_size),
+                           **(model_kwargs or {}))
         # channels_last: the oneDNN (CPU) and cuDNN convolutions run faster on NHWC (measured in
         # benchmarks/levers.py); the arithmetic is unchanged.
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net = net.to(memory_format=self.memory_format)
         self.augmentation = Augmentation(**augmentation) if augmentation else Augmentation(enabled=False)
-        self.mean, self.std = mean, std
+        self.mean, self.std = tuple(mean), tuple(std)
 
     @classmethod
-    def from_config(cls, cfg: RunConfig, *, model: str, num_classes: int, image_size: int, mean: float,
-                    std: float, steps_per_epoch: int, **overrides: Any) -> "Classifier":
-        """The one place a run's settings become a module."""
-        settings = dict(model=model, num_classes=num_classes, image_size=image_size, mean=mean, std=std,
-                        lr=cfg.lr, weight_decay=cfg.weight_decay, label_smoothing=cfg.label_smoothing,
-                        schedule=cfg.schedule, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch,
-                        augmentation=asdict(cfg.augment), model_kwargs=cfg.model_kwargs)
+    def from_config(cls, cfg: RunConfig, *, model: str, num_classes: int, image_shape: tuple[int, int, int],
+                    mean: tuple[float, ...], std: tuple[float, ...], steps_per_epoch: int, hflip_safe: bool = False,
+                    **overrides: Any) -> "Classifier":
+        """The one place a run's settings become a module. `image_shape` is (channels, height, width);
+        `hflip_safe`: the competition says mirrored images keep their class (resolves `hflip = auto`)."""
+        channels, height, width = image_shape
+        settings = dict(model=model, num_classes=num_classes, in_chans=channels, image_size=(height, width),
+                        mean=tuple(mean), std=tuple(std), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                        label_smoothing=cfg.label_smoothing, schedule=cfg.schedule, epochs=cfg.epochs,
+                        steps_per_epoch=steps_per_epoch, augmentation=asdict(cfg.augment.resolved(hflip_safe)),
+                        model_kwargs=cfg.model_kwargs)
         return cls(**{**settings, **overrides})
 
     def preprocess(self, images: torch.Tensor, train: bool) -> torch.Tensor:
@@ -53,7 +59,7 @@ class Classifier(L.LightningModule):
         return normalize(x, self.mean, self.std).contiguous(memory_format=self.memory_format)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 images (B, 1, H, W) -> logits (B, K), without augmentation."""
+        """uint8 images (B, C, H, W) -> logits (B, K), without augmentation."""
         return self.net(self.preprocess(images, train=False))
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
@@ -81,10 +87,11 @@ class Classifier(L.LightningModule):
         no_decay = [p for p in self.parameters() if p.ndim <= 1]
         optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": hp.weight_decay},
                                        {"params": no_decay, "weight_decay": 0.0}], lr=hp.lr)
-        total_steps = hp.epochs * hp.steps_per_epoch
+        total_steps = max(hp.epochs * hp.steps_per_epoch, 4)
         if hp.schedule == "onecycle":
+            # a quarter warming up, but at least two steps: a few-step fit (tiny data) needs both phases
             scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=hp.lr, total_steps=total_steps,
-                                                            pct_start=0.25)
+                                                            pct_start=max(0.25, 2 / total_steps))
         elif hp.schedule == "cosine":
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
         else:

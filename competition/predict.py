@@ -20,23 +20,35 @@ from .module import Classifier
 
 @dataclass(frozen=True)
 class View:
-    """A deterministic view: a shift of whole pixels (right, down), zero-padded."""
+    """A deterministic view: a shift of whole pixels (right, down), zero-padded, optionally mirrored."""
     dx: int = 0
     dy: int = 0
+    mirror: bool = False
 
     @property
     def name(self) -> str:
-        return "identity" if not (self.dx or self.dy) else f"shift({self.dx},{self.dy})"
+        moved = "identity" if not (self.dx or self.dy) else f"shift({self.dx},{self.dy})"
+        return f"mirror+{moved}" if self.mirror else moved
 
 
 IDENTITY = (View(),)
 # The plain image first: TTA off is view 0 alone. One-pixel shifts are inside the training
 # augmentation's range for every competition, so no view shows the model something new.
 TTA_VIEWS = (View(), View(1, 0), View(-1, 0), View(0, 1), View(0, -1))
+# Where mirrored images keep their class (and training mirrors them), the mirror of each view too.
+MIRRORED_TTA_VIEWS = TTA_VIEWS + tuple(View(v.dx, v.dy, mirror=True) for v in TTA_VIEWS)
+
+
+def tta_views(mirror: bool) -> tuple[View, ...]:
+    """The test-time views of a competition: shifts, and their mirrors where the competition allows."""
+    return MIRRORED_TTA_VIEWS if mirror else TTA_VIEWS
 
 
 def shift(images: torch.Tensor, view: View) -> torch.Tensor:
-    """Shift (B, C, H, W) images by whole pixels with zero fill (the background)."""
+    """Shift (B, C, H, W) images by whole pixels with zero fill (the background); mirror them first
+    if the view says so."""
+    if view.mirror:
+        images = images.flip(-1)
     if not (view.dx or view.dy):
         return images
     pad = (max(view.dx, 0), max(-view.dx, 0), max(view.dy, 0), max(-view.dy, 0))   # left right top bottom

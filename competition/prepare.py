@@ -1,8 +1,12 @@
 """Turn a source into Kaggle form: data/NAME/public/ for entrants, data/NAME/private/ for the grader.
 
-public/  train.csv (label,pixel0..), test.csv (pixel0.. in ImageId order 1..N),
-         sample_submission.csv, competition.json (classes, image size, split options)
-private/ solution.csv (ImageId,Label,Usage) with Usage Public or Private, as Kaggle's answer files.
+public/  images.npz: train_images (N, H, W, C) and test_images (M, H, W, C) uint8, train_labels
+         (class indices), test_ids (as the submission names them): what training code reads;
+         the Kaggle-form labels: train.csv + test.csv (label,pixel0..) for a grey Digit-Recognizer
+         competition, or train_labels.csv (id,label) for image competitions;
+         sample_submission.csv in the competition's own form; competition.json (classes, image
+         shape, metric, submission form, split options, fingerprint)
+private/ solution.csv (id,label,Usage) with Usage Public or Private, as Kaggle's answer files.
 
 The folder is built under a temporary name and renamed into place, so an interrupted
 prepare never leaves a half-written competition.
@@ -16,6 +20,7 @@ import json
 import re
 import shutil
 import tempfile
+import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +29,15 @@ from typing import Callable, Iterator
 import numpy as np
 import pandas as pd
 
-from .competitions import RawData, get_competition
-from .errors import ConfigError, DataSourceError, WriteError
-from .sources import atomic_write_text, read_pixel_csv, write_pixel_csv
+from .competitions import Competition, RawData, get_competition
+from .errors import ConfigError, WriteError
+from .folders import read_kaggle_folder
+from .metrics import get_metric, one_hot
+from .sources import atomic_write_text, write_pixel_csv
 from .splits import public_private_usage, stratified_split
+from .submission import SubmissionForm, write_solution, write_submission
+
+IMAGES = "images.npz"
 
 
 @dataclass(frozen=True)
@@ -55,8 +65,20 @@ class CompetitionPaths:
     def metadata(self) -> Path:
         return self.public / "competition.json"
 
+    @property
+    def images(self) -> Path:
+        return self.public / IMAGES
+
     def is_prepared(self) -> bool:
-        return self.metadata.is_file() and (self.public / "train.csv").is_file()
+        """competition.json and a readable images.npz: a truncated or corrupt array file (a disk
+        fault, a copy cut short) is not trusted, and the competition is prepared again."""
+        if not (self.metadata.is_file() and self.images.is_file()):
+            return False
+        try:
+            with np.load(self.images) as arrays:
+                return {"train_images", "train_labels", "test_images", "test_ids"} <= set(arrays.files)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+            return False
 
     def has_answers(self) -> bool:
         return self.solution.is_file()
@@ -98,8 +120,24 @@ def prepare(name: str, data_dir: Path, options: SplitOptions = SplitOptions(),
     paths = CompetitionPaths(Path(data_dir) / name)
     raw = competition.load(paths.raw, allow_download)
     write_competition(paths, competition.name, competition.classes, raw, None, options,
-                      competition.description, log)
+                      competition.description, layout_of(competition), log)
     return paths
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a competition presents itself: its files' form, its submission, its metric."""
+    form: str = "pixel-csv"             # pixel-csv | image-folder | class-folders
+    submission: SubmissionForm = SubmissionForm()
+    metric: str = "accuracy"
+    hflip: bool = False                 # mirror images are still their class (photos: yes; digits: no)
+
+
+def layout_of(competition: Competition) -> Layout:
+    labels = competition.labels or tuple(str(k) for k in range(len(competition.classes)))
+    form = SubmissionForm(competition.id_column, competition.label_column, labels,
+                          probabilities=get_metric(competition.metric).needs_probabilities)
+    return Layout(competition.form, form, competition.metric, competition.hflip)
 
 
 def kaggle_folder_name(folder: Path) -> str:
@@ -109,74 +147,54 @@ def kaggle_folder_name(folder: Path) -> str:
 
 
 def prepare_kaggle_folder(folder: Path, data_dir: Path, options: SplitOptions = SplitOptions(),
-                          log: Callable[[str], None] = print) -> CompetitionPaths:
-    """Prepare a Digit-Recognizer-form folder (train.csv, test.csv, optional solution.csv)."""
+                          metric: str | None = None, log: Callable[[str], None] = print) -> CompetitionPaths:
+    """Prepare a Kaggle-form folder in any of the forms `folders.py` reads, scored by `metric`
+    (default: accuracy, or what an earlier prepare of the folder chose)."""
     folder = Path(folder)
-    for required in ("train.csv", "test.csv"):
-        if not (folder / required).is_file():
-            raise DataSourceError(f"{folder}: no {required} (a Kaggle folder holds train.csv and test.csv)")
-    train_images, train_labels = read_pixel_csv(folder / "train.csv", with_labels=True)
-    test_images, _ = read_pixel_csv(folder / "test.csv", with_labels=False)
-    if train_images.shape[1:] != test_images.shape[1:]:
-        raise DataSourceError(f"{folder}: train images are {train_images.shape[1:]}, "
-                              f"test images {test_images.shape[1:]}")
-    if train_labels.min() < 0:
-        raise DataSourceError(f"{folder / 'train.csv'}: negative label {train_labels.min()}")
-    classes = tuple(str(c) for c in range(int(train_labels.max()) + 1))
-    solution = None
-    if (folder / "solution.csv").is_file():
-        solution = read_kaggle_solution(folder / "solution.csv", len(test_images), len(classes))
-    else:
-        log(f"{folder}: no solution.csv, so submissions can be written but not scored")
-    raw = RawData(train_images, train_labels, test_images,
-                  None if solution is None else solution["Label"].to_numpy(np.int64),
-                  notes=[f"Kaggle folder {folder}"])
-    usage = None if solution is None or "Usage" not in solution else solution["Usage"].to_numpy()
+    read = read_kaggle_folder(folder, log)
+    metric_name = metric or "accuracy"
+    submission = SubmissionForm(read.id_column, read.label_column, read.labels,
+                                probabilities=get_metric(metric_name).needs_probabilities)
     name = kaggle_folder_name(folder)
     paths = CompetitionPaths(Path(data_dir) / name)
-    write_competition(paths, name, classes, raw, usage, options, f"Kaggle folder {folder.resolve()}", log)
+    layout = Layout(read.form, submission, metric_name, hflip=False)
+    write_competition(paths, name, read.classes, read.raw, read.usage, options,
+                      f"Kaggle folder {folder.resolve()}", layout, log)
     return paths
 
 
-def read_kaggle_solution(path: Path, num_test: int, num_classes: int) -> pd.DataFrame:
-    """Read a Kaggle answer file (ImageId,Label[,Usage]) and check it covers test.csv exactly."""
-    frame = pd.read_csv(path)
-    if list(frame.columns[:2]) != ["ImageId", "Label"]:
-        raise DataSourceError(f"{path}: header must start with ImageId,Label; found {list(frame.columns)}")
-    frame = frame.sort_values("ImageId").reset_index(drop=True)
-    if not np.array_equal(frame["ImageId"].to_numpy(), np.arange(1, num_test + 1)):
-        raise DataSourceError(f"{path}: ImageId must be exactly 1..{num_test}, one row each")
-    labels = frame["Label"].to_numpy()
-    if labels.min() < 0 or labels.max() >= num_classes:
-        raise DataSourceError(f"{path}: labels must lie in 0..{num_classes - 1}")
-    if "Usage" in frame and not frame["Usage"].isin(["Public", "Private"]).all():
-        raise DataSourceError(f"{path}: Usage must be Public or Private")
-    return frame
-
-
 def write_competition(paths: CompetitionPaths, name: str, classes: tuple[str, ...], raw: RawData,
-                      usage: np.ndarray | None, options: SplitOptions, source: str,
+                      usage: np.ndarray | None, options: SplitOptions, source: str, layout: Layout = Layout(),
                       log: Callable[[str], None] = print) -> None:
     """Split (where the source has no test set), then write public/ and private/ atomically."""
-    train_images, train_labels = raw.train_images, raw.train_labels
+    train_images, train_labels = with_channels(raw.train_images), raw.train_labels
     test_images, test_labels = raw.test_images, raw.test_labels
+    train_ids, test_ids = raw.train_ids, raw.test_ids
     if test_images is None:
         kept, held = stratified_split(train_labels, options.test_fraction, options.split_seed)
         test_images, test_labels = train_images[held], train_labels[held]
         train_images, train_labels = train_images[kept], train_labels[kept]
+        train_ids = test_ids = None     # the source's ids named rows of the unsplit set
         split = f"stratified split, seed {options.split_seed}, test fraction {options.test_fraction}"
     else:
         split = "official test set"
+    test_images = with_channels(test_images)
+    train_ids = np.arange(1, len(train_images) + 1).astype(str) if train_ids is None else np.asarray(train_ids, str)
+    test_ids = np.arange(1, len(test_images) + 1).astype(str) if test_ids is None else np.asarray(test_ids, str)
     if test_labels is not None and usage is None:
         usage = public_private_usage(len(test_labels), options.public_fraction, options.split_seed)
 
     _check_split(name, classes, train_images, train_labels, test_images, test_labels, usage)
-    image_ids = np.arange(1, len(test_images) + 1)
+    height, width, channels = train_images.shape[1:]
+    pixel_csv = layout.form == "pixel-csv" and channels == 1 and height == width
     metadata = {
-        "name": name, "source": source, "classes": list(classes), "image_size": int(train_images.shape[1]),
+        "name": name, "source": source, "classes": list(classes), "image_shape": [height, width, channels],
+        "form": layout.form if pixel_csv or layout.form != "pixel-csv" else "image-folder",
+        "metric": layout.metric, "submission": layout.submission.to_dict(), "hflip": layout.hflip,
         "train_size": int(len(train_images)), "test_size": int(len(test_images)), "split": split,
         "split_seed": options.split_seed, "test_fraction": options.test_fraction,
         "public_fraction": options.public_fraction, "notes": raw.notes,
+        "fingerprint": array_fingerprint(train_images, train_labels, test_images, test_ids),
     }
 
     paths.root.mkdir(parents=True, exist_ok=True)
@@ -185,15 +203,21 @@ def write_competition(paths: CompetitionPaths, name: str, classes: tuple[str, ..
     staging = Path(tempfile.mkdtemp(dir=paths.root, prefix=".prepare-"))
     try:
         public, private = staging / "public", staging / "private"
-        write_pixel_csv(public / "train.csv", train_images, train_labels)
-        write_pixel_csv(public / "test.csv", test_images, None)
-        metadata["fingerprint"] = split_fingerprint(public)
-        sample = pd.DataFrame({"ImageId": image_ids, "Label": 0})
-        atomic_write_text(public / "sample_submission.csv", sample.to_csv(index=False, lineterminator="\n"))
+        form = layout.submission
+        if pixel_csv:
+            write_pixel_csv(public / "train.csv", train_images[..., 0], train_labels)
+            write_pixel_csv(public / "test.csv", test_images[..., 0], None)
+        else:
+            labels = pd.DataFrame({form.id_column: train_ids,
+                                   form.label_column: np.asarray(form.labels, dtype=object)[train_labels]})
+            atomic_write_text(public / "train_labels.csv", labels.to_csv(index=False, lineterminator="\n"))
+        write_images(public / IMAGES, train_images, train_labels, test_images, test_ids)
+        sample = np.full((len(test_images), len(classes)), 1.0 / len(classes)) if form.probabilities else \
+            one_hot(np.zeros(len(test_images), np.int64), len(classes))
+        write_submission(public / "sample_submission.csv", form, test_ids, sample)
         atomic_write_text(public / "competition.json", json.dumps(metadata, indent=2) + "\n")
         if test_labels is not None:
-            solution = pd.DataFrame({"ImageId": image_ids, "Label": test_labels, "Usage": usage})
-            atomic_write_text(private / "solution.csv", solution.to_csv(index=False, lineterminator="\n"))
+            write_solution(private / "solution.csv", form, test_ids, test_labels, usage)
         # Unmark the old copy first (no competition.json: not prepared), then swap in the answers,
         # then the public files with their competition.json: a kill at any point leaves either
         # the old competition, or none (prepared again next time), never new files with old answers.
@@ -207,7 +231,9 @@ def write_competition(paths: CompetitionPaths, name: str, classes: tuple[str, ..
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
-    log(f"prepared {name}: {len(train_images):,} train, {len(test_images):,} test ({split}) in {paths.root}")
+    shape = f"{height}x{width}" + ("" if channels == 1 else f"x{channels}")
+    log(f"prepared {name}: {len(train_images):,} train, {len(test_images):,} test {shape} images ({split}), "
+        f"{len(classes)} classes, scored by {layout.metric}, in {paths.root}")
     if test_labels is not None:
         log(f"  answers: {int((usage == 'Public').sum()):,} Public, {int((usage == 'Private').sum()):,} Private rows "
             f"in {paths.solution}")
@@ -215,14 +241,34 @@ def write_competition(paths: CompetitionPaths, name: str, classes: tuple[str, ..
         log(f"  {note}")
 
 
-def split_fingerprint(public_dir: Path) -> str:
-    """A short hash of what training sees (train.csv and test.csv): a run records it, and
-    `--resume` and `report` refuse a competition that was prepared again with another split."""
+def with_channels(images: np.ndarray) -> np.ndarray:
+    """(N, H, W) grey images as (N, H, W, 1); (N, H, W, C) unchanged."""
+    images = np.asarray(images)
+    return images[..., None] if images.ndim == 3 else images
+
+
+def write_images(path: Path, train_images: np.ndarray, train_labels: np.ndarray, test_images: np.ndarray,
+                 test_ids: np.ndarray) -> None:
+    """The arrays training code reads, written under a temporary name and renamed."""
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    try:
+        np.savez(tmp, train_images=train_images, train_labels=train_labels.astype(np.int64),
+                 test_images=test_images, test_ids=np.asarray(test_ids, dtype=str))
+        tmp.replace(path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise WriteError(f"{path}: cannot write ({e.strerror})") from e
+
+
+def array_fingerprint(train_images: np.ndarray, train_labels: np.ndarray, test_images: np.ndarray,
+                      test_ids: np.ndarray) -> str:
+    """A short hash of what training sees: a run records it, and `--resume` and `report` refuse a
+    competition that was prepared again with another split."""
     digest = hashlib.sha256()
-    for name in ("train.csv", "test.csv"):
-        with open(Path(public_dir) / name, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
+    for array in (train_images, train_labels.astype(np.int64), test_images):
+        digest.update(str(array.shape).encode())
+        digest.update(np.ascontiguousarray(array).data)
+    digest.update("\n".join(map(str, test_ids)).encode())
     return digest.hexdigest()[:16]
 
 
@@ -232,6 +278,7 @@ def _check_split(name: str, classes: tuple[str, ...], train_images: np.ndarray, 
     assert len(train_images) == len(train_labels) > 0, f"{name}: empty training set"
     assert len(test_images) > 0, f"{name}: empty test set"
     assert train_images.shape[1:] == test_images.shape[1:], f"{name}: train and test image sizes differ"
+    assert train_images.ndim == 4 and train_images.dtype == np.uint8, f"{name}: images must be (N, H, W, C) uint8"
     assert train_labels.min() >= 0 and train_labels.max() < len(classes), f"{name}: label outside the classes"
     if test_labels is not None:
         assert len(test_labels) == len(test_images) == len(usage), f"{name}: answers do not cover the test set"

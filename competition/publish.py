@@ -14,19 +14,20 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import pandas as pd
 import torch
 
 from .competitions import COMPETITIONS, get_competition
-from .data import load_metadata
+from .data import load_metadata, load_test_ids
 from .errors import SubmissionLimitError
-from .fit import FitResult
-from .grading import Score, read_solution, score_labels, validate_submission
+from .fit import FitResult, probabilities
+from .grading import Score, score_probabilities
 from .leaderboard import Entry, add_entry, format_duration
+from .metrics import get_metric, one_hot
 from .prepare import CompetitionPaths
 from .report import write_report
 from .rules import check_daily_limit, read_rules, record_scored
 from .sources import atomic_write_text
+from .submission import Solution, SubmissionForm, read_solution, validate_submission, write_submission
 
 
 @dataclass
@@ -38,24 +39,30 @@ class Published:
     report: Path | None = None
 
 
-def write_submission(path: Path, predictions: np.ndarray) -> None:
-    frame = pd.DataFrame({"ImageId": np.arange(1, len(predictions) + 1), "Label": predictions})
-    atomic_write_text(path, frame.to_csv(index=False, lineterminator="\n"))
+def submission_form(paths: CompetitionPaths) -> tuple[SubmissionForm, np.ndarray]:
+    """The competition's submission form and its test ids, in test order."""
+    return SubmissionForm.from_dict(load_metadata(paths.public)["submission"]), load_test_ids(paths.public)
 
 
-def grade_fit(fit: FitResult, paths: CompetitionPaths) -> tuple[dict[str, Score], dict[int, float]]:
-    """Score every member, every round's ensemble and the submission; measure pseudo-label precision."""
-    solution = read_solution(paths.solution)
-    k = len(fit.classes)
+def grade_fit(fit: FitResult, solution: Solution, submitted: np.ndarray) -> tuple[dict[str, Score], dict[int, float]]:
+    """Score every member, every round's ensemble and the submission (as submitted: labels one-hot,
+    or probabilities) with the competition's metric; measure pseudo-label precision."""
+    metric = get_metric(fit.metric)
     scores, precision = {}, {}
+
+    def as_submitted(logits, temperature: float = 1.0) -> np.ndarray:
+        p = probabilities(logits, temperature)
+        return p if metric.needs_probabilities else one_hot(p.argmax(1), p.shape[1])
+
     for rnd in fit.rounds:
         for member, logits in zip(rnd.members, rnd.member_test_logits):
-            scores[member.name] = score_labels(logits.argmax(1).numpy(), solution, k)
-        scores[f"round {rnd.round} ensemble"] = score_labels(rnd.test_logits.argmax(1).numpy(), solution, k)
+            scores[member.name] = score_probabilities(as_submitted(logits), solution, metric)
+        scores[f"round {rnd.round} ensemble"] = score_probabilities(as_submitted(rnd.test_logits, rnd.temperature),
+                                                                    solution, metric)
         if rnd.pseudo is not None and len(rnd.pseudo.indices):
             truth = solution.labels[rnd.pseudo.indices.numpy()]
             precision[rnd.round] = float((rnd.pseudo.labels.numpy() == truth).mean())
-    scores["submission"] = score_labels(fit.predictions, solution, k)
+    scores["submission"] = score_probabilities(submitted, solution, metric)
     return scores, precision
 
 
@@ -67,8 +74,10 @@ def members_text(fit: FitResult) -> str:
 
 
 def summary_table(fit: FitResult, scores: dict[str, Score], wall_s: float, sealed: bool = False) -> str:
-    """One row per member, round ensemble and the submission: validation, public, private, time."""
-    rows = [("stage", "val / OOF", "public", "private", "time")]
+    """One row per member, round ensemble and the submission: validation accuracy, then public and
+    private scores in the competition's metric, and time."""
+    metric = "" if fit.metric == "accuracy" else f" {fit.metric}"
+    rows = [("stage", "val acc / OOF", f"public{metric}", f"private{metric}", "time")]
 
     def scored(name: str) -> tuple[str, str]:
         score = scores.get(name)
@@ -102,10 +111,14 @@ def metrics(fit: FitResult, published: Published, wall_s: float, stage_s: dict[s
     return {
         "run_id": fit.run_dir.name, "wall_s": wall_s, "device": fit.device, "executor": fit.executor,
         "fingerprint": fit.fingerprint, "stage_s": stage_s, "chosen_round": fit.chosen, "tta": final.tta,
-        "cv": {"kind": fit.cv_kind, "accuracy": final.oof.value, "ci": [final.oof.low, final.oof.high],
+        "metric": fit.metric, "temperature": final.temperature,
+        "cv": {"kind": fit.cv_kind, "metric": fit.metric, "value": final.cv.value,
+               "ci": [final.cv.low, final.cv.high], "interval": final.cv.interval,
+               "accuracy": final.oof.value, "accuracy_ci": [final.oof.low, final.oof.high],
                "correct": final.oof.correct, "total": final.oof.total},
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "rounds": [{"round": r.round, "oof_acc": r.oof.value, "oof_ci": [r.oof.low, r.oof.high],
+        "rounds": [{"round": r.round, "cv": r.cv.value, "cv_ci": [r.cv.low, r.cv.high],
+                    "oof_acc": r.oof.value, "oof_ci": [r.oof.low, r.oof.high],
                     "oof_total": r.oof.total, "oof_acc_without_tta": r.oof_plain, "oof_acc_with_tta": r.oof_tta,
                     "tta": r.tta,
                     "weights": r.weights, "train_s": r.train_s, "ensemble_s": r.ensemble_s,
@@ -117,9 +130,9 @@ def metrics(fit: FitResult, published: Published, wall_s: float, stage_s: dict[s
 
 
 def implausible(name: str, score: Score, sealed: bool = False) -> list[str]:
-    """Warnings for scores above the best honest result on record for this competition."""
+    """Warnings for accuracies above the best honest result on record for this competition."""
     record = get_competition(name).record if name in COMPETITIONS else None
-    if record is None:
+    if record is None or score.metric != "accuracy":
         return []
     parts = [("public", score.public)] + ([] if sealed else [("private", score.private)])
     return [f"WARNING: {part} accuracy {acc.value:.4f} is above {record:.4f}, the best honest result on record "
@@ -132,10 +145,10 @@ def publish(fit: FitResult, paths: CompetitionPaths, workspace_root: Path, leade
             log: Callable[[str], None] = print) -> Published:
     """Write and validate the submission, then grade, rank, record and report it."""
     run_dir, cfg = fit.run_dir, fit.config
-    predictions = fit.predictions
-    write_submission(run_dir / "submission.csv", predictions)
-    validate_submission(run_dir / "submission.csv", len(predictions), len(fit.classes))
-    write_submission(workspace_root / "submission.csv", predictions)
+    form, ids = submission_form(paths)
+    write_submission(run_dir / "submission.csv", form, ids, fit.probabilities)
+    submitted = validate_submission(run_dir / "submission.csv", form, ids)     # what the grader will read
+    write_submission(workspace_root / "submission.csv", form, ids, fit.probabilities)
     published = Published(workspace_root / "submission.csv")
     tmp = run_dir / "test_logits.pt.tmp"
     torch.save({f"round{r.round}": r.test_logits for r in fit.rounds} | {"submission": fit.final.test_logits}, tmp)
@@ -149,15 +162,16 @@ def publish(fit: FitResult, paths: CompetitionPaths, workspace_root: Path, leade
         except SubmissionLimitError as e:
             limit = str(e)
     if paths.has_answers() and limit is None:
-        published.scores, published.pseudo_precision = grade_fit(fit, paths)
+        published.scores, published.pseudo_precision = grade_fit(fit, read_solution(paths.solution, form, ids),
+                                                                 submitted)
         final = published.scores["submission"]
         record_scored(paths.root, run_dir.name, final.public.value, final.private.value)
         report_link = f"[{run_dir.name}]({(run_dir / 'report.html').relative_to(workspace_root).as_posix()})"
         published.rank = add_entry(leaderboard, Entry(
-            name, final.public.value, None if sealed else final.private.value, fit.final.oof.value,
+            name, final.public.value, None if sealed else final.private.value, fit.final.cv.value,
             report_link, "+".join(cfg.models), members_text(fit), str(len(fit.rounds) - 1),
             format_duration(wall_s) + (" (resumed)" if resumed else ""),
-            datetime.now(timezone.utc).strftime("%Y-%m-%d")))
+            datetime.now(timezone.utc).strftime("%Y-%m-%d"), fit.metric))
     atomic_write_text(run_dir / "metrics.json",
                       json.dumps(metrics(fit, published, wall_s, stage_s, sealed), indent=2) + "\n")
     published.report = write_report(run_dir, paths)
@@ -166,6 +180,9 @@ def publish(fit: FitResult, paths: CompetitionPaths, workspace_root: Path, leade
     log(summary_table(fit, published.scores, wall_s, sealed))
     oof = fit.final.oof
     log(f"out-of-fold accuracy ({fit.cv_kind}, round {fit.chosen}): {oof}")
+    if fit.metric != "accuracy":
+        log(f"out-of-fold {fit.metric} ({fit.cv_kind}, round {fit.chosen}): {fit.final.cv} "
+            f"(95% interval: {fit.final.cv.interval})")
     for round_number, precision in ({} if sealed else published.pseudo_precision).items():
         used = len(fit.rounds[round_number].pseudo.indices)
         log(f"pseudo-labels of round {round_number}: {used:,} used, precision {precision:.4f} "
@@ -175,9 +192,9 @@ def publish(fit: FitResult, paths: CompetitionPaths, workspace_root: Path, leade
         log(limit)
     elif published.rank is not None:
         final = published.scores["submission"]
-        log(f"public {final.public}")
+        log(f"public {fit.metric} {final.public}")
         log("private sealed: shown after `python -m competition select` picks the final submissions" if sealed
-            else f"private {final.private}")
+            else f"private {fit.metric} {final.private}")
         log(f"leaderboard: rank {published.rank} for {paths.root.name} in {leaderboard}")
         for warning in implausible(name, final, sealed):
             log(warning)

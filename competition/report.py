@@ -21,14 +21,17 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from .data import load_metadata, load_public  # noqa: E402
-from .grading import accuracy_of, clopper_pearson, read_solution, score_labels  # noqa: E402
+from .data import load_metadata, load_public, load_test_ids  # noqa: E402
+from .grading import accuracy_of, clopper_pearson, score_probabilities  # noqa: E402
+from .metrics import get_metric  # noqa: E402
 from .prepare import CompetitionPaths  # noqa: E402
 from .errors import RunStateError  # noqa: E402
 from .rules import read_rules  # noqa: E402
 from .sources import atomic_write_text  # noqa: E402
+from .submission import SubmissionForm, read_solution  # noqa: E402
 
 DPI = 100
+MAX_CLASS_ROWS = 20         # figures with a row per class show at most this many classes
 
 
 @dataclass
@@ -46,7 +49,7 @@ def _save(fig: plt.Figure, folder: Path, name: str) -> None:
 
 def image_grid(images: np.ndarray, titles: list[str] | None = None, columns: int = 12,
                row_labels: list[str] | None = None, title_colors: list[str] | None = None) -> plt.Figure:
-    """Greyscale images (N, H, W) in a grid, optional title under each and label per row."""
+    """Images (N, H, W, C), grey or colour, in a grid, optional title under each and label per row."""
     count = max(len(images), 1)
     rows = -(-count // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(columns * 0.9, rows * (1.15 if titles else 0.9)),
@@ -57,7 +60,10 @@ def image_grid(images: np.ndarray, titles: list[str] | None = None, columns: int
         for spine in ax.spines.values():
             spine.set_visible(False)
         if i < len(images):
-            ax.imshow(images[i], cmap="gray_r", vmin=0, vmax=255)
+            if images.shape[-1] == 1:
+                ax.imshow(images[i, ..., 0], cmap="gray_r", vmin=0, vmax=255)
+            else:
+                ax.imshow(images[i])
             if titles:
                 ax.set_title(titles[i], fontsize=7, color=(title_colors or ["black"] * count)[i], pad=2)
         if row_labels and i % columns == 0 and i // columns < len(row_labels):
@@ -69,12 +75,11 @@ def image_grid(images: np.ndarray, titles: list[str] | None = None, columns: int
 def per_class_samples(images: np.ndarray, labels: np.ndarray, num_classes: int, per_class: int
                       ) -> tuple[np.ndarray, list[int]]:
     """The first `per_class` images of each class, padded with blanks; and how many were real."""
-    side = images.shape[-1]
     grid, counts = [], []
     for k in range(num_classes):
         chosen = images[labels == k][:per_class]
         counts.append(len(chosen))
-        blanks = np.zeros((per_class - len(chosen), side, side), np.uint8)
+        blanks = np.zeros((per_class - len(chosen), *images.shape[1:]), np.uint8)
         grid.append(np.concatenate([chosen, blanks]))
     return np.concatenate(grid), counts
 
@@ -86,23 +91,31 @@ def _run_inputs(run_dir: Path) -> tuple[dict, dict, dict[str, torch.Tensor]]:
     return config, metrics, logits
 
 
+def nhwc(images: torch.Tensor) -> np.ndarray:
+    """(N, C, H, W) tensor -> (N, H, W, C) array, as images are drawn."""
+    return images.permute(0, 2, 3, 1).numpy()
+
+
 def data_figures(public, out: Path, notes: list[str]) -> list[Figure]:
     k = public.num_classes
-    train_images, train_labels = public.train_images[:, 0].numpy(), public.train_labels.numpy()
-    grid, _ = per_class_samples(train_images, train_labels, k, 12)
-    _save(image_grid(grid, row_labels=list(public.classes)), out, "train_samples")
-    _save(image_grid(public.test_images[:48, 0].numpy()), out, "test_samples")
+    shown = min(k, MAX_CLASS_ROWS)
+    train_images, train_labels = nhwc(public.train_images), public.train_labels.numpy()
+    grid, _ = per_class_samples(train_images, train_labels, shown, 12)
+    _save(image_grid(grid, row_labels=list(public.classes[:shown])), out, "train_samples")
+    _save(image_grid(nhwc(public.test_images[:48])), out, "test_samples")
     counts = np.bincount(train_labels, minlength=k)
-    fig, ax = plt.subplots(figsize=(7, 2.8))
+    fig, ax = plt.subplots(figsize=(max(7, 0.12 * k), 2.8))
     ax.bar(range(k), counts, color="#4c72b0")
-    ax.set_xticks(range(k), public.classes, rotation=30 if max(map(len, public.classes)) > 2 else 0, fontsize=8)
+    ax.set_xticks(range(k), public.classes, rotation=30 if max(map(len, public.classes)) > 2 else 0,
+                  fontsize=8 if k <= 30 else 5)
     ax.set_ylabel("training images")
     ax.axhline(counts.mean(), color="grey", lw=0.8, ls="--")
     ax.set_title(f"class counts: min {counts.min():,}, max {counts.max():,}", fontsize=10)
     _save(fig, out, "class_counts")
     curation = "; ".join(notes) if notes else "no curation notes"
-    return [Figure("train_samples", "Training images, 12 per class", "One row per class, in file order."),
-            Figure("test_samples", "Test images", "The first 48 test images (ImageId 1-48), unlabelled."),
+    more = "" if shown == k else f" The first {shown} of {k} classes."
+    return [Figure("train_samples", "Training images, 12 per class", "One row per class, in file order." + more),
+            Figure("test_samples", "Test images", "The first 48 test images, in submission order, unlabelled."),
             Figure("class_counts", "Class balance (seed 004's check)", html.escape(curation))]
 
 
@@ -131,16 +144,19 @@ def curve_figure(run_dir: Path, out: Path) -> Figure:
 
 def confusion_figure(confusion: np.ndarray, classes: tuple[str, ...], out: Path) -> Figure:
     normalised = confusion / confusion.sum(axis=1, keepdims=True).clip(min=1)
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5.6))
+    k = len(classes)
+    side = max(5.6, 0.12 * k)
+    fig, axes = plt.subplots(1, 2, figsize=(2.3 * side, side))
     panels = ((axes[0], confusion, "counts", "d"), (axes[1], normalised, "share of each true class", ".2f"))
     for ax, matrix, title, fmt in panels:
         ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
-        for (i, j), value in np.ndenumerate(matrix):
-            if value:
-                ax.text(j, i, format(value, fmt), ha="center", va="center", fontsize=7,
-                        color="white" if normalised[i, j] > 0.5 else "black")
-        ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=8)
-        ax.set_yticks(range(len(classes)), classes, fontsize=8)
+        if k <= MAX_CLASS_ROWS:     # beyond that the numbers would not be legible
+            for (i, j), value in np.ndenumerate(matrix):
+                if value:
+                    ax.text(j, i, format(value, fmt), ha="center", va="center", fontsize=7,
+                            color="white" if normalised[i, j] > 0.5 else "black")
+        ax.set_xticks(range(k), classes, rotation=45, ha="right", fontsize=8 if k <= 30 else 4)
+        ax.set_yticks(range(k), classes, fontsize=8 if k <= 30 else 4)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         ax.set_title(title, fontsize=10)
@@ -157,9 +173,9 @@ def mistake_figures(test_images: np.ndarray, probabilities: np.ndarray, truth: n
     titles = [f"{classes[truth[i]]}→{classes[predicted[i]]}" for i in wrong]
     _save(image_grid(test_images[wrong], titles), out, "misclassified")
 
-    side = test_images.shape[-1]
+    shown = min(len(classes), MAX_CLASS_ROWS)
     tiles, tile_titles, colours = [], [], []
-    for k in range(len(classes)):
+    for k in range(shown):
         for want_right in (True, False):
             rows = np.flatnonzero((predicted == k) & ((truth == k) == want_right))
             rows = rows[np.argsort(-confidence[rows])][:per_class]
@@ -170,10 +186,10 @@ def mistake_figures(test_images: np.ndarray, probabilities: np.ndarray, truth: n
                     tile_titles.append(f"{confidence[rows[i]]:.2f}{truth_note}")
                     colours.append("green" if want_right else "red")
                 else:
-                    tiles.append(np.zeros((side, side), np.uint8))
+                    tiles.append(np.zeros(test_images.shape[1:], np.uint8))
                     tile_titles.append("")
                     colours.append("black")
-    _save(image_grid(np.stack(tiles), tile_titles, columns=2 * per_class, row_labels=list(classes),
+    _save(image_grid(np.stack(tiles), tile_titles, columns=2 * per_class, row_labels=list(classes[:shown]),
                      title_colors=colours), out, "most_confident")
     return [Figure("misclassified", f"Misclassified test images ({len(np.flatnonzero(predicted != truth))} in all)",
                    "Most confident mistakes first; each title is true→predicted."),
@@ -202,7 +218,7 @@ def pseudo_figures(run_dir: Path, test_images: np.ndarray, truth: np.ndarray, cl
         for i in np.flatnonzero(~correct)[:40]:
             wrong_tiles.append(test_images[index[i]])
             wrong_titles.append(f"{classes[labels[i]]} (is {classes[truth[index[i]]]})")
-    ax.set_xticks(np.arange(k) + 0.4 - width / 2, classes, fontsize=8)
+    ax.set_xticks(np.arange(k) + 0.4 - width / 2, classes, fontsize=8 if k <= 30 else 4)
     ax.set_ylabel("pseudo-labels")
     ax.legend(fontsize=8)
     _save(fig, out, "pseudo_counts")
@@ -232,8 +248,9 @@ def score_table(metrics: dict) -> str:
             return "<td>-</td><td>-</td>"
         return f"<td>{ci(s['public'], *s['public_ci'])}</td><td>{ci(s['private'], *s['private_ci'])}</td>"
 
-    lines = ["<table><tr><th>stage</th><th>validation / out-of-fold</th><th>public</th><th>private</th>"
-             "<th>wall time</th></tr>"]
+    metric = metrics.get("metric", "accuracy")
+    lines = [f"<table><tr><th>stage</th><th>validation / out-of-fold accuracy</th><th>public {metric}</th>"
+             f"<th>private {metric}</th><th>wall time</th></tr>"]
     for rnd in metrics["rounds"]:
         for member in rnd["members"]:
             val = val_cell(member["val_acc"], member["val_size"])
@@ -246,10 +263,12 @@ def score_table(metrics: dict) -> str:
                      f"{scored(name)}<td>{rnd['train_s'] + rnd['ensemble_s']:.1f}s</td></tr>")
     cv = metrics["cv"]
     lines.append(f"<tr class='ens'><td><b>submission</b> (round {metrics['chosen_round']})</td>"
-                 f"<td>{ci(cv['accuracy'], *cv['ci'])}</td>{scored('submission')}<td>{metrics['wall_s']:.0f}s</td>"
-                 f"</tr></table><p>CV: {html.escape(cv['kind'])} accuracy over {cv['total']:,} labelled images, "
-                 "the score to trust without the answers; every choice of the run (checkpoints, TTA, weights, "
-                 "rounds) was made on it.</p>")
+                 f"<td>{ci(cv['accuracy'], *cv['accuracy_ci'])}</td>{scored('submission')}"
+                 f"<td>{metrics['wall_s']:.0f}s</td></tr></table>"
+                 f"<p>CV: {html.escape(cv['kind'])} {html.escape(cv['metric'])} over {cv['total']:,} labelled images, "
+                 f"{ci(cv['value'], *cv['ci'])} ({html.escape(cv['interval'])} interval): the score to trust without "
+                 "the answers; every choice of the run (checkpoints, TTA, weights, rounds) was made on out-of-fold "
+                 "predictions.</p>")
     return "\n".join(lines)
 
 
@@ -277,12 +296,14 @@ def write_report(run_dir: Path, paths: CompetitionPaths) -> Path:
     sealed = read_rules(paths.root).hides_private
     public = load_public(paths.public)
     classes = public.classes
-    test_images = public.test_images[:, 0].numpy()
+    test_images = nhwc(public.test_images)
+    height, width, channels = metadata["image_shape"]
+    metric = get_metric(metadata.get("metric", "accuracy"))
     sections: list[tuple[str, list[Figure], str]] = []
     sections.append(("Data", data_figures(public, out, metadata.get("notes", [])),
                      f"<p>{metadata['train_size']:,} training and {metadata['test_size']:,} test images, "
-                     f"{metadata['image_size']}x{metadata['image_size']}, {len(classes)} classes; test split: "
-                     f"{html.escape(metadata['split'])}.</p>"))
+                     f"{height}x{width} {'grey' if channels == 1 else 'colour'}, {len(classes)} classes, scored by "
+                     f"{metric.name} ({metric.direction}); test split: {html.escape(metadata['split'])}.</p>"))
     sections.append(("Training", [curve_figure(run_dir, out)], score_table(metrics)))
 
     final_logits = logits["submission"]
@@ -292,16 +313,18 @@ def write_report(run_dir: Path, paths: CompetitionPaths) -> Path:
                                            "<code>python -m competition select</code> has picked the final "
                                            "submissions (then run <code>report</code> again).</p>"))
     elif paths.has_answers():
-        solution = read_solution(paths.solution)
-        predicted = final_logits.argmax(1).numpy()
-        score = score_labels(predicted, solution, len(classes))
+        form = SubmissionForm.from_dict(metadata["submission"])
+        solution = read_solution(paths.solution, form, load_test_ids(paths.public))
+        probabilities = (final_logits.double() / metrics.get("temperature", 1.0)).softmax(1).numpy()
+        predicted = probabilities.argmax(1)
+        score = score_probabilities(probabilities, solution, metric)
         per_class = "".join(f"<tr><td>{html.escape(c)}</td><td>{a.value:.4f} <small>({a.low:.4f}–{a.high:.4f})"
                             f"</small></td><td>{a.correct:,}/{a.total:,}</td></tr>"
                             for c, a in zip(classes, score.per_class))
         sections.append(("Submission", [confusion_figure(score.confusion, classes, out)],
-                         f"<p>All test rows: {accuracy_of(predicted == solution.labels)}</p>"
+                         f"<p>All test rows: accuracy {accuracy_of(predicted == solution.labels)}"
+                         + ("" if metric.name == "accuracy" else f"; {metric.name} {score.overall}") + "</p>"
                          f"<table><tr><th>class</th><th>accuracy</th><th>right</th></tr>{per_class}</table>"))
-        probabilities = final_logits.softmax(1).numpy()
         sections.append(("Mistakes", mistake_figures(test_images, probabilities, solution.labels, classes, out), ""))
         figures, rows = pseudo_figures(run_dir, test_images, solution.labels, classes, out)
         if rows:
@@ -317,7 +340,7 @@ def write_report(run_dir: Path, paths: CompetitionPaths) -> Path:
             f"<p class='meta'>{html.escape(metadata['name'])} · model {html.escape('+'.join(config['models']))} · "
             f"{config['folds']} fold(s) x {config['seeds']} seed(s) · {len(metrics['rounds']) - 1} pseudo-label "
             f"round(s) of at most {config['pseudo_rounds']} · {config['epochs']} epochs max · "
-            f"CV {metrics['cv']['accuracy']:.4f} ({html.escape(metrics['cv']['kind'])}) · "
+            f"CV {metrics['cv']['metric']} {metrics['cv']['value']:.4f} ({html.escape(metrics['cv']['kind'])}) · "
             f"device {metrics.get('device', '?')}</p>"]
     for title, figures, text in sections:
         body.append(f"<h2>{html.escape(title)}</h2>{text}")

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from .errors import SubmissionLimitError
+from .metrics import get_metric
 from .sources import atomic_write_text
 
 MAX_SELECTED = 2        # Kaggle's final-submission count
@@ -94,8 +95,12 @@ def private_leaderboard(root: Path) -> list[dict]:
     (how many places it moved: positive is up). Final picks are marked."""
     rules = read_rules(root)
     rows = read_ledger(root)
-    public_rank = {id(r): i for i, r in enumerate(sorted(rows, key=lambda r: -r["public"]), start=1)}
-    ranked = sorted(rows, key=lambda r: -r["private"])
+    metadata = Path(root) / "public" / "competition.json"
+    metric = get_metric(json.loads(metadata.read_text()).get("metric", "accuracy")
+                        if metadata.is_file() else "accuracy")
+    sign = -1 if metric.higher_is_better else 1
+    public_rank = {id(r): i for i, r in enumerate(sorted(rows, key=lambda r: sign * r["public"]), start=1)}
+    ranked = sorted(rows, key=lambda r: sign * r["private"])
     return [{"rank": i, "private": r["private"], "public": r["public"], "public_rank": public_rank[id(r)],
              "shake_up": public_rank[id(r)] - i, "run": r["run"], "final": r["run"] in rules.selected}
             for i, r in enumerate(ranked, start=1)]
@@ -108,7 +113,7 @@ def format_private_leaderboard(name: str, rows: list[dict]) -> str:
         move = f"{r['shake_up']:+d}" if r["shake_up"] else "0"
         lines.append(f"{r['rank']:>4}  {r['private']:.4f}  {r['public']:.4f}  {r['public_rank']:>11}  {move:>8}  "
                      f"{r['run']}{'  <- final' if r['final'] else ''}")
-    best = max((r for r in rows if r["final"]), key=lambda r: r["private"], default=None)
+    best = min((r for r in rows if r["final"]), key=lambda r: r["rank"], default=None)
     if best is not None:
         lines.append(f"final score: {best['private']:.4f} private ({best['run']}, the better of the final picks)")
     return "\n".join(lines)

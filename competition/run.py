@@ -19,14 +19,15 @@ from pathlib import Path
 from typing import Callable
 
 from . import __version__
-from .competitions import get_competition
+from .competitions import Competition, get_competition
 from .config import RunConfig
 from .data import load_metadata
-from .errors import RunStateError
+from .errors import ConfigError, RunStateError
 from .executors import Executor
 from .fit import FitResult, fit
 from .prepare import (CompetitionPaths, SplitOptions, competition_lock, kaggle_folder_name, prepare,
                       prepare_kaggle_folder)
+from .models import resolve_models
 from .publish import Published, publish
 from .rules import check_daily_limit, read_rules
 from .sources import atomic_write_text
@@ -54,22 +55,32 @@ class Workspace:
 
 
 def ensure_prepared(workspace: Workspace, competition: str, kaggle_dir: Path | None,
-                    options: SplitOptions, log: Callable[[str], None]) -> CompetitionPaths:
-    """The prepared competition, (re)preparing it if it is missing or was split with other options."""
+                    options: SplitOptions, log: Callable[[str], None], metric: str | None = None) -> CompetitionPaths:
+    """The prepared competition, (re)preparing it if it is missing or was split with other options
+    (or, for a Kaggle folder, is scored by another metric than `metric` asks)."""
     name = kaggle_folder_name(kaggle_dir) if kaggle_dir is not None else competition
     paths = workspace.competition(name)
     if kaggle_dir is None:
-        get_competition(name)
+        check_fixed_metric(get_competition(name), metric)
     # under the lock, so two runs starting together prepare it once and the second reuses it
     with competition_lock(paths.root):
         if paths.is_prepared():
             metadata = load_metadata(paths.public)
-            if all(metadata.get(k) == v for k, v in asdict(options).items()):
+            same_split = all(metadata.get(k) == v for k, v in asdict(options).items())
+            if same_split and metric in (None, metadata.get("metric")):
                 return paths
-            log(f"{paths.root} was prepared with other split options; preparing it again")
+            log(f"{paths.root} was prepared with other {'split options' if not same_split else 'metric'}; "
+                f"preparing it again")
         if kaggle_dir is not None:
-            return prepare_kaggle_folder(kaggle_dir, workspace.data, options, log)
+            return prepare_kaggle_folder(kaggle_dir, workspace.data, options, metric, log)
         return prepare(name, workspace.data, options, log=log)
+
+
+def check_fixed_metric(competition: Competition, metric: str | None) -> None:
+    """A registered competition's metric is part of it; `--metric` is for Kaggle folders."""
+    if metric is not None and metric != competition.metric:
+        raise ConfigError(f"--metric: {competition.name} is scored by {competition.metric}; "
+                          f"--metric picks the metric of a --data folder")
 
 
 @dataclass
@@ -151,16 +162,18 @@ def open_resumed_run(workspace: Workspace, run_id: str) -> tuple[Path, RunConfig
 
 def run(cfg: RunConfig, workspace: Workspace, kaggle_dir: Path | None = None, resume: str | None = None,
         split: SplitOptions = SplitOptions(), executor: Executor | None = None,
-        log: Callable[[str], None] = print) -> RunResult:
+        log: Callable[[str], None] = print, metric: str | None = None) -> RunResult:
     """Play a competition end to end: prepare, fit, publish. Returns everything it measured."""
     start = time.perf_counter()
     if resume:
         run_dir, cfg, paths = open_resumed_run(workspace, resume)
     else:
-        paths = ensure_prepared(workspace, cfg.competition, kaggle_dir, split, log)
+        paths = ensure_prepared(workspace, cfg.competition, kaggle_dir, split, log, metric)
         # refuse before training, not after: the day's limit may already be used up
         check_daily_limit(paths.root, paths.root.name, read_rules(paths.root))
-        cfg = cfg.replace(competition=paths.root.name)
+        channels = load_metadata(paths.public)["image_shape"][2]
+        cfg = cfg.replace(competition=paths.root.name,
+                          models=tuple(dict.fromkeys(resolve_models(cfg.models, channels))))
         run_dir = new_run_dir(workspace, cfg)
         atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
         atomic_write_text(run_dir / "run.json", json.dumps(run_record(paths), indent=2) + "\n")

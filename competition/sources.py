@@ -1,6 +1,7 @@
-"""Readers and downloaders for raw image data: IDX files, PNG-folder tarballs, Kaggle CSVs.
+"""Readers and downloaders for raw image data: IDX files, PNG-folder tarballs, CIFAR batches, Kaggle CSVs.
 
-Every reader returns images as uint8 arrays of shape (N, H, W) and labels as int64 (N,).
+Every reader returns images as uint8 arrays of shape (N, H, W) (grey) or (N, H, W, C) and labels
+as int64 (N,).
 Errors name the file (and the row or field) at fault.
 """
 
@@ -11,6 +12,7 @@ import hashlib
 import io
 import http.client
 import os
+import pickle
 import shutil
 import tarfile
 import tempfile
@@ -183,6 +185,54 @@ def extract_tarball(tarball: Path, dest_dir: Path) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+# ---------------------------------------------------------------- CIFAR-10 python batches
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """CIFAR's batches are pickles of numpy arrays and lists: allow only what they need, so a
+    tampered local file cannot run code."""
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a CIFAR batch")
+        return super().find_class(module, name)
+
+
+def read_cifar_batch(data: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """One batch: images (N, 32, 32, 3) uint8 from its (N, 3072) rows of R, G, B planes; labels."""
+    try:
+        batch = _NumpyOnlyUnpickler(io.BytesIO(data), encoding="bytes").load()
+        rows = np.asarray(batch[b"data"], dtype=np.uint8)
+        labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    except (pickle.UnpicklingError, KeyError, TypeError, ValueError, EOFError) as e:
+        raise DataSourceError(f"{where}: not a CIFAR-10 batch ({e})") from e
+    if rows.ndim != 2 or rows.shape[1] != 3 * 32 * 32 or len(rows) != len(labels):
+        raise DataSourceError(f"{where}: data {rows.shape} and {labels.shape} labels are not a CIFAR-10 batch")
+    return rows.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy(), labels
+
+
+def read_cifar_tarball(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(train images, train labels, test images, test labels) from cifar-10-python.tar.gz,
+    read in place: data_batch_1..5 are the training set, test_batch the official test set."""
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    batches = {}
+    try:
+        with tarfile.open(path) as tar:
+            for member in tar.getmembers():
+                base = member.name.rsplit("/", 1)[-1]
+                if base in names and member.isfile():
+                    batches[base] = read_cifar_batch(tar.extractfile(member).read(), f"{path}:{member.name}")
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise DataSourceError(f"{path}: cannot read the tarball ({e})") from e
+    missing = [n for n in names if n not in batches]
+    if missing:
+        raise DataSourceError(f"{path}: no {', '.join(missing)} in the tarball")
+    train = [batches[n] for n in names[:-1]]
+    return (np.concatenate([b[0] for b in train]), np.concatenate([b[1] for b in train]), *batches["test_batch"])
 
 
 # ---------------------------------------------------------------- Kaggle CSVs

@@ -27,19 +27,27 @@ from .module import Classifier
 logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
 warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+warnings.filterwarnings("ignore", message=".*no `val_dataloader`.*")
 
 
 @dataclass(frozen=True)
 class TrainingData:
-    """One fold of the public data, resident on the training device (uint8 images)."""
-    train_images: torch.Tensor      # (N, 1, H, W)
+    """One fold of the public data (uint8 images), on the training device or pinned in host memory
+    when too big for it (`placement`); batches always reach the model on `device`."""
+    train_images: torch.Tensor      # (N, C, H, W)
     train_labels: torch.Tensor      # (N,)
-    val_images: torch.Tensor        # (V, 1, H, W)
+    val_images: torch.Tensor        # (V, C, H, W)
     val_labels: torch.Tensor        # (V,)
     num_classes: int
-    image_size: int
-    mean: float                     # pixel statistics of train_images, in [0, 1] units
-    std: float
+    mean: tuple[float, ...]         # per-channel pixel statistics of train_images, in [0, 1] units
+    std: tuple[float, ...]
+    device: torch.device = torch.device("cpu")
+    hflip_safe: bool = False        # the competition says mirrored images keep their class
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        c, h, w = self.train_images.shape[1:]
+        return int(c), int(h), int(w)
 
 
 @dataclass
@@ -122,21 +130,28 @@ def resumable_checkpoint(path: Path) -> Path | None:
 
 
 def train_model(data: TrainingData, cfg: RunConfig, model: str, seed: int, out_dir: Path,
-                pseudo_images: torch.Tensor | None = None, pseudo_labels: torch.Tensor | None = None
-                ) -> TrainedModel:
+                pseudo_images: torch.Tensor | None = None, pseudo_labels: torch.Tensor | None = None,
+                fixed_epochs: bool = False) -> TrainedModel:
     """Train `model` from scratch on one fold (optionally with pseudo-labelled rows in every batch)
-    and return the module holding its best validation epoch's weights."""
+    and return the module holding its best validation epoch's weights.
+
+    `fixed_epochs`: a refit. Train exactly `cfg.epochs` epochs without validating (no early
+    stopping, nothing chosen) and return the last epoch's weights; `data.val_*` are not read.
+    """
+    if fixed_epochs:
+        return _train_fixed_epochs(data, cfg, model, seed, Path(out_dir))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     L.seed_everything(seed, workers=False, verbose=False)
-    device = data.train_images.device
+    device = data.device
     train_batches = DeviceBatches(data.train_images, data.train_labels, cfg.batch_size, shuffle=True, seed=seed,
                                   extra_images=pseudo_images, extra_labels=pseudo_labels,
-                                  extra_share=cfg.pseudo_share)
-    val_batches = DeviceBatches(data.val_images, data.val_labels, 1024, shuffle=False)
-    module = Classifier.from_config(cfg, model=model, num_classes=data.num_classes, image_size=data.image_size,
-                                    mean=data.mean, std=data.std, steps_per_epoch=len(train_batches), seed=seed)
+                                  extra_share=cfg.pseudo_share, device=device)
+    val_batches = DeviceBatches(data.val_images, data.val_labels, 1024, shuffle=False, device=device)
+    module = Classifier.from_config(cfg, model=model, num_classes=data.num_classes, image_shape=data.image_shape,
+                                    mean=data.mean, std=data.std, steps_per_epoch=len(train_batches),
+                                    hflip_safe=data.hflip_safe, seed=seed)
     history = EpochHistory()
     # best.ckpt: the best validation epoch; last.ckpt: every finished epoch, to resume a stopped fit
     checkpoint = ModelCheckpoint(dirpath=out_dir, filename="best", monitor="val_acc", mode="max",
@@ -159,3 +174,27 @@ def train_model(data: TrainingData, cfg: RunConfig, model: str, seed: int, out_d
     best_row = max(history.rows, key=lambda r: r["val_acc"])
     return TrainedModel(module, int(best_row["epoch"]), len(history.rows), time.perf_counter() - start,
                         history.rows)
+
+
+def _train_fixed_epochs(data: TrainingData, cfg: RunConfig, model: str, seed: int, out_dir: Path) -> TrainedModel:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    L.seed_everything(seed, workers=False, verbose=False)
+    device = data.device
+    batches = DeviceBatches(data.train_images, data.train_labels, cfg.batch_size, shuffle=True, seed=seed,
+                            device=device)
+    module = Classifier.from_config(cfg, model=model, num_classes=data.num_classes, image_shape=data.image_shape,
+                                    mean=data.mean, std=data.std, steps_per_epoch=len(batches),
+                                    hflip_safe=data.hflip_safe, seed=seed)
+    history = EpochHistory()
+    callbacks: list[L.Callback] = [history, EpochOrder(batches)]
+    if cfg.averaging == "ema":
+        callbacks.append(EMAWeightAveraging(decay=ema_decay(cfg.ema_half_life, len(batches))))
+    trainer = L.Trainer(
+        accelerator="gpu" if device.type == "cuda" else "cpu", devices=1,
+        precision=precision_for(cfg, device), max_epochs=cfg.epochs, callbacks=callbacks,
+        logger=False, enable_model_summary=False, enable_checkpointing=False, limit_val_batches=0,
+        enable_progress_bar=sys.stderr.isatty(), default_root_dir=out_dir)
+    trainer.fit(module, batches)
+    module.to(device).eval()
+    return TrainedModel(module, len(history.rows), len(history.rows), time.perf_counter() - start, history.rows)

@@ -82,6 +82,86 @@ def write_png_folders(root: Path, per_class: int = 3, corrupt: int = 1, wrong_si
     return images
 
 
+FRUITS = ("apple", "banana", "cherry")
+
+
+def make_colour_images(n: int, height: int = 12, width: int = 16, channels: int = 3, num_classes: int = 3,
+                       seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(N, H, W, C) learnable images: class k is stripes in k-dependent direction (vertical, horizontal,
+    checks), in a random colour over noise, so grey and colour, square and not, all carry the class."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % num_classes
+    rng.shuffle(labels)
+    yy, xx = np.mgrid[0:height, 0:width]
+    patterns = [(xx // 2) % 2, (yy // 2) % 2, ((xx // 2) + (yy // 2)) % 2]
+    images = rng.integers(0, 60, size=(n, height, width, channels)).astype(np.int64)
+    for i, k in enumerate(labels):
+        tint = rng.integers(120, 256, size=channels)
+        images[i] += patterns[k % len(patterns)][..., None] * tint
+    return images.clip(0, 255).astype(np.uint8), labels.astype(np.int64)
+
+
+def _save_image(array: np.ndarray, path: Path) -> None:
+    Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(path, quality=95)
+
+
+def write_image_folder(folder: Path, form: str = "image-folder", n_train: int = 90, n_test: int = 30,
+                       height: int = 12, width: int = 16, channels: int = 3, suffix: str = ".png",
+                       string_labels: bool = True, with_solution: bool = True) -> Path:
+    """A Kaggle image competition folder, made here.
+
+    form "image-folder": train/<id><suffix>, trainLabels.csv (id,label), test/<id><suffix>,
+    sampleSubmission.csv (id,label) as Kaggle's CIFAR-10; "class-folders": train/<class>/*, test/*.
+    solution.csv (id,label,Usage) holds the answers."""
+    train_x, train_y = make_colour_images(n_train, height, width, channels, seed=6)
+    test_x, test_y = make_colour_images(n_test, height, width, channels, seed=7)
+    names = np.array(FRUITS if string_labels else [str(k) for k in range(len(FRUITS))])
+    (folder / "test").mkdir(parents=True)
+    test_ids = np.arange(n_train + 1, n_train + n_test + 1).astype(str)     # Kaggle's test ids go on from train's
+    for i, image in zip(test_ids, test_x):
+        _save_image(image, folder / "test" / f"{i}{suffix}")
+    if form == "image-folder":
+        (folder / "train").mkdir()
+        for i, image in enumerate(train_x, start=1):
+            _save_image(image, folder / "train" / f"{i}{suffix}")
+        pd.DataFrame({"id": np.arange(1, n_train + 1), "label": names[train_y]}).to_csv(
+            folder / "trainLabels.csv", index=False)
+        pd.DataFrame({"id": test_ids, "label": names[0]}).to_csv(folder / "sampleSubmission.csv", index=False)
+    else:
+        for i, (image, k) in enumerate(zip(train_x, train_y)):
+            (folder / "train" / names[k]).mkdir(parents=True, exist_ok=True)
+            _save_image(image, folder / "train" / names[k] / f"img{i}{suffix}")
+    if with_solution:
+        usage = np.where(np.arange(n_test) % 3 == 0, "Public", "Private")
+        pd.DataFrame({"id": test_ids, "label": names[test_y], "Usage": usage}).to_csv(
+            folder / "solution.csv", index=False)
+    return folder
+
+
+def write_cifar_tarball(path: Path, per_batch: int = 12, n_test: int = 20) -> np.ndarray:
+    """cifar-10-python.tar.gz's form, small: five data batches and a test batch, each a pickled dict
+    of (N, 3072) uint8 rows (R, G, B planes) and labels. Returns the first training image (H, W, C)."""
+    import io
+    import pickle
+    import tarfile
+
+    batches = {f"data_batch_{i}": per_batch for i in range(1, 6)} | {"test_batch": n_test}
+    buffer = io.BytesIO()
+    first = None
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for seed, (name, n) in enumerate(batches.items()):
+            images, labels = make_colour_images(n, 32, 32, 3, num_classes=10, seed=seed)
+            first = images[0] if first is None else first
+            rows = images.transpose(0, 3, 1, 2).reshape(n, -1)
+            data = pickle.dumps({b"batch_label": name.encode(), b"labels": labels.tolist(), b"data": rows})
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(buffer.getvalue())
+    return first
+
+
 @pytest.fixture
 def workspace(tmp_path: Path) -> Workspace:
     return Workspace(tmp_path / "ws")

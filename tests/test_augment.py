@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
+import torch.nn.functional as F
 
 from competition.config import Augmentation
-from competition.data import DeviceBatches, augment, to_unit
+from competition.data import DeviceBatches, augment, normalize, pixel_stats, placement, to_normalised, to_unit
+from competition.predict import TTA_VIEWS, View, shift, tta_views
 
 
 def _batch(n=16, size=28):
@@ -75,3 +78,71 @@ def test_pseudo_rows_fill_the_requested_share_of_each_batch():
 
 def test_to_unit_scales_uint8_to_the_unit_interval():
     assert to_unit(torch.tensor([0, 255], dtype=torch.uint8)).tolist() == [0.0, 1.0]
+
+
+# ---------------------------------------------------------------- colour, rectangles, mirrors, statistics
+
+
+def test_colour_rectangles_keep_their_shape_and_channels_stay_apart():
+    x = torch.zeros(8, 3, 12, 20)
+    x[:, 0, 4:8, 8:12] = 1.0                        # a red square; green and blue empty
+    y = augment(x, Augmentation(rotation=15, shift=0.1, zoom=0.1, shear=0.1, elastic=0.05))
+    assert y.shape == x.shape and not torch.allclose(x, y)
+    assert y[:, 1:].abs().max() == 0                # warping never moves ink between channels
+
+
+def test_a_rotation_of_a_rectangle_is_a_rotation_not_a_shear():
+    """A 90-degree turn of a wide 10x30 image makes its horizontal bar vertical: thin in x, the image's
+    height in y. Uncorrected, grid_sample's coordinates would make it a 5x5 smear."""
+    quarter_turn = torch.tensor([[[0.0, -1.0, 0.0], [1.0, 0.0, 0.0]]])
+    wide = torch.zeros(1, 1, 10, 30)
+    wide[0, 0, 4:6, 5:25] = 1.0
+    grid = F.affine_grid(to_normalised(quarter_turn, 10, 30), [1, 1, 10, 30], align_corners=False)
+    turned = F.grid_sample(wide, grid, align_corners=False)[0, 0]
+    rows, cols = torch.nonzero(turned > 0.5, as_tuple=True)
+    assert cols.max() - cols.min() <= 2             # what is left of the bar is vertical: thin in x ...
+    assert rows.max() - rows.min() >= 8             # ... and spans the image's height
+    assert torch.equal(to_normalised(quarter_turn, 30, 30), quarter_turn)     # a square needs no correction
+
+
+def test_hflip_on_mirrors_about_half_of_a_batch_exactly():
+    torch.manual_seed(0)
+    x = torch.rand(64, 3, 6, 10)
+    y = augment(x, Augmentation(rotation=0, shift=0, zoom=0, shear=0, hflip="on"))
+    same = torch.isclose(y, x, atol=1e-5).flatten(1).all(1)
+    mirrored = torch.isclose(y, x.flip(-1), atol=1e-5).flatten(1).all(1)
+    assert bool((same | mirrored).all()) and 16 < int(mirrored.sum()) < 48
+
+
+def test_hflip_auto_follows_the_competition():
+    assert Augmentation().resolved(hflip_safe=True).hflip == "on"
+    assert Augmentation().resolved(hflip_safe=False).hflip == "off"
+    assert Augmentation(hflip="off").resolved(hflip_safe=True).hflip == "off"
+
+
+def test_pixel_statistics_are_per_channel():
+    images = torch.zeros(4, 3, 5, 5, dtype=torch.uint8)
+    images[:, 1] = 255
+    images[:2, 2] = 255
+    mean, std = pixel_stats(images)
+    assert mean == pytest.approx((0.0, 1.0, 0.5)) and std == pytest.approx((0.0, 0.0, 0.5), abs=1e-6)
+    x = normalize(to_unit(images), (0.5, 0.5, 0.5), (0.25, 0.5, 1.0))
+    assert torch.allclose(x[0, :, 0, 0], torch.tensor([-2.0, 1.0, 0.5]))
+
+
+def test_host_batches_match_device_resident_ones():
+    """Data too big for the GPU is batched from (pinned) host memory: the same batches, copied over."""
+    images = torch.arange(40, dtype=torch.uint8).view(40, 1, 1, 1)
+    labels = torch.arange(40)
+    resident = list(DeviceBatches(images, labels, 8, shuffle=True, seed=3))
+    from_host = list(DeviceBatches(images, labels, 8, shuffle=True, seed=3, device=torch.device("cpu")))
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(resident, from_host))
+    assert placement(images, torch.device("cpu")) == "device"
+
+
+def test_mirrored_views_exist_only_where_the_competition_allows_mirrors():
+    x = torch.arange(12, dtype=torch.float32).view(1, 1, 3, 4)
+    assert torch.equal(shift(x, View(mirror=True)), x.flip(-1))
+    assert torch.equal(shift(x, View(1, 0, mirror=True)), shift(x.flip(-1), View(1, 0)))
+    assert tta_views(False) == TTA_VIEWS and not any(v.mirror for v in tta_views(False))
+    assert len(tta_views(True)) == 2 * len(TTA_VIEWS) and len({v.name for v in tta_views(True)}) == 10

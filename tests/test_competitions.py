@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 
 from competition import competitions
+from competition.data import load_public
 from competition.fit import fit
 from competition.grading import score_submission
 from competition.prepare import prepare
+from competition.publish import submission_form
 
-from conftest import write_idx_set, write_png_folders
+from conftest import write_cifar_tarball, write_idx_set, write_png_folders
 
 
 def _raw_files(name: str, raw: Path) -> None:
@@ -28,6 +30,8 @@ def _raw_files(name: str, raw: Path) -> None:
             tar.add(build, arcname="notMNIST_small")
         raw.mkdir(parents=True, exist_ok=True)
         (raw / "notMNIST_small.tar.gz").write_bytes(buffer.getvalue())
+    elif name == "cifar10":
+        write_cifar_tarball(raw / competitions.CIFAR10.name)
 
 
 @pytest.mark.slow
@@ -41,7 +45,7 @@ def test_five_fold_members_validate_every_labelled_image_on_every_competition(tm
     paths = prepare(name, tmp_path / "data", allow_download=False, log=lambda s: None)
     cfg = tiny_config.replace(competition=name, folds=5, epochs=1, pseudo_rounds=0, batch_size=32)
     result = fit(cfg, paths.public, tmp_path / "run", log=lambda s: None)
-    train_rows = (paths.public / "train.csv").read_text().count("\n") - 1
+    train_rows = len(load_public(paths.public).train_labels)
     assert len(result.final.members) == 5 and result.final.oof.total == train_rows
 
 
@@ -52,5 +56,5 @@ GOLDEN_SAMPLE_SCORES = {"digits": (13 / 108, 23 / 252), "mnist-5k": (27 / 300, 7
 @pytest.mark.parametrize("name", sorted(GOLDEN_SAMPLE_SCORES))
 def test_the_sample_submission_gets_its_golden_score(tmp_path, name):
     paths = prepare(name, tmp_path / "data", log=lambda s: None)
-    _, score = score_submission(paths.public / "sample_submission.csv", paths.solution, 10)
+    _, score = score_submission(paths.public / "sample_submission.csv", paths.solution, *submission_form(paths))
     assert (score.public.value, score.private.value) == pytest.approx(GOLDEN_SAMPLE_SCORES[name])

@@ -41,7 +41,7 @@ def test_a_choice_outside_its_literal_lists_the_allowed_values():
 
 
 def test_an_unknown_model_fails_when_the_config_is_made(tmp_path):
-    with pytest.raises(ConfigError, match="models: unknown 'nosuch'; known: .*fastnet"):
+    with pytest.raises(ConfigError, match="models: unknown model 'nosuch'; known: .*fastnet"):
         build_config(models=["fastnet", "nosuch"])
 
 

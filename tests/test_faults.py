@@ -11,7 +11,6 @@ import os
 import threading
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -21,7 +20,8 @@ from competition.data import load_public
 from competition.errors import DataSourceError
 from competition.members import plan_members, predict_member_views, train_member
 from competition.predict import TTA_VIEWS
-from competition.prepare import prepare
+from competition.prepare import SplitOptions, prepare
+from competition.run import Workspace, ensure_prepared
 from competition.sources import RemoteFile, download
 
 from conftest import write_kaggle_folder
@@ -140,15 +140,16 @@ def test_a_full_disk_keeps_the_previous_leaderboard_and_says_so(workspace, capsy
     assert not list(workspace.root.rglob("*.tmp"))
 
 
-def test_a_corrupt_binary_cache_is_rebuilt_from_the_csv_not_trusted(tmp_path):
-    paths = prepare("digits", tmp_path, log=lambda s: None)
+def test_a_corrupt_image_array_is_prepared_again_not_trusted(tmp_path):
+    workspace = Workspace(tmp_path)
+    paths = ensure_prepared(workspace, "digits", None, SplitOptions(), lambda s: None)
     first = load_public(paths.public)
-    cache = paths.public / "train.cache.npz"
-    for damage in (lambda: _truncate(cache, 0.3), lambda: cache.write_bytes(b"PK\x03\x04 garbage")):
+    for damage in (lambda: _truncate(paths.images, 0.3), lambda: paths.images.write_bytes(b"PK\x03\x04 garbage")):
         damage()
+        assert not paths.is_prepared()
+        ensure_prepared(workspace, "digits", None, SplitOptions(), lambda s: None)
         again = load_public(paths.public)
         assert torch.equal(first.train_images, again.train_images)
-        assert np.load(cache)["images"].shape == (1437, 8, 8)          # rewritten whole
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
-"""The grader: perfect and partial submissions, every kind of malformed file, intervals."""
+"""The grader: perfect and partial submissions, every kind of malformed file (label and probability
+forms), the three metrics against scikit-learn, intervals."""
 
 from __future__ import annotations
 
@@ -6,11 +7,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from competition.grading import (InvalidSubmissionError, clopper_pearson, max_submission_bytes,
-                                 score_submission, validate_submission)
+from sklearn.metrics import f1_score, log_loss
+
+from competition.grading import InvalidSubmissionError, clopper_pearson
+from competition.grading import score_submission as grade
+from competition.metrics import get_metric
+from competition.submission import SubmissionForm, max_submission_bytes, validate_submission
 
 LABELS = np.array([3, 1, 4, 1, 5, 9, 2, 6, 5, 3])
 USAGE = ["Public", "Private"] * 5
+DIGITS = SubmissionForm()                       # ImageId,Label with labels 0..9, the Digit Recognizer's
+IDS = np.arange(1, 11).astype(str)
+
+
+def score_submission(path, solution, num_classes=10):
+    """The Digit Recognizer form, as every test below the metric section uses."""
+    return grade(path, solution, DIGITS, IDS)
 
 
 @pytest.fixture
@@ -50,8 +62,8 @@ def test_partial_submission_scores_public_and_private_separately(tmp_path, solut
 
 def test_rows_in_any_order_are_accepted(tmp_path, solution):
     order = np.arange(10)[::-1]
-    labels = validate_submission(_submission(tmp_path, _csv(LABELS[order], order + 1)), 10, 10)
-    assert np.array_equal(labels, LABELS)
+    probabilities = validate_submission(_submission(tmp_path, _csv(LABELS[order], order + 1)), DIGITS, IDS)
+    assert np.array_equal(probabilities.argmax(1), LABELS) and (probabilities.sum(1) == 1).all()
 
 
 MALFORMED = {
@@ -81,7 +93,7 @@ def test_malformed_submission_is_rejected_naming_the_first_offending_line(tmp_pa
 
 
 def test_oversized_submission_is_rejected_before_reading(tmp_path, solution):
-    path = _submission(tmp_path, _csv(LABELS) + "#" * max_submission_bytes(10))
+    path = _submission(tmp_path, _csv(LABELS) + "#" * max_submission_bytes(10, DIGITS))
     with pytest.raises(InvalidSubmissionError, match="over the .*-byte limit"):
         score_submission(path, solution, 10)
 
@@ -97,3 +109,80 @@ def test_clopper_pearson_matches_known_values():
     low, high = clopper_pearson(95, 100)
     assert low == pytest.approx(0.88716, abs=1e-4) and high == pytest.approx(0.98357, abs=1e-4)
     assert clopper_pearson(10, 10)[1] == 1.0 and clopper_pearson(0, 10)[0] == 0.0
+
+
+# ---------------------------------------------------------------- string labels, probabilities, metrics
+
+FRUITS = SubmissionForm("id", "label", ("apple", "banana", "cherry"))
+FRUIT_IDS = np.array(["a7", "b2", "c9", "d4", "e5", "f6"])
+FRUIT_TRUTH = np.array([0, 1, 2, 0, 1, 2])
+
+
+@pytest.fixture
+def fruit_solution(tmp_path):
+    path = tmp_path / "fruit_solution.csv"
+    pd.DataFrame({"id": FRUIT_IDS, "label": np.array(FRUITS.labels)[FRUIT_TRUTH],
+                  "Usage": ["Public", "Private"] * 3}).to_csv(path, index=False)
+    return path
+
+
+def _fruit_labels(tmp_path, labels):
+    return _submission(tmp_path, "id,label\n" + "".join(f"{i},{k}\n" for i, k in zip(FRUIT_IDS, labels)))
+
+
+def test_class_name_labels_are_graded_by_name(tmp_path, fruit_solution):
+    _, score = grade(_fruit_labels(tmp_path, ["apple", "banana", "cherry", "apple", "banana", "apple"]),
+                     fruit_solution, FRUITS, FRUIT_IDS)
+    assert (score.public.correct, score.private.correct) == (3, 2)
+
+
+def test_an_unknown_class_name_is_named_with_the_allowed_ones(tmp_path, fruit_solution):
+    with pytest.raises(InvalidSubmissionError, match=r"line 3: label 'pear' is not a class \(expected one of "
+                                                     r"apple, banana, cherry\)"):
+        grade(_fruit_labels(tmp_path, ["apple", "pear"] + ["apple"] * 4), fruit_solution, FRUITS, FRUIT_IDS)
+
+
+def test_macro_f1_matches_scikit_learn_with_a_bootstrap_interval(tmp_path, fruit_solution):
+    predicted = np.array([0, 1, 2, 0, 0, 1])
+    _, score = grade(_fruit_labels(tmp_path, np.array(FRUITS.labels)[predicted]), fruit_solution, FRUITS,
+                     FRUIT_IDS, metric="macro-f1")
+    assert score.overall.value == pytest.approx(f1_score(FRUIT_TRUTH, predicted, average="macro"))
+    assert score.overall.interval == "bootstrap" and score.overall.low <= score.overall.value <= score.overall.high
+
+
+PROBABILITIES = FRUITS.__class__("id", "label", FRUITS.labels, probabilities=True)
+
+
+def _probability_file(tmp_path, rows, header="id,apple,banana,cherry"):
+    body = "".join(f"{i}," + ",".join(str(v) for v in row) + "\n" for i, row in zip(FRUIT_IDS, rows))
+    return _submission(tmp_path, header + "\n" + body, name="probabilities.csv")
+
+
+def test_log_loss_is_kaggles_clipped_mean_and_lower_is_better(tmp_path, fruit_solution):
+    rows = np.array([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.0, 0.0, 1.0], [0.5, 0.25, 0.25], [0.3, 0.3, 0.4],
+                     [1.0, 0.0, 0.0]])
+    _, score = grade(_probability_file(tmp_path, rows), fruit_solution, PROBABILITIES, FRUIT_IDS, metric="log-loss")
+    clipped = np.clip(rows, 1e-15, 1 - 1e-15)
+    expected = log_loss(FRUIT_TRUTH, clipped / clipped.sum(1, keepdims=True), labels=[0, 1, 2])
+    assert score.overall.value == pytest.approx(expected)        # the certain wrong answer costs -log(1e-15)
+    assert not get_metric("log-loss").higher_is_better and get_metric("log-loss").better(0.1, 0.2)
+
+
+MALFORMED_PROBABILITIES = {
+    "label column instead of probabilities": ("id,label", [["apple"]] * 6, "line 1: header must be exactly "
+                                                                           "'id,apple,banana,cherry'"),
+    "negative probability": (None, [[1.2, -0.2, 0.0]] + [[1, 0, 0]] * 5, "line 2: probability of 'banana' must "
+                                                                         "be a number >= 0"),
+    "row not summing to one": (None, [[0.5, 0.2, 0.2]] + [[1, 0, 0]] * 5, "line 2: probabilities sum to 0.9, not 1"),
+    "text in a cell": (None, [[1, 0, 0], ["x", 0, 1]] + [[1, 0, 0]] * 4, "line 3: probability 'x' is not a number"),
+    "missing column": (None, [[0.5, 0.5]] + [[1, 0, 0]] * 5, "line 2: expected 4 fields"),
+    "nan probability": (None, [["nan", 0.5, 0.5]] + [[1, 0, 0]] * 5, "line 2: probability of 'apple' must be"),
+}
+
+
+@pytest.mark.parametrize("kind", MALFORMED_PROBABILITIES)
+def test_malformed_probability_file_is_rejected_with_its_reason(tmp_path, fruit_solution, kind):
+    header, rows, message = MALFORMED_PROBABILITIES[kind]
+    path = _probability_file(tmp_path, rows, header or "id,apple,banana,cherry")
+    with pytest.raises(InvalidSubmissionError, match=message):
+        grade(path, fruit_solution, PROBABILITIES, FRUIT_IDS, metric="log-loss")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+from dataclasses import replace
 
 from competition import leaderboard
 from competition.leaderboard import Entry, add_entry, read
@@ -47,3 +48,15 @@ def test_concurrent_writers_lose_no_row(tmp_path):
     runs = {e.run for e in read(path)}
     assert runs == {f"w{w}-{i}" for w in range(4) for i in range(10)}
     assert not list(tmp_path.glob(".leaderboard.md.*.tmp"))
+
+
+def test_a_lower_is_better_metric_ranks_the_lowest_first_in_its_own_table(tmp_path):
+    path = tmp_path / "leaderboard.md"
+    for public, run in ((0.30, "a"), (0.10, "b"), (0.20, "c")):
+        rank = add_entry(path, replace(_entry("fruits", public=public, run=run), metric="log-loss"))
+    assert rank == 2
+    add_entry(path, _entry("fruits", public=0.9, run="acc"))           # same folder, scored by accuracy
+    text = path.read_text()
+    assert "## fruits (log-loss, lower is better)" in text and "\n## fruits\n" in text
+    assert [(e.run, e.metric) for e in read(path)] == [("acc", "accuracy"), ("b", "log-loss"), ("c", "log-loss"),
+                                                      ("a", "log-loss")]

@@ -1,28 +1,47 @@
-"""Every registry model builds and runs on 28x28 and 8x8 inputs."""
+"""Every registry model builds and runs on grey and colour inputs of every size a competition may have."""
 
 from __future__ import annotations
+
+import importlib.util
 
 import pytest
 import torch
 
 from competition.errors import ConfigError
-from competition.models import create_model, list_models
+from competition.models import create_model, list_models, resolve_models
 
 
-def test_registry_holds_every_seed_model_and_the_default():
-    assert {"logreg", "mlp", "udacity-cnn", "lenet5", "vgg-bn", "notmnist-winner", "fastnet"} <= set(list_models())
+def test_registry_holds_every_seed_model_and_both_defaults():
+    assert {"logreg", "mlp", "udacity-cnn", "lenet5", "vgg-bn", "notmnist-winner", "fastnet",
+            "resnet-small"} <= set(list_models())
     assert list_models("vgg*") == ["vgg-bn"]
 
 
-@pytest.mark.parametrize("size", [28, 8])
+@pytest.mark.parametrize("size", [(28, 28), (8, 8), (32, 32), (12, 20)], ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("name", list_models())
-def test_model_maps_a_batch_to_finite_logits(name, size):
+def test_model_maps_a_batch_to_finite_logits(name, channels, size):
     torch.manual_seed(0)
-    model = create_model(name, num_classes=10, image_size=size)
+    model = create_model(name, num_classes=7, in_chans=channels, image_size=size)
     model.train()
-    logits = model(torch.randn(4, 1, size, size))
-    assert logits.shape == (4, 10) and torch.isfinite(logits).all()
+    logits = model(torch.randn(4, channels, *size))
+    assert logits.shape == (4, 7) and torch.isfinite(logits).all()
     logits.sum().backward()
+
+
+def test_auto_is_the_grey_or_the_colour_default():
+    assert resolve_models(("auto", "lenet5"), 1) == ("fastnet", "lenet5")
+    assert resolve_models(("auto",), 3) == ("resnet-small",)
+    assert isinstance(create_model("auto", in_chans=3, image_size=32), type(create_model("resnet-small", in_chans=3)))
+
+
+def test_timm_models_need_timm_and_say_so():
+    if importlib.util.find_spec("timm") is not None:
+        model = create_model("timm/resnet18", num_classes=5, in_chans=3, image_size=32)
+        assert model(torch.randn(2, 3, 32, 32)).shape == (2, 5)
+    else:
+        with pytest.raises(ConfigError, match=r"needs timm: pip install timm"):
+            create_model("timm/resnet18")
 
 
 def test_unknown_model_is_an_error_listing_the_known_ones():

@@ -27,7 +27,7 @@ sys.addaudithook(_audit)     # audit hooks cannot be removed; this one is idle u
 
 def test_public_data_has_no_field_for_test_labels():
     fields = set(PublicData.__dataclass_fields__)
-    assert fields == {"train_images", "train_labels", "test_images", "classes", "name"}
+    assert fields == {"train_images", "train_labels", "test_images", "classes", "name", "hflip"}
 
 
 def test_training_code_refuses_any_folder_but_public(tmp_path):

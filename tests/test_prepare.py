@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import dataclasses
 import filecmp
 
@@ -53,13 +55,16 @@ def test_test_ids_do_not_follow_the_source_order_of_classes(tmp_path):
 def test_public_folder_holds_no_test_labels(tmp_path):
     paths = prepare("digits", tmp_path, **QUIET)
     assert sorted(p.name for p in paths.public.iterdir()) == [
-        "competition.json", "sample_submission.csv", "test.csv", "train.csv"]
+        "competition.json", "images.npz", "sample_submission.csv", "test.csv", "train.csv"]
+    with np.load(paths.public / "images.npz") as arrays:
+        assert sorted(arrays.files) == ["test_ids", "test_images", "train_images", "train_labels"]
     test_header = (paths.public / "test.csv").read_text().splitlines()[0]
     assert "label" not in test_header.lower()
     solution_labels = pd.read_csv(paths.solution)["Label"]
     assert (pd.read_csv(paths.public / "sample_submission.csv")["Label"] == 0).all()
     assert solution_labels.nunique() == 10
-    assert "Label" not in (paths.public / "competition.json").read_text()
+    metadata = json.loads((paths.public / "competition.json").read_text())
+    assert not any(isinstance(v, list) and len(v) == metadata["test_size"] for v in metadata.values())
 
 
 def test_fashion_mnist_prepares_from_local_idx_files_with_its_official_test_set(tmp_path, monkeypatch):

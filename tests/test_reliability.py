@@ -92,7 +92,7 @@ def test_prepare_killed_midway_leaves_no_half_written_competition(tmp_path):
     killed = _kill_when(process, tmp_path, "data/mnist-5k/.prepare-*/public/*")
     public = tmp_path / "data" / "mnist-5k" / "public"
     if killed:      # either nothing was moved into place yet, or all of it was
-        assert not public.exists() or {p.name for p in public.iterdir()} >= {"train.csv", "test.csv",
+        assert not public.exists() or {p.name for p in public.iterdir()} >= {"train.csv", "test.csv", "images.npz",
                                                                               "competition.json"}
     _finish(tmp_path, "prepare", "mnist-5k")
     assert (public / "competition.json").is_file()
@@ -118,6 +118,6 @@ def test_two_prepares_at_once_leave_one_good_copy(tmp_path):
         assert process.returncode == 0, out
     competition = tmp_path / "data" / "digits"
     assert sorted(p.name for p in (competition / "public").iterdir()) == \
-        ["competition.json", "sample_submission.csv", "test.csv", "train.csv"]
+        ["competition.json", "images.npz", "sample_submission.csv", "test.csv", "train.csv"]
     assert not list(competition.glob(".prepare-*"))
     _finish(tmp_path, "score", str(competition / "public" / "sample_submission.csv"), "--competition", "digits")

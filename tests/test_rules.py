@@ -84,6 +84,7 @@ def test_a_sealed_competition_from_first_submission_to_the_private_reveal(worksp
 
 def test_a_score_above_the_best_on_record_is_flagged_as_leakage():
     class Score:
+        metric = "accuracy"
         public = accuracy_of(np.ones(1000, bool))
         private = accuracy_of(np.r_[np.ones(990, bool), np.zeros(10, bool)])
     [warning] = implausible("mnist-5k", Score)

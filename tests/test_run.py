@@ -16,6 +16,7 @@ from competition.config import RunConfig
 from competition.errors import RunStateError
 from competition.fit import fit
 from competition.grading import score_submission
+from competition.publish import submission_form
 from competition.leaderboard import read
 from competition.members import MemberSpec, load_logits, plan_members, train_member
 from competition.prepare import prepare
@@ -69,7 +70,8 @@ def test_run_prints_the_out_of_fold_line_and_the_leaderboard_has_a_cv_column(wor
     out = capsys.readouterr().out
     assert code == 0
     run_dir = next(workspace.submissions.iterdir())
-    _, score = score_submission(workspace.root / "submission.csv", workspace.competition("digits").solution, 10)
+    paths = workspace.competition("digits")
+    _, score = score_submission(workspace.root / "submission.csv", paths.solution, *submission_form(paths))
     assert (run_dir / "submission.csv").read_bytes() == (workspace.root / "submission.csv").read_bytes()
     assert score.overall.value > 0.5
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -135,7 +137,7 @@ def test_two_runs_started_in_the_same_second_get_two_folders(workspace):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--model", "nosuch"], "models: unknown 'nosuch'"),
+    (["--model", "nosuch"], "models: unknown model 'nosuch'"),
     (["--epochs", "0"], "epochs = 0 (>= 1)"),
     (["--competition", "imagenet"], "unknown competition 'imagenet'"),
     (["--folds", "50"], "folds = 50 (1..20)"),

@@ -1,4 +1,4 @@
-"""Readers (IDX, PNG folders, Kaggle CSV), curation, and downloads against a loopback server."""
+"""Readers (IDX, PNG folders, CIFAR batches, Kaggle CSV), curation, and downloads against a loopback server."""
 
 from __future__ import annotations
 
@@ -6,17 +6,19 @@ import dataclasses
 import gzip
 import hashlib
 import io
+import os
 import tarfile
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from competition import competitions
 from competition.competitions import curate
-from competition.sources import (DataSourceError, RemoteFile, download, read_idx, read_idx_pair,
+from competition.sources import (DataSourceError, RemoteFile, download, read_cifar_tarball, read_idx, read_idx_pair,
                                  read_pixel_csv, read_png_folders, write_pixel_csv)
 
-from conftest import idx_bytes, make_images, write_idx_set, write_png_folders
+from conftest import idx_bytes, make_images, write_cifar_tarball, write_idx_set, write_png_folders
 
 
 def test_idx_round_trip_gzipped_and_plain(tmp_path):
@@ -146,3 +148,49 @@ def test_notmnist_tarball_is_downloaded_extracted_curated_and_prepared(http_serv
     train = (paths.public / "train.csv").read_text().count("\n") - 1
     test = (paths.public / "test.csv").read_text().count("\n") - 1
     assert train + test == 60
+
+
+def test_cifar10_tarball_is_downloaded_verified_and_prepared_with_its_official_test_set(
+        http_server, tmp_path, monkeypatch):
+    from competition.data import load_public
+    from competition.prepare import prepare
+    served, url = http_server
+    first = write_cifar_tarball(served / "cifar-10-python.tar.gz", per_batch=12, n_test=20)
+    md5 = hashlib.md5((served / "cifar-10-python.tar.gz").read_bytes()).hexdigest()
+    monkeypatch.setattr(competitions, "CIFAR10", RemoteFile("cifar-10-python.tar.gz", (url,), md5=md5))
+    paths = prepare("cifar10", tmp_path / "data", log=lambda s: None)
+    assert (paths.raw / "cifar-10-python.tar.gz").is_file()
+    public = load_public(paths.public)
+    assert public.image_shape == (3, 32, 32) and len(public.train_labels) == 60 and len(public.test_images) == 20
+    assert public.hflip and public.classes[0] == "airplane"
+    assert any(np.array_equal(first, image) for image in public.train_images.permute(0, 2, 3, 1).numpy())
+    solution = pd.read_csv(paths.solution, dtype=str)
+    assert list(solution.columns) == ["id", "label", "Usage"] and solution["label"].isin(public.classes).all()
+    assert (paths.public / "sample_submission.csv").read_text().startswith("id,label\n1,airplane\n")
+
+
+def test_a_cifar10_tarball_that_fails_its_checksum_is_refused(http_server, tmp_path, monkeypatch):
+    from competition.prepare import prepare
+    served, url = http_server
+    write_cifar_tarball(served / "cifar-10-python.tar.gz")
+    monkeypatch.setattr(competitions, "CIFAR10", RemoteFile("cifar-10-python.tar.gz", (url,), md5="0" * 32))
+    with pytest.raises(DataSourceError, match=r"(?s)md5 .* does not match.*Put cifar-10-python.tar.gz in"):
+        prepare("cifar10", tmp_path / "data", log=lambda s: None)
+    assert not (tmp_path / "data" / "cifar10" / "raw" / "cifar-10-python.tar.gz").exists()
+
+
+def test_a_cifar_batch_that_would_run_code_is_refused(tmp_path):
+    import pickle
+    import tarfile
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    data = pickle.dumps({b"data": Payload(), b"labels": []})
+    with tarfile.open(tmp_path / "evil.tar.gz", "w:gz") as tar:
+        info = tarfile.TarInfo("cifar-10-batches-py/data_batch_1")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    with pytest.raises(DataSourceError, match="posix.system is not allowed in a CIFAR batch"):
+        read_cifar_tarball(tmp_path / "evil.tar.gz")

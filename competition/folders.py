@@ -1,0 +1,267 @@
+"""Read a Kaggle-form competition folder (`run --data DIR`) in any of the forms Kaggle ships images in.
+
+1. pixel CSVs, as the Digit Recognizer: `train.csv` (label,pixel0..), `test.csv`;
+2. an image folder with a labels CSV, as Kaggle's CIFAR-10: `train/<id>.png`, `trainLabels.csv`
+   (id,label; labels may be class names), `test/<id>.png`, `sampleSubmission.csv` (id,label);
+3. class subfolders, as torchvision's ImageFolder: `train/<class>/*.png`, `test/*.png`.
+
+Images may be PNG or JPEG, grey or colour (a set with any colour image is read as RGB), any size
+as long as every image shares it. The id and label column names come from the labels CSV and the
+sample submission; the answers, where the folder has them, are `solution.csv` (id,label[,Usage]).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from .competitions import RawData
+from .errors import DataSourceError
+from .sources import read_pixel_csv
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+SAMPLE_NAMES = ("sampleSubmission.csv", "sample_submission.csv")
+GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
+
+
+@dataclass
+class KaggleFolder:
+    form: str                       # pixel-csv | image-folder | class-folders
+    raw: RawData
+    classes: tuple[str, ...]        # class k's name (the label as the training labels spell it)
+    id_column: str
+    label_column: str
+    usage: np.ndarray | None        # Public/Private per test row, when solution.csv says
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.classes
+
+
+def read_kaggle_folder(folder: Path, log: Callable[[str], None] = print) -> KaggleFolder:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataSourceError(f"{folder}: no such folder")
+    if (folder / "train.csv").is_file() and not (folder / "train").is_dir():
+        if not (folder / "test.csv").is_file():
+            raise DataSourceError(f"{folder}: no test.csv (a pixel-CSV Kaggle folder holds train.csv and test.csv)")
+        return read_pixel_folder(folder, log)
+    train = folder / "train"
+    if train.is_dir() and (folder / "test").is_dir():
+        if any(p.is_dir() for p in train.iterdir()):
+            return read_class_folders(folder, log)
+        return read_image_folder(folder, log)
+    raise DataSourceError(
+        f"{folder}: not a Kaggle-form folder; expected one of\n"
+        f"  train.csv + test.csv (pixel columns, as the Digit Recognizer)\n"
+        f"  train/<id>.png + a labels CSV (id,label) + test/<id>.png [+ sampleSubmission.csv], as CIFAR-10\n"
+        f"  train/<class>/*.png + test/*.png (class subfolders)")
+
+
+# ---------------------------------------------------------------- form 1: pixel CSVs
+
+
+def read_pixel_folder(folder: Path, log: Callable[[str], None]) -> KaggleFolder:
+    train_images, train_labels = read_pixel_csv(folder / "train.csv", with_labels=True)
+    test_images, _ = read_pixel_csv(folder / "test.csv", with_labels=False)
+    if train_images.shape[1:] != test_images.shape[1:]:
+        raise DataSourceError(f"{folder}: train images are {train_images.shape[1:]}, "
+                              f"test images {test_images.shape[1:]}")
+    if train_labels.min() < 0:
+        raise DataSourceError(f"{folder / 'train.csv'}: negative label {train_labels.min()}")
+    classes = tuple(str(c) for c in range(int(train_labels.max()) + 1))
+    test_ids = np.arange(1, len(test_images) + 1).astype(str)
+    test_labels, usage = read_answers(folder, "ImageId", "Label", test_ids, classes, log)
+    return KaggleFolder("pixel-csv", RawData(train_images, train_labels, test_images, test_labels,
+                                             notes=[f"Kaggle folder {folder} (pixel CSVs)"], test_ids=test_ids),
+                        classes, "ImageId", "Label", usage)
+
+
+# ---------------------------------------------------------------- form 2: image folder + labels CSV
+
+
+def read_image_folder(folder: Path, log: Callable[[str], None]) -> KaggleFolder:
+    labels_csv = find_labels_csv(folder)
+    frame = read_text_csv(labels_csv, min_columns=2)
+    id_column, label_column = frame.columns[:2]
+    blank = np.flatnonzero((frame[label_column].str.strip() == "").to_numpy())
+    if len(blank):
+        raise DataSourceError(f"{labels_csv}: row {blank[0] + 2}: empty {label_column!r}")
+    ids = frame[id_column].str.strip().to_numpy()
+    duplicated = pd.Series(ids).duplicated().to_numpy()
+    if duplicated.any():
+        row = int(np.flatnonzero(duplicated)[0])
+        raise DataSourceError(f"{labels_csv}: row {row + 2}: id {ids[row]!r} appears twice")
+    train_files = image_files(folder / "train")
+    missing = [i for i in ids if i not in train_files]
+    if missing:
+        row = int(np.flatnonzero(ids == missing[0])[0])
+        raise DataSourceError(f"{labels_csv}: row {row + 2}: no image for id {missing[0]!r} in {folder / 'train'} "
+                              f"({len(missing):,} ids have none)")
+    unlabelled = len(train_files) - len(ids)
+    if unlabelled:
+        log(f"{folder / 'train'}: {unlabelled:,} images have no row in {labels_csv.name}; left out")
+    classes = class_order(frame[label_column].str.strip().unique())
+    train_labels = frame[label_column].str.strip().map({c: k for k, c in enumerate(classes)}).to_numpy(np.int64)
+    id_out, label_out, test_ids = submission_columns(folder, id_column, label_column, folder / "test")
+    images = read_images([train_files[i] for i in ids] + [image_files(folder / "test")[i] for i in test_ids])
+    test_labels, usage = read_answers(folder, id_out, label_out, test_ids, classes, log)
+    notes = [f"Kaggle folder {folder} (images in train/ and test/, labels in {labels_csv.name})"]
+    raw = RawData(images[:len(ids)], train_labels, images[len(ids):], test_labels, notes,
+                  train_ids=ids, test_ids=test_ids)
+    return KaggleFolder("image-folder", raw, classes, id_out, label_out, usage)
+
+
+def find_labels_csv(folder: Path) -> Path:
+    """The training labels: trainLabels.csv / train_labels.csv / labels.csv / train.csv, or the one
+    other CSV in the folder."""
+    for name in ("trainLabels.csv", "train_labels.csv", "labels.csv", "train.csv"):
+        if (folder / name).is_file():
+            return folder / name
+    others = [p for p in sorted(folder.glob("*.csv")) if p.name not in (*SAMPLE_NAMES, "solution.csv")]
+    if len(others) != 1:
+        raise DataSourceError(f"{folder}: cannot tell which CSV holds the training labels "
+                              f"(found {[p.name for p in others] or 'none'}); name it trainLabels.csv")
+    return others[0]
+
+
+# ---------------------------------------------------------------- form 3: class subfolders
+
+
+def read_class_folders(folder: Path, log: Callable[[str], None]) -> KaggleFolder:
+    train = folder / "train"
+    stray = [p.name for p in train.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    if stray:
+        raise DataSourceError(f"{train}: images beside the class folders ({stray[0]}, ...); each image belongs "
+                              f"in train/<class>/")
+    classes = class_order([p.name for p in train.iterdir() if p.is_dir()])
+    paths, labels = [], []
+    for k, name in enumerate(classes):
+        files = image_files(train / name)
+        if not files:
+            raise DataSourceError(f"{train / name}: a class folder with no images")
+        paths += [files[i] for i in sorted(files, key=natural_key)]
+        labels += [k] * len(files)
+    id_out, label_out, test_ids = submission_columns(folder, "id", "label", folder / "test")
+    images = read_images(paths + [image_files(folder / "test")[i] for i in test_ids])
+    test_labels, usage = read_answers(folder, id_out, label_out, test_ids, classes, log)
+    train_ids = np.array([f"{p.parent.name}/{p.stem}" for p in paths])
+    raw = RawData(images[:len(paths)], np.array(labels, np.int64), images[len(paths):], test_labels,
+                  [f"Kaggle folder {folder} (class subfolders of train/)"], train_ids=train_ids, test_ids=test_ids)
+    return KaggleFolder("class-folders", raw, classes, id_out, label_out, usage)
+
+
+# ---------------------------------------------------------------- shared
+
+
+def read_text_csv(path: Path, min_columns: int) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise DataSourceError(f"{path}: cannot parse CSV ({e})") from e
+    if len(frame.columns) < min_columns:
+        raise DataSourceError(f"{path}: expected at least {min_columns} columns, found {list(frame.columns)}")
+    if len(frame) == 0:
+        raise DataSourceError(f"{path}: no rows")
+    return frame
+
+
+def natural_key(text: str) -> tuple:
+    """Integers by value (2 before 10), then text."""
+    return (0, int(text), "") if text.isdigit() else (1, 0, text)
+
+
+def class_order(names) -> tuple[str, ...]:
+    return tuple(sorted((str(n) for n in names), key=natural_key))
+
+
+def image_files(folder: Path) -> dict[str, Path]:
+    """id (file name without suffix) -> image file, for the images directly in `folder`."""
+    files: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+            if path.stem in files:
+                raise DataSourceError(f"{folder}: two images for id {path.stem!r} "
+                                      f"({files[path.stem].name}, {path.name})")
+            files[path.stem] = path
+    return files
+
+
+def submission_columns(folder: Path, id_column: str, label_column: str, test_dir: Path
+                       ) -> tuple[str, str, np.ndarray]:
+    """(id column, label column, test ids in submission order) from the sample submission, or
+    from the training labels' header and the test images' names when there is none."""
+    test_files = image_files(test_dir)
+    if not test_files:
+        raise DataSourceError(f"{test_dir}: no test images")
+    sample = next((folder / n for n in SAMPLE_NAMES if (folder / n).is_file()), None)
+    if sample is None:
+        return id_column, label_column, np.array(sorted(test_files, key=natural_key))
+    frame = read_text_csv(sample, min_columns=2)
+    ids = frame[frame.columns[0]].str.strip().to_numpy()
+    missing = [i for i in ids if i not in test_files]
+    if missing:
+        row = int(np.flatnonzero(ids == missing[0])[0])
+        raise DataSourceError(f"{sample}: row {row + 2}: no image for id {missing[0]!r} in {test_dir}")
+    return frame.columns[0], frame.columns[1], ids
+
+
+def read_images(paths: list[Path]) -> np.ndarray:
+    """Decode image files into (N, H, W, C) uint8: C = 1 if every image is grey, else 3 (RGB)."""
+    from PIL import Image, UnidentifiedImageError
+
+    decoded, size = [], None
+    for path in paths:
+        try:
+            with Image.open(path) as img:
+                pixels = np.asarray(img.convert("L" if img.mode in GREY_MODES else "RGB"), dtype=np.uint8)
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+            raise DataSourceError(f"{path}: cannot read the image ({e})") from e
+        size = size or (pixels.shape[:2], path)
+        if pixels.shape[:2] != size[0]:
+            (h, w), (h0, w0) = pixels.shape[:2], size[0]
+            raise DataSourceError(f"{path}: {w}x{h} image, but {size[1].name} is {w0}x{h0}; every image of a "
+                                  f"competition must share one size")
+        decoded.append(pixels)
+    if not decoded:
+        raise DataSourceError("no images to read")
+    colour = any(p.ndim == 3 for p in decoded)
+    return np.stack([np.repeat(p[..., None], 3, axis=2) if colour and p.ndim == 2 else
+                     (p if p.ndim == 3 else p[..., None]) for p in decoded])
+
+
+def read_answers(folder: Path, id_column: str, label_column: str, test_ids: np.ndarray, classes: tuple[str, ...],
+                 log: Callable[[str], None]) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The folder's solution.csv (id,label[,Usage]) as class indices in test-id order, checked to cover
+    the test set exactly; (None, None) when the folder has none."""
+    path = folder / "solution.csv"
+    if not path.is_file():
+        log(f"{folder}: no solution.csv, so submissions can be written but not scored")
+        return None, None
+    frame = read_text_csv(path, min_columns=2)
+    if list(frame.columns[:2]) != [id_column, label_column]:
+        raise DataSourceError(f"{path}: header must start with {id_column},{label_column}; found {list(frame.columns)}")
+    frame[id_column] = frame[id_column].str.strip()
+    if sorted(frame[id_column], key=natural_key) != sorted(map(str, test_ids), key=natural_key):
+        sequence = [str(i) for i in test_ids] == [str(i) for i in range(1, len(test_ids) + 1)]
+        expected = f"1..{len(test_ids)}" if sequence else f"the {len(test_ids):,} test ids"
+        raise DataSourceError(f"{path}: {id_column} must be exactly {expected}, one row each")
+    frame = frame.set_index(id_column).loc[[str(i) for i in test_ids]]
+    index = {c: k for k, c in enumerate(classes)}
+    if all(c.isdigit() for c in classes):
+        index.update({str(int(c)): k for k, c in enumerate(classes)})
+    labels = frame[label_column].str.strip()
+    unknown = ~labels.isin(list(index))
+    if unknown.any():
+        raise DataSourceError(f"{path}: label {labels[unknown].iloc[0]!r} is not a class of the training labels "
+                              f"({', '.join(classes[:10])}{' ...' if len(classes) > 10 else ''})")
+    usage = None
+    if "Usage" in frame:
+        if not frame["Usage"].isin(["Public", "Private"]).all():
+            raise DataSourceError(f"{path}: Usage must be Public or Private")
+        usage = frame["Usage"].to_numpy()
+    return labels.map(index).to_numpy(np.int64), usage

@@ -1,0 +1,131 @@
+"""Every form of Kaggle image competition `--data DIR` takes, read, played end to end, and rejected when broken."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from competition.data import load_public, load_test_ids
+from competition.errors import DataSourceError
+from competition.folders import read_kaggle_folder
+from competition.grading import score_submission
+from competition.leaderboard import read as read_leaderboard
+from competition.prepare import prepare_kaggle_folder
+from competition.publish import submission_form
+from competition.run import run
+
+from conftest import FRUITS, make_colour_images, write_image_folder, write_kaggle_folder
+
+FORMS = {
+    # name: (writer keyword arguments, expected (C, H, W))
+    "image folder, RGB PNG, class-name labels": (dict(form="image-folder"), (3, 12, 16)),
+    "image folder, grey JPEG, integer labels": (dict(form="image-folder", channels=1, suffix=".jpg",
+                                                     string_labels=False, height=10, width=10), (1, 10, 10)),
+    "class subfolders, RGB JPEG, non-square": (dict(form="class-folders", suffix=".jpg", height=9, width=14),
+                                               (3, 9, 14)),
+}
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_folder_is_read_with_its_shape_classes_and_ids(tmp_path, form):
+    kwargs, shape = FORMS[form]
+    folder = write_image_folder(tmp_path / "comp", **kwargs)
+    read = read_kaggle_folder(folder, log=lambda s: None)
+    assert read.raw.train_images.shape[1:] == (shape[1], shape[2], shape[0])
+    assert len(read.raw.train_images) == 90 and len(read.raw.test_images) == 30
+    assert read.classes == (FRUITS if kwargs.get("string_labels", True) else ("0", "1", "2"))
+    assert list(read.raw.test_ids[:2]) == ["91", "92"]
+    assert (read.id_column, read.label_column) == ("id", "label")
+    assert read.raw.test_labels is not None and read.usage is not None
+
+
+def test_image_folder_keeps_the_pixels_it_read(tmp_path):
+    folder = write_image_folder(tmp_path / "comp", n_train=6, n_test=3)
+    images, labels = make_colour_images(6, seed=6)
+    read = read_kaggle_folder(folder, log=lambda s: None)
+    assert np.array_equal(read.raw.train_images, images)       # PNG is lossless: byte for byte
+    assert [read.classes[k] for k in read.raw.train_labels] == [FRUITS[k] for k in labels]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("form", FORMS)
+def test_run_plays_the_folder_and_submits_in_its_own_form(tmp_path, workspace, tiny_config, form):
+    kwargs, shape = FORMS[form]
+    folder = write_image_folder(tmp_path / "comp", **kwargs)
+    cfg = tiny_config.replace(epochs=2, pseudo_rounds=0)
+    result = run(cfg, workspace, folder, log=lambda s: None)
+    paths = workspace.competition("comp")
+    assert load_public(paths.public).image_shape == shape
+    submission = pd.read_csv(result.published.submission, dtype=str)
+    sample = pd.read_csv(paths.public / "sample_submission.csv", dtype=str)
+    assert list(submission.columns) == ["id", "label"] == list(sample.columns)
+    assert submission["id"].tolist() == sample["id"].tolist() == list(load_test_ids(paths.public))
+    assert set(submission["label"]) <= set(read_kaggle_folder(folder, log=lambda s: None).classes)
+    form_, ids = submission_form(paths)
+    _, score = score_submission(result.published.submission, paths.solution, form_, ids)
+    assert score.private.value == result.published.scores["submission"].private.value
+    rows = read_leaderboard(workspace.leaderboard)
+    assert [r.competition for r in rows] == ["comp"]
+    assert rows[0].cv == pytest.approx(result.fit.final.cv.value, abs=5e-5)
+    assert (result.run_dir / "report.html").stat().st_size > 10_000
+
+
+def test_pixel_csv_folder_keeps_the_digit_recognizer_form(tmp_path):
+    paths = prepare_kaggle_folder(write_kaggle_folder(tmp_path / "digits-csv"), tmp_path / "data", log=lambda s: None)
+    assert {p.name for p in paths.public.iterdir()} >= {"train.csv", "test.csv", "sample_submission.csv",
+                                                       "images.npz", "competition.json"}
+    assert (paths.public / "sample_submission.csv").read_text().startswith("ImageId,Label\n1,0\n")
+    assert paths.solution.read_text().startswith("ImageId,Label,Usage\n")
+
+
+def test_string_labels_stay_strings_in_the_answers_and_the_sample(tmp_path):
+    paths = prepare_kaggle_folder(write_image_folder(tmp_path / "comp"), tmp_path / "data", log=lambda s: None)
+    solution = pd.read_csv(paths.solution, dtype=str)
+    assert set(solution["label"]) <= set(FRUITS) and list(solution.columns) == ["id", "label", "Usage"]
+    assert pd.read_csv(paths.public / "train_labels.csv", dtype=str)["label"].isin(FRUITS).all()
+
+
+def test_a_labels_row_without_an_image_is_named(tmp_path):
+    folder = write_image_folder(tmp_path / "comp")
+    (folder / "train" / "5.png").unlink()
+    with pytest.raises(DataSourceError, match=r"trainLabels.csv: row 6: no image for id '5'"):
+        read_kaggle_folder(folder, log=lambda s: None)
+
+
+def test_an_image_of_another_size_is_named(tmp_path):
+    folder = write_image_folder(tmp_path / "comp")
+    Image.fromarray(np.zeros((5, 7, 3), np.uint8)).save(folder / "test" / "95.png")
+    with pytest.raises(DataSourceError, match=r"95.png: 7x5 image, but 1.png is 16x12"):
+        read_kaggle_folder(folder, log=lambda s: None)
+
+
+def test_an_unreadable_image_is_named(tmp_path):
+    folder = write_image_folder(tmp_path / "comp", form="class-folders")
+    (folder / "train" / "banana" / "broken.png").write_bytes(b"not an image")
+    with pytest.raises(DataSourceError, match=r"broken.png: cannot read the image"):
+        read_kaggle_folder(folder, log=lambda s: None)
+
+
+def test_a_folder_in_no_known_form_lists_the_forms(tmp_path):
+    (tmp_path / "comp").mkdir()
+    with pytest.raises(DataSourceError, match=r"(?s)not a Kaggle-form folder.*train\.csv.*labels CSV.*<class>"):
+        read_kaggle_folder(tmp_path / "comp")
+
+
+def test_answers_that_miss_a_test_id_are_refused(tmp_path):
+    folder = write_image_folder(tmp_path / "comp")
+    solution = pd.read_csv(folder / "solution.csv", dtype=str)
+    solution.iloc[:-1].to_csv(folder / "solution.csv", index=False)
+    with pytest.raises(DataSourceError, match=r"solution.csv: id must be exactly the 30 test ids"):
+        read_kaggle_folder(folder, log=lambda s: None)
+
+
+def test_a_grey_and_colour_mix_is_read_as_colour(tmp_path):
+    folder = write_image_folder(tmp_path / "comp", channels=1)
+    Image.fromarray(np.full((12, 16, 3), 200, np.uint8)).save(folder / "train" / "1.png")
+    read = read_kaggle_folder(folder, log=lambda s: None)
+    assert read.raw.train_images.shape[-1] == 3
+    grey = np.asarray(Image.open(folder / "train" / "2.png"))
+    assert np.array_equal(read.raw.train_images[1], np.repeat(grey[..., None], 3, axis=2))
