@@ -1,8 +1,8 @@
 """What training code sees: the public folder as tensors, one preprocessing path, batched augmentation.
 
-`load_public` is the only reader training code has. It reads `train.csv`, `test.csv` and
-`competition.json` from a folder named `public` and nothing else; `PublicData` has no field
-for test labels, so there is nowhere for held-out answers to go.
+`load_public` is the only reader training code has. It reads `images.npz` (the prepared
+(N, H, W, C) uint8 arrays) and `competition.json` from a folder named `public` and nothing else;
+`PublicData` has no field for test labels, so there is nowhere for held-out answers to go.
 """
 
 from __future__ import annotations

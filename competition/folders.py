@@ -37,10 +37,6 @@ class KaggleFolder:
     label_column: str
     usage: np.ndarray | None        # Public/Private per test row, when solution.csv says
 
-    @property
-    def labels(self) -> tuple[str, ...]:
-        return self.classes
-
 
 def read_kaggle_folder(folder: Path, log: Callable[[str], None] = print) -> KaggleFolder:
     folder = Path(folder)

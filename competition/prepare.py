@@ -149,11 +149,12 @@ def kaggle_folder_name(folder: Path) -> str:
 def prepare_kaggle_folder(folder: Path, data_dir: Path, options: SplitOptions = SplitOptions(),
                           metric: str | None = None, log: Callable[[str], None] = print) -> CompetitionPaths:
     """Prepare a Kaggle-form folder in any of the forms `folders.py` reads, scored by `metric`
-    (default: accuracy, or what an earlier prepare of the folder chose)."""
+    (default: accuracy)."""
     folder = Path(folder)
     read = read_kaggle_folder(folder, log)
     metric_name = metric or "accuracy"
-    submission = SubmissionForm(read.id_column, read.label_column, read.labels,
+    # a folder's submissions spell each class as its training labels do
+    submission = SubmissionForm(read.id_column, read.label_column, read.classes,
                                 probabilities=get_metric(metric_name).needs_probabilities)
     name = kaggle_folder_name(folder)
     paths = CompetitionPaths(Path(data_dir) / name)

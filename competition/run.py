@@ -71,6 +71,7 @@ def ensure_prepared(workspace: Workspace, competition: str, kaggle_dir: Path | N
                 return paths
             log(f"{paths.root} was prepared with other {'split options' if not same_split else 'metric'}; "
                 f"preparing it again")
+            metric = metric or metadata.get("metric")       # a new split keeps the folder's metric
         if kaggle_dir is not None:
             return prepare_kaggle_folder(kaggle_dir, workspace.data, options, metric, log)
         return prepare(name, workspace.data, options, log=log)

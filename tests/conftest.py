@@ -107,15 +107,18 @@ def _save_image(array: np.ndarray, path: Path) -> None:
 
 def write_image_folder(folder: Path, form: str = "image-folder", n_train: int = 90, n_test: int = 30,
                        height: int = 12, width: int = 16, channels: int = 3, suffix: str = ".png",
-                       string_labels: bool = True, with_solution: bool = True) -> Path:
+                       string_labels: bool = True, with_solution: bool = True, num_classes: int = 3) -> Path:
     """A Kaggle image competition folder, made here.
 
     form "image-folder": train/<id><suffix>, trainLabels.csv (id,label), test/<id><suffix>,
     sampleSubmission.csv (id,label) as Kaggle's CIFAR-10; "class-folders": train/<class>/*, test/*.
     solution.csv (id,label,Usage) holds the answers."""
-    train_x, train_y = make_colour_images(n_train, height, width, channels, seed=6)
-    test_x, test_y = make_colour_images(n_test, height, width, channels, seed=7)
-    names = np.array(FRUITS if string_labels else [str(k) for k in range(len(FRUITS))])
+    train_x, train_y = make_colour_images(n_train, height, width, channels, num_classes, seed=6)
+    test_x, test_y = make_colour_images(n_test, height, width, channels, num_classes, seed=7)
+    if not string_labels:
+        names = np.array([str(k) for k in range(num_classes)])
+    else:
+        names = np.array(FRUITS if num_classes == 3 else [f"kind-{k:03d}" for k in range(num_classes)])
     (folder / "test").mkdir(parents=True)
     test_ids = np.arange(n_train + 1, n_train + n_test + 1).astype(str)     # Kaggle's test ids go on from train's
     for i, image in zip(test_ids, test_x):

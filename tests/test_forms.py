@@ -129,3 +129,21 @@ def test_a_grey_and_colour_mix_is_read_as_colour(tmp_path):
     assert read.raw.train_images.shape[-1] == 3
     grey = np.asarray(Image.open(folder / "train" / "2.png"))
     assert np.array_equal(read.raw.train_images[1], np.repeat(grey[..., None], 3, axis=2))
+
+
+@pytest.mark.slow
+def test_a_log_loss_folder_submits_calibrated_probabilities_and_ranks_lowest_first(tmp_path, workspace, tiny_config):
+    folder = write_image_folder(tmp_path / "comp", form="class-folders")
+    result = run(tiny_config.replace(epochs=2, pseudo_rounds=0), workspace, folder, log=lambda s: None,
+                 metric="log-loss")
+    submission = pd.read_csv(result.published.submission)
+    assert list(submission.columns) == ["id", *FRUITS]
+    assert np.allclose(submission[list(FRUITS)].sum(axis=1), 1.0, atol=1e-5)
+    assert result.fit.metric == "log-loss" and result.fit.final.cv.interval == "bootstrap"
+    assert result.fit.final.temperature != 1.0         # fitted on OOF logits
+    assert "## comp (log-loss, lower is better)" in workspace.leaderboard.read_text()
+    form, ids = submission_form(workspace.competition("comp"))
+    _, score = score_submission(result.published.submission, workspace.competition("comp").solution, form, ids,
+                                "log-loss")
+    assert score.metric == "log-loss" and score.overall.value == pytest.approx(
+        result.published.scores["submission"].overall.value)

@@ -32,3 +32,14 @@ def test_four_members_share_one_gpu_on_ray(tmp_path, tiny_config):
     finally:
         ray.shutdown()
     assert [m.device for m in result.final.members] == ["cuda"] * 4
+
+
+def test_data_too_big_for_the_gpu_is_batched_from_pinned_host_memory(tmp_path, tiny_config, monkeypatch, capsys):
+    from competition import fit as fit_module, members
+    paths = prepare("digits", tmp_path / "data", log=lambda s: None)
+    monkeypatch.setattr(members, "placement", lambda images, device: "host")
+    monkeypatch.setattr(fit_module, "placement", lambda images, device: "host")
+    lines = []
+    result = fit(tiny_config.replace(epochs=2, pseudo_rounds=0), paths.public, tmp_path / "run", log=lines.append)
+    assert "batched from pinned host memory" in lines[0]
+    assert all(m.device == "cuda" for m in result.final.members) and result.final.oof.value > 0.3

@@ -10,6 +10,8 @@ import pytest
 from competition.cli import main
 from competition.run import run
 
+from conftest import write_image_folder
+
 pytestmark = pytest.mark.slow
 
 
@@ -44,3 +46,17 @@ def test_report_for_a_tiny_digits_run_embeds_every_figure(workspace, tiny_config
     html_path.unlink()
     assert main(["--root", str(workspace.root), "report", result.run_dir.name]) == 0
     assert html_path.is_file() and str(html_path) in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("num_classes", [2, 100])
+def test_a_colour_report_names_its_classes_with_2_or_100_of_them(tmp_path, workspace, tiny_config, num_classes):
+    folder = write_image_folder(tmp_path / "comp", n_train=3 * num_classes, n_test=num_classes, height=8, width=8,
+                                num_classes=num_classes)
+    result = run(tiny_config.replace(epochs=1, pseudo_rounds=0), workspace, folder, log=lambda s: None)
+    page = (result.run_dir / "report.html").read_text()
+    names = ["kind-000", "kind-001"] if num_classes == 2 else [f"kind-{k:03d}" for k in range(num_classes)]
+    assert all(f"<td>{name}</td>" in page for name in names)     # the per-class table names every class
+    assert "8x8 colour" in page
+    for png in sorted((result.run_dir / "report").glob("*.png")):
+        width, height = _png_size(png)
+        assert 200 <= width <= 6000 and 80 <= height <= 6000, (png.name, width, height)
