@@ -28,6 +28,7 @@ class RawData:
     notes: list[str] = field(default_factory=list)   # curation counts, printed by prepare
     train_ids: np.ndarray | None = None      # the source's names of the rows (default 1..N)
     test_ids: np.ndarray | None = None
+    test_source: str = "official test set"  # what the given test set is, for prepare's summary
 
 
 @dataclass(frozen=True)

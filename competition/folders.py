@@ -73,7 +73,8 @@ def read_pixel_folder(folder: Path, log: Callable[[str], None]) -> KaggleFolder:
     test_ids = np.arange(1, len(test_images) + 1).astype(str)
     test_labels, usage = read_answers(folder, "ImageId", "Label", test_ids, classes, log)
     return KaggleFolder("pixel-csv", RawData(train_images, train_labels, test_images, test_labels,
-                                             notes=[f"Kaggle folder {folder} (pixel CSVs)"], test_ids=test_ids),
+                                             notes=[f"Kaggle folder {folder} (pixel CSVs)"], test_ids=test_ids,
+                                             test_source="the folder's test.csv"),
                         classes, "ImageId", "Label", usage)
 
 
@@ -108,7 +109,7 @@ def read_image_folder(folder: Path, log: Callable[[str], None]) -> KaggleFolder:
     test_labels, usage = read_answers(folder, id_out, label_out, test_ids, classes, log)
     notes = [f"Kaggle folder {folder} (images in train/ and test/, labels in {labels_csv.name})"]
     raw = RawData(images[:len(ids)], train_labels, images[len(ids):], test_labels, notes,
-                  train_ids=ids, test_ids=test_ids)
+                  train_ids=ids, test_ids=test_ids, test_source="the folder's test/ images")
     return KaggleFolder("image-folder", raw, classes, id_out, label_out, usage)
 
 
@@ -147,7 +148,8 @@ def read_class_folders(folder: Path, log: Callable[[str], None]) -> KaggleFolder
     test_labels, usage = read_answers(folder, id_out, label_out, test_ids, classes, log)
     train_ids = np.array([f"{p.parent.name}/{p.stem}" for p in paths])
     raw = RawData(images[:len(paths)], np.array(labels, np.int64), images[len(paths):], test_labels,
-                  [f"Kaggle folder {folder} (class subfolders of train/)"], train_ids=train_ids, test_ids=test_ids)
+                  [f"Kaggle folder {folder} (class subfolders of train/)"], train_ids=train_ids, test_ids=test_ids,
+                  test_source="the folder's test/ images")
     return KaggleFolder("class-folders", raw, classes, id_out, label_out, usage)
 
 

@@ -178,7 +178,7 @@ def write_competition(paths: CompetitionPaths, name: str, classes: tuple[str, ..
         train_ids = test_ids = None     # the source's ids named rows of the unsplit set
         split = f"stratified split, seed {options.split_seed}, test fraction {options.test_fraction}"
     else:
-        split = "official test set"
+        split = raw.test_source
     test_images = with_channels(test_images)
     train_ids = np.arange(1, len(train_images) + 1).astype(str) if train_ids is None else np.asarray(train_ids, str)
     test_ids = np.arange(1, len(test_images) + 1).astype(str) if test_ids is None else np.asarray(test_ids, str)
