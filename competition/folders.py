@@ -94,7 +94,7 @@ def read_image_folder(folder: Path, log: Callable[[str], None]) -> KaggleFolder:
         row = int(np.flatnonzero(duplicated)[0])
         raise DataSourceError(f"{labels_csv}: row {row + 2}: id {ids[row]!r} appears twice")
     train_files = image_files(folder / "train")
-    missing = [i for i in ids if i not in train_files]
+    missing = [i for i in ids if image_for(train_files, i) is None]
     if missing:
         row = int(np.flatnonzero(ids == missing[0])[0])
         raise DataSourceError(f"{labels_csv}: row {row + 2}: no image for id {missing[0]!r} in {folder / 'train'} "
@@ -105,7 +105,8 @@ def read_image_folder(folder: Path, log: Callable[[str], None]) -> KaggleFolder:
     classes = class_order(frame[label_column].str.strip().unique())
     train_labels = frame[label_column].str.strip().map({c: k for k, c in enumerate(classes)}).to_numpy(np.int64)
     id_out, label_out, test_ids = submission_columns(folder, id_column, label_column, folder / "test")
-    images = read_images([train_files[i] for i in ids] + [image_files(folder / "test")[i] for i in test_ids])
+    test_files = image_files(folder / "test")
+    images = read_images([image_for(train_files, i) for i in ids] + [image_for(test_files, i) for i in test_ids])
     test_labels, usage = read_answers(folder, id_out, label_out, test_ids, classes, log)
     notes = [f"Kaggle folder {folder} (images in train/ and test/, labels in {labels_csv.name})"]
     raw = RawData(images[:len(ids)], train_labels, images[len(ids):], test_labels, notes,
@@ -144,7 +145,8 @@ def read_class_folders(folder: Path, log: Callable[[str], None]) -> KaggleFolder
         paths += [files[i] for i in sorted(files, key=natural_key)]
         labels += [k] * len(files)
     id_out, label_out, test_ids = submission_columns(folder, "id", "label", folder / "test")
-    images = read_images(paths + [image_files(folder / "test")[i] for i in test_ids])
+    test_files = image_files(folder / "test")
+    images = read_images(paths + [image_for(test_files, i) for i in test_ids])
     test_labels, usage = read_answers(folder, id_out, label_out, test_ids, classes, log)
     train_ids = np.array([f"{p.parent.name}/{p.stem}" for p in paths])
     raw = RawData(images[:len(paths)], np.array(labels, np.int64), images[len(paths):], test_labels,
@@ -189,6 +191,15 @@ def image_files(folder: Path) -> dict[str, Path]:
     return files
 
 
+def image_for(files: dict[str, Path], image_id: str) -> Path | None:
+    """The image an id names: by file name without suffix (CIFAR-10's `1`), or with it (`0a1b.jpg`,
+    as Kaggle's Aerial Cactus names its rows)."""
+    if image_id in files:
+        return files[image_id]
+    path = Path(image_id)
+    return files.get(path.stem) if path.suffix.lower() in IMAGE_SUFFIXES else None
+
+
 def submission_columns(folder: Path, id_column: str, label_column: str, test_dir: Path
                        ) -> tuple[str, str, np.ndarray]:
     """(id column, label column, test ids in submission order) from the sample submission, or
@@ -201,7 +212,7 @@ def submission_columns(folder: Path, id_column: str, label_column: str, test_dir
         return id_column, label_column, np.array(sorted(test_files, key=natural_key))
     frame = read_text_csv(sample, min_columns=2)
     ids = frame[frame.columns[0]].str.strip().to_numpy()
-    missing = [i for i in ids if i not in test_files]
+    missing = [i for i in ids if image_for(test_files, i) is None]
     if missing:
         row = int(np.flatnonzero(ids == missing[0])[0])
         raise DataSourceError(f"{sample}: row {row + 2}: no image for id {missing[0]!r} in {test_dir}")

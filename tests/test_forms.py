@@ -147,3 +147,20 @@ def test_a_log_loss_folder_submits_calibrated_probabilities_and_ranks_lowest_fir
                                 "log-loss")
     assert score.metric == "log-loss" and score.overall.value == pytest.approx(
         result.published.scores["submission"].overall.value)
+
+
+def test_ids_that_name_the_image_file_with_its_suffix_are_found(tmp_path):
+    """Kaggle's Aerial Cactus form: train.csv (id,has_cactus) whose ids are file names, 0/1 labels."""
+    folder = write_image_folder(tmp_path / "comp", string_labels=False, with_solution=False)
+    labels = pd.read_csv(folder / "trainLabels.csv", dtype=str)
+    labels["id"] = labels["id"] + ".png"
+    labels.rename(columns={"label": "has_stripes"}).to_csv(folder / "train.csv", index=False)
+    (folder / "trainLabels.csv").unlink()
+    sample = pd.read_csv(folder / "sampleSubmission.csv", dtype=str)
+    sample["id"] = sample["id"] + ".png"
+    sample.rename(columns={"label": "has_stripes"}).to_csv(folder / "sampleSubmission.csv", index=False)
+    read = read_kaggle_folder(folder, log=lambda s: None)
+    assert read.form == "image-folder" and read.classes == ("0", "1", "2")
+    assert (read.id_column, read.label_column) == ("id", "has_stripes") and read.raw.test_ids[0] == "91.png"
+    assert np.array_equal(read.raw.train_images, read_kaggle_folder(write_image_folder(
+        tmp_path / "plain", string_labels=False, with_solution=False), log=lambda s: None).raw.train_images)
