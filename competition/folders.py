@@ -12,6 +12,7 @@ sample submission; the answers, where the folder has them, are `solution.csv` (i
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -36,6 +37,17 @@ class KaggleFolder:
     id_column: str
     label_column: str
     usage: np.ndarray | None        # Public/Private per test row, when solution.csv says
+
+
+def folder_signature(folder: Path) -> str:
+    """A short hash of every file's relative path, size and modification time under `folder`: a
+    folder changed since it was prepared (a file added, replaced or edited) gets another one."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(folder).rglob("*")):
+        if path.is_file():
+            stat = path.stat()
+            digest.update(f"{path.relative_to(folder)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 def read_kaggle_folder(folder: Path, log: Callable[[str], None] = print) -> KaggleFolder:

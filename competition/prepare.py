@@ -31,7 +31,7 @@ import pandas as pd
 
 from .competitions import Competition, RawData, get_competition
 from .errors import ConfigError, WriteError
-from .folders import read_kaggle_folder
+from .folders import folder_signature, read_kaggle_folder
 from .metrics import get_metric, one_hot
 from .sources import atomic_write_text, write_pixel_csv
 from .splits import public_private_usage, stratified_split
@@ -151,6 +151,7 @@ def prepare_kaggle_folder(folder: Path, data_dir: Path, options: SplitOptions = 
     """Prepare a Kaggle-form folder in any of the forms `folders.py` reads, scored by `metric`
     (default: accuracy)."""
     folder = Path(folder)
+    signature = folder_signature(folder)        # before reading: a change made while reading shows next time
     read = read_kaggle_folder(folder, log)
     metric_name = metric or "accuracy"
     # a folder's submissions spell each class as its training labels do
@@ -160,13 +161,13 @@ def prepare_kaggle_folder(folder: Path, data_dir: Path, options: SplitOptions = 
     paths = CompetitionPaths(Path(data_dir) / name)
     layout = Layout(read.form, submission, metric_name, hflip=False)
     write_competition(paths, name, read.classes, read.raw, read.usage, options,
-                      f"Kaggle folder {folder.resolve()}", layout, log)
+                      f"Kaggle folder {folder.resolve()}", layout, log, {"source_signature": signature})
     return paths
 
 
 def write_competition(paths: CompetitionPaths, name: str, classes: tuple[str, ...], raw: RawData,
                       usage: np.ndarray | None, options: SplitOptions, source: str, layout: Layout = Layout(),
-                      log: Callable[[str], None] = print) -> None:
+                      log: Callable[[str], None] = print, extra: dict | None = None) -> None:
     """Split (where the source has no test set), then write public/ and private/ atomically."""
     train_images, train_labels = with_channels(raw.train_images), raw.train_labels
     test_images, test_labels = raw.test_images, raw.test_labels
@@ -196,6 +197,7 @@ def write_competition(paths: CompetitionPaths, name: str, classes: tuple[str, ..
         "split_seed": options.split_seed, "test_fraction": options.test_fraction,
         "public_fraction": options.public_fraction, "notes": raw.notes,
         "fingerprint": array_fingerprint(train_images, train_labels, test_images, test_ids),
+        **(extra or {}),
     }
 
     paths.root.mkdir(parents=True, exist_ok=True)

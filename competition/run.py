@@ -27,6 +27,7 @@ from .executors import Executor
 from .fit import FitResult, fit
 from .prepare import (CompetitionPaths, SplitOptions, competition_lock, kaggle_folder_name, prepare,
                       prepare_kaggle_folder)
+from .folders import folder_signature
 from .models import resolve_models
 from .publish import Published, publish
 from .rules import check_daily_limit, read_rules
@@ -67,10 +68,12 @@ def ensure_prepared(workspace: Workspace, competition: str, kaggle_dir: Path | N
         if paths.is_prepared():
             metadata = load_metadata(paths.public)
             same_split = all(metadata.get(k) == v for k, v in asdict(options).items())
-            if same_split and metric in (None, metadata.get("metric")):
+            same_source = kaggle_dir is None or metadata.get("source_signature") == folder_signature(kaggle_dir)
+            if same_split and same_source and metric in (None, metadata.get("metric")):
                 return paths
-            log(f"{paths.root} was prepared with other {'split options' if not same_split else 'metric'}; "
-                f"preparing it again")
+            why = "other split options" if not same_split else \
+                f"another metric than {metric}" if same_source else f"files that changed in {kaggle_dir} since"
+            log(f"{paths.root} was prepared from {why}; preparing it again")
             metric = metric or metadata.get("metric")       # a new split keeps the folder's metric
         if kaggle_dir is not None:
             return prepare_kaggle_folder(kaggle_dir, workspace.data, options, metric, log)

@@ -164,3 +164,19 @@ def test_ids_that_name_the_image_file_with_its_suffix_are_found(tmp_path):
     assert (read.id_column, read.label_column) == ("id", "has_stripes") and read.raw.test_ids[0] == "91.png"
     assert np.array_equal(read.raw.train_images, read_kaggle_folder(write_image_folder(
         tmp_path / "plain", string_labels=False, with_solution=False), log=lambda s: None).raw.train_images)
+
+
+def test_a_folder_that_changed_since_it_was_prepared_is_prepared_again(tmp_path, workspace):
+    from competition.prepare import SplitOptions
+    from competition.run import ensure_prepared
+    folder = write_image_folder(tmp_path / "comp")
+    lines: list[str] = []
+    paths = ensure_prepared(workspace, "-", folder, SplitOptions(), lines.append)
+    ensure_prepared(workspace, "-", folder, SplitOptions(), lines.append)
+    assert not any("preparing it again" in line for line in lines)             # unchanged: reused
+    labels = pd.read_csv(folder / "trainLabels.csv", dtype=str)
+    labels.loc[0, "label"] = "cherry" if labels.loc[0, "label"] != "cherry" else "apple"
+    labels.to_csv(folder / "trainLabels.csv", index=False)
+    ensure_prepared(workspace, "-", folder, SplitOptions(), lines.append)
+    assert any("files that changed in" in line for line in lines)
+    assert pd.read_csv(paths.public / "train_labels.csv", dtype=str).loc[0, "label"] == labels.loc[0, "label"]
