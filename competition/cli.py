@@ -79,7 +79,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                  epochs=args.epochs, pseudo_rounds=args.pseudo_rounds, batch_size=args.batch_size, lr=args.lr,
                  threads=args.threads, tta=args.tta, ensemble=args.ensemble, averaging=args.averaging)
     given = sorted(name for name, value in flags.items() if value is not None)
-    given += (["--config"] if args.config else []) + (["--data"] if args.data else [])
+    given += (["--config"] if args.config else []) + (["--data"] if args.data else []) + \
+        (["--metric"] if args.metric else [])
     if args.resume and given:
         raise ConfigError(f"--resume continues run {args.resume} with its own config.json; drop {', '.join(given)}")
     # the whole config is checked here, before anything is prepared or a run folder made

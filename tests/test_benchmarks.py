@@ -7,8 +7,8 @@ import tempfile
 
 import pytest
 
-from benchmarks import (accuracy_levers, accuracy_per_second, efficiency, end_to_end, inference, scaling,
-                        throughput, time_to_accuracy)
+from benchmarks import (accuracy_levers, accuracy_per_second, efficiency, end_to_end, fold_levers, inference, refit,
+                        scaling, throughput, time_to_accuracy)
 
 pytestmark = pytest.mark.slow
 
@@ -94,3 +94,18 @@ def test_scaling_times_in_process_and_ray_workers(tmp_path):
     assert [r["executor"].split(" ")[0] for r in rows] == ["in-process", "ray"]
     assert rows[0]["vs_in_process"] == 1.0 and all(r["members_per_min"] > 0 for r in rows)
     _result(tmp_path, "scaling_digits_epochs1")
+
+
+def test_refit_scores_the_fold_ensemble_the_refit_and_both_on_a_nested_holdout(tmp_path):
+    rows = refit.main(["--competition", "digits", "--repeats", "1", "--epochs", "2", "--out", str(tmp_path)])
+    assert [r["arm"] for r in rows] == ["fold ensemble", "refit", "refit + folds"]
+    data = _result(tmp_path, "refit_digits")
+    assert all(r["holdout_n"] == 288 for r in rows) and data["runs"][0]["refit_epochs"] == 2
+
+
+def test_fold_levers_compare_changes_on_one_fold(tmp_path):
+    rows = fold_levers.main(["--competition", "digits", "--epochs", "2", "--levers", "base", "hflip",
+                             "--out", str(tmp_path)])
+    assert [(r["lever"], r["tta_views"]) for r in rows] == [("base", 5), ("hflip", 10)]
+    assert all(r["val_rows"] == 360 and 0 <= r["val_acc"] <= 1 for r in rows)
+    _result(tmp_path, "fold_levers_digits")

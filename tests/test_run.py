@@ -141,6 +141,7 @@ def test_two_runs_started_in_the_same_second_get_two_folders(workspace):
     (["--epochs", "0"], "epochs = 0 (>= 1)"),
     (["--competition", "imagenet"], "unknown competition 'imagenet'"),
     (["--folds", "50"], "folds = 50 (1..20)"),
+    (["--metric", "log-loss"], "--metric: mnist-5k is scored by accuracy; --metric picks the metric of a --data"),
     (["--resume", "some-run", "--epochs", "3"],
      "--resume continues run some-run with its own config.json; drop epochs"),
 ])
