@@ -32,6 +32,8 @@ LEVERS: dict[str, dict] = {
     "2 seeds per fold": {"seeds": 2},
     "mixed fastnet+lenet5, greedy": {"models": ("fastnet", "lenet5"), "ensemble": "greedy"},
     "holdout 10%, 3 seeds (previous default)": {"folds": 1, "seeds": 3},
+    "bf16 autocast": {"precision": "bf16-mixed"},
+    "float32": {"precision": "32-true"},
 }
 
 
@@ -69,9 +71,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--pseudo-rounds", type=int, default=None, help="of `base` (default: run's)")
     add_output_flag(parser)
     args = parser.parse_args(argv)
-    _, paths = public_data(args.competition)
+    public, paths = public_data(args.competition)
     base = RunConfig(competition=args.competition, tta="auto",
                      **({"epochs": args.epochs} if args.epochs else {}))
+    base = base.for_data(public.image_shape[0], len(public.train_labels))      # run's `auto` choices
     pseudo_rounds = base.pseudo_rounds if args.pseudo_rounds is None else args.pseudo_rounds
     rows, raw = [], {}
     for name in args.levers:

@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     public, _ = public_data(args.competition)
     cfg = RunConfig(competition=args.competition, pseudo_rounds=0, **({"epochs": args.epochs} if args.epochs else {}))
-    cfg = cfg.replace(models=resolve_models(cfg.models, public.image_shape[0]))
+    cfg = cfg.replace(models=resolve_models(cfg.models, public.image_shape[0], len(public.train_labels)))
     work = Path(tempfile.mkdtemp(prefix="bench-refit-"))
     runs = []
     for r in range(args.repeats):

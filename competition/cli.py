@@ -34,6 +34,16 @@ def _split_options(args: argparse.Namespace) -> SplitOptions:
     return SplitOptions(args.split_seed, args.test_fraction, args.public_fraction)
 
 
+def count_or_auto(text: str) -> int | str:
+    """A flag that takes a whole number or `auto`."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number or auto, got {text!r}") from None
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     workspace = _workspace(args)
     rows = [("name", "images", "classes", "size", "data here", "prepared", "description")]
@@ -224,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how members combine (greedy: weights chosen on out-of-fold logits)")
     p.add_argument("--averaging", choices=["ema", "none"], help="EMA weight averaging")
     p.add_argument("--epochs", type=int, help="most epochs per member (early stopping may end sooner)")
-    p.add_argument("--pseudo-rounds", type=int, help="pseudo-label-and-retrain rounds")
+    p.add_argument("--pseudo-rounds", type=count_or_auto,
+                   help="pseudo-label-and-retrain rounds (auto: 1 under 20,000 labelled images, else 0)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float, help="peak learning rate")
     p.add_argument("--threads", type=int, help="torch CPU threads")

@@ -24,6 +24,12 @@ TestTimeAugmentation = Literal["auto", "on", "off"]     # auto: on when it raise
 Precision = Literal["auto", "32-true", "bf16-mixed", "16-mixed"]
 Switch = Literal["auto", "on", "off"]
 
+# From this many labelled images a run's `auto` settings spend the time on capacity instead of a
+# pseudo-label round: on fashion-mnist (60,000) the round added +0.03 pp out of fold for 55% of the
+# run's time, while a 2x wider fastnet gained +1.4 pp on a validation fold (benchmarks/README.md §9).
+# Below it (mnist-5k, digits) the round paid +0.23 pp and the wider net nothing clear.
+LARGE_DATA = 20_000
+
 
 @dataclass(frozen=True)
 class Augmentation:
@@ -54,8 +60,8 @@ class Augmentation:
 class RunConfig:
     # what to play
     competition: str = "mnist-5k"
-    models: tuple[str, ...] = ("auto",)     # registry names; several make a mixed ensemble; auto: fastnet
-                                            # for grey images, resnet-small for colour
+    models: tuple[str, ...] = ("auto",)     # registry names; several make a mixed ensemble; auto: fastnet for
+                                            # grey images (fastnet-wide from LARGE_DATA), resnet-small for colour
     seeds: int = 1                      # members per (fold, model)
     folds: int = 4                      # stratified K-fold (every labelled image validated once); 1 = one holdout
     val_fraction: float = 0.1           # the holdout's share when folds == 1
@@ -74,11 +80,12 @@ class RunConfig:
     # prediction, ensemble and pseudo-labels: every choice reads out-of-fold logits only
     tta: TestTimeAugmentation = "auto"  # shifted views, on where they win on OOF beyond chance (McNemar)
     ensemble: EnsembleMethod = "logits"
-    pseudo_rounds: int = 1              # most rounds (a round that lowers OOF ends them); a 2nd added nothing on OOF
+    pseudo_rounds: int | Literal["auto"] = "auto"   # most rounds (a round that lowers OOF ends them); auto: 1
+                                        # under LARGE_DATA labelled images (a 2nd added nothing on OOF), else 0
     pseudo_threshold: float = 0.95      # share of the label-smoothing cap the confidence must reach
     pseudo_share: float = 0.25          # share of every training batch drawn from pseudo-labels
     # machine
-    precision: Precision = "auto"       # "auto": bf16-mixed on a GPU, 32-true on the CPU
+    precision: Precision = "auto"       # "auto": bf16-mixed on a GPU or a CPU with bf16 hardware, else 32-true
     threads: int = 0                    # torch CPU threads; 0 = leave torch's default
     model_kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -89,7 +96,9 @@ class RunConfig:
             "seeds": self.seeds >= 1, "folds": 1 <= self.folds <= 20, "epochs": self.epochs >= 1,
             "batch_size": self.batch_size >= 2, "lr": self.lr > 0, "weight_decay": self.weight_decay >= 0,
             "val_fraction": 0.0 < self.val_fraction < 1.0, "patience": self.patience >= 1,
-            "pseudo_rounds": self.pseudo_rounds >= 0, "pseudo_threshold": 0.0 < self.pseudo_threshold <= 1.0,
+            "pseudo_rounds": self.pseudo_rounds == "auto" or (type(self.pseudo_rounds) is int
+                                                              and self.pseudo_rounds >= 0),
+            "pseudo_threshold": 0.0 < self.pseudo_threshold <= 1.0,
             "pseudo_share": 0.0 < self.pseudo_share < 1.0, "label_smoothing": 0.0 <= self.label_smoothing < 1.0,
             "ema_half_life": self.ema_half_life > 0, "threads": self.threads >= 0,
         }
@@ -105,6 +114,16 @@ class RunConfig:
                 check_model_name(name)
             except ConfigError as e:
                 raise ConfigError(f"models: {e}") from None
+
+    def for_data(self, channels: int, labelled: int) -> "RunConfig":
+        """Every `auto` made concrete for one competition's images: the model by channels and the
+        labelled count, the pseudo-label rounds by the count. A run's config.json holds the result."""
+        from .models import resolve_models
+        rounds = self.pseudo_rounds
+        if rounds == "auto":
+            rounds = 0 if labelled >= LARGE_DATA else 1
+        return self.replace(models=tuple(dict.fromkeys(resolve_models(self.models, channels, labelled))),
+                            pseudo_rounds=rounds)
 
     @property
     def members_per_round(self) -> int:
@@ -140,10 +159,11 @@ class RunConfig:
 RANGES = {
     "seeds": ">= 1", "folds": "1..20", "epochs": ">= 1", "batch_size": ">= 2", "lr": "> 0",
     "weight_decay": ">= 0", "val_fraction": "strictly between 0 and 1", "patience": ">= 1",
-    "pseudo_rounds": ">= 0", "pseudo_threshold": "in (0, 1]", "pseudo_share": "strictly between 0 and 1",
+    "pseudo_rounds": "auto or >= 0", "pseudo_threshold": "in (0, 1]", "pseudo_share": "strictly between 0 and 1",
     "label_smoothing": "in [0, 1)", "ema_half_life": "> 0", "threads": ">= 0",
 }
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+COUNT_OR_AUTO = {"pseudo_rounds"}
 AUGMENT_FIELDS = {f.name: f for f in dataclasses.fields(Augmentation)}
 
 
@@ -160,6 +180,10 @@ def check_type(name: str, value: Any, source: str) -> Any:
     default = FIELDS[name].default
     if default is dataclasses.MISSING:
         return value
+    if default == "auto" and name in COUNT_OR_AUTO:
+        if value == "auto":
+            return value
+        default = 0                     # otherwise a whole number
     numeric = isinstance(default, (int, float)) and not isinstance(default, bool)
     if numeric and (isinstance(value, bool) or not isinstance(value, (int, float))):
         raise ConfigError(f"{source}: {name} must be a number, got {value!r}")

@@ -26,13 +26,12 @@ from .data import PublicData, load_metadata, load_public, placement
 from .ensemble import ensemble, greedy_weights
 from .executors import Executor, InProcess, check_shared_storage
 from .metrics import Estimate, Metric, accuracy_of, get_metric
-from .models import resolve_models
 from .members import (MemberResult, MemberSpec, load_logits, member_logits, plan_members, predict_member_views,
                       train_member)
 from .predict import IDENTITY, View, tta_views
 from .pseudo_label import PseudoLabels, select_pseudo_labels
 from .sources import atomic_write_text
-from .train import training_device
+from .train import precision_for, training_device
 
 
 @dataclass
@@ -87,7 +86,8 @@ class FitResult:
 
 
 def member_line(result: MemberResult, done: int, total: int) -> str:
-    status = "loaded from an earlier run" if result.resumed else f"{result.wall_s:.1f}s on {result.device}"
+    status = "loaded from an earlier run" if result.resumed else \
+        f"{result.wall_s:.1f}s on {result.device} ({result.precision})"
     return (f"  [{done}/{total}] {result.name}: val acc {result.val_acc:.4f} of {result.val_size:,} "
             f"(best epoch {result.best_epoch}/{result.epochs_run}), {status}; {total - done} to go")
 
@@ -181,15 +181,16 @@ def fit(cfg: RunConfig, public_dir: Path, run_dir: Path, executor: Executor | No
     metric = get_metric(metadata.get("metric", "accuracy"))
     labels, k = public.train_labels, public.num_classes
     channels, height, width = public.image_shape
-    cfg = cfg.replace(models=tuple(dict.fromkeys(resolve_models(cfg.models, channels))))
+    cfg = cfg.for_data(channels, len(labels))
     device = training_device()
     where = {"device": f"resident on {device.type}" if device.type == "cuda" else "in memory",
              "host": "batched from pinned host memory (too big for the GPU)"}[placement(public.train_images, device)]
     colour = "grey" if channels == 1 else f"{channels}-channel"
     log(f"{public.name}: {len(labels):,} labelled / {len(public.test_images):,} test {colour} images of "
         f"{height}x{width}, {k} classes, scored by {metric.name}; {cfg.folds} fold(s) x {cfg.seeds} seed(s) x "
-        f"{'+'.join(cfg.models)} = {cfg.members_per_round} members a round, on {device.type} (images {where}), "
-        f"{executor.name}")
+        f"{'+'.join(cfg.models)} = {cfg.members_per_round} members a round, up to {cfg.pseudo_rounds} "
+        f"pseudo-label round(s), on {device.type} in "
+        f"{precision_for(cfg, device)} (images {where}), {executor.name}")
     rounds: list[RoundResult] = []
     pseudo, pseudo_path, use_tta = None, None, None
     for round_number in range(cfg.pseudo_rounds + 1):

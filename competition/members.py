@@ -30,7 +30,7 @@ from .errors import HarnessError, RunStateError
 from .predict import IDENTITY, View, load_classifier, predict, tta_views
 from .sources import atomic_write_text
 from .splits import training_rows, validation_folds
-from .train import TrainingData, train_model, training_device
+from .train import TrainingData, precision_for, train_model, training_device
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,7 @@ class MemberResult:
     device: str
     out_dir: str
     pseudo_labels_sha: str | None = None    # of the pseudo-label file it trained on, checked when loaded
+    precision: str = "32-true"          # Lightning's precision it trained in
     history: list[dict[str, float]] = field(default_factory=list)
     resumed: bool = False               # loaded from an earlier run, not trained now
 
@@ -172,7 +173,7 @@ def train_member(spec: MemberSpec, public: PublicData | None = None) -> MemberRe
     val_acc = float((val_views[0].argmax(1) == public.train_labels[val_rows]).float().mean())
     result = MemberResult(spec.name, spec.round, spec.fold, spec.seed, spec.model, val_acc, len(val_rows),
                           trained.best_epoch, trained.epochs_run, trained.wall_s, device.type, str(out_dir),
-                          file_digest(spec.pseudo_labels), trained.history)
+                          file_digest(spec.pseudo_labels), precision_for(cfg, device), trained.history)
     atomic_write_text(out_dir / "spec.json", spec.to_json())
     atomic_write_text(out_dir / "result.json", json.dumps(asdict(result), indent=2) + "\n")
     return result

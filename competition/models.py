@@ -49,13 +49,17 @@ def check_model_name(name: str) -> None:
     raise ConfigError(f"unknown model {name!r}; known: {', '.join([AUTO, *list_models()])} or timm/<name>")
 
 
-def default_model(in_chans: int) -> str:
-    """`auto`: the small conv net for grey digits and letters, the residual net for colour."""
-    return "fastnet" if in_chans == 1 else "resnet-small"
+def default_model(in_chans: int, labelled: int = 0) -> str:
+    """`auto`: the small conv net for grey digits and letters (twice as wide from `LARGE_DATA`
+    labelled images, where it stops underfitting), the residual net for colour."""
+    from .config import LARGE_DATA
+    if in_chans != 1:
+        return "resnet-small"
+    return "fastnet-wide" if labelled >= LARGE_DATA else "fastnet"
 
 
-def resolve_models(models: tuple[str, ...], in_chans: int) -> tuple[str, ...]:
-    return tuple(default_model(in_chans) if m == AUTO else m for m in models)
+def resolve_models(models: tuple[str, ...], in_chans: int, labelled: int = 0) -> tuple[str, ...]:
+    return tuple(default_model(in_chans, labelled) if m == AUTO else m for m in models)
 
 
 def create_model(name: str, num_classes: int = 10, in_chans: int = 1, image_size: int | tuple[int, int] = 28,
@@ -198,7 +202,7 @@ class FastNet(nn.Module):
     28 px: conv 1->c1 at 28x28, pool, conv c1->c2 at 14x14, pool, conv c2->c3 and c3->c3 at
     7x7, then global max+mean pooling and one linear layer. The pooling adapts, so 8 px works too.
     Widths 16-32-64: in a quick check on 2 cores, 24-48-96 and 32-64-128 trained at 0.55x and 0.37x
-    the speed with no clear accuracy gain on mnist-5k.
+    the speed with no clear accuracy gain on mnist-5k; on 45,000 images they do gain (`fastnet-wide`).
     """
 
     def __init__(self, num_classes: int, in_chans: int, image_size: tuple[int, int],
@@ -223,6 +227,14 @@ class FastNet(nn.Module):
 @register_model("fastnet")
 def fastnet(num_classes: int, in_chans: int, image_size: tuple[int, int], **kwargs) -> nn.Module:
     return FastNet(num_classes, in_chans, image_size, **kwargs)
+
+
+@register_model("fastnet-wide")
+def fastnet_wide(num_classes: int, in_chans: int, image_size: tuple[int, int],
+                 widths: tuple[int, int, int] = (32, 64, 128), **kwargs) -> nn.Module:
+    """`fastnet` at twice the width (4x the convolution work): the grey default for large sets.
+    On fashion-mnist's fold 0 it scored 0.9283 against 0.9143 in 1.6x the time (bf16)."""
+    return FastNet(num_classes, in_chans, image_size, widths=widths, **kwargs)
 
 
 # ---------------------------------------------------------------- the colour default

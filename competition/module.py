@@ -53,10 +53,13 @@ class Classifier(L.LightningModule):
         return cls(**{**settings, **overrides})
 
     def preprocess(self, images: torch.Tensor, train: bool) -> torch.Tensor:
-        x = to_unit(images)
-        if train:
-            x = augment(x, self.augmentation)
-        return normalize(x, self.mean, self.std).contiguous(memory_format=self.memory_format)
+        # warps and normalisation stay in float32 under bf16 autocast: sampling coordinates in
+        # bfloat16 would be off by a tenth of a pixel; only the network runs in the lower precision
+        with torch.autocast(images.device.type, enabled=False):
+            x = to_unit(images)
+            if train:
+                x = augment(x, self.augmentation)
+            return normalize(x, self.mean, self.std).contiguous(memory_format=self.memory_format)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 images (B, C, H, W) -> logits (B, K), without augmentation."""

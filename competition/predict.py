@@ -1,7 +1,7 @@
 """Prediction as its own stage: logits of a saved checkpoint over deterministic views.
 
 Test-time augmentation (TTA) averages the logits of a few fixed views of each image: the
-image itself and one-pixel shifts. Each view's logits are kept apart, so a caller can average
+image itself and its one-pixel shifts. Each view's logits are kept apart, so a caller can average
 them or take the plain view alone without predicting again, and every cached file names the
 views that made it.
 """
@@ -32,9 +32,12 @@ class View:
 
 
 IDENTITY = (View(),)
-# The plain image first: TTA off is view 0 alone. One-pixel shifts are inside the training
-# augmentation's range for every competition, so no view shows the model something new.
-TTA_VIEWS = (View(), View(1, 0), View(-1, 0), View(0, 1), View(0, -1))
+# The plain image first: TTA off is view 0 alone; then every one-pixel shift, the diagonals too
+# (the 3x3 neighbourhood). Small shifts are inside the training augmentation's range, so no view
+# shows the model something new. Against the four straight shifts alone, the diagonals raised
+# out-of-fold accuracy by 0.07 pp on fashion-mnist and 0.08 pp on mnist-5k (benchmarks/README.md §9).
+TTA_VIEWS = (View(), View(1, 0), View(-1, 0), View(0, 1), View(0, -1),
+             View(1, 1), View(1, -1), View(-1, 1), View(-1, -1))
 # Where mirrored images keep their class (and training mirrors them), the mirror of each view too.
 MIRRORED_TTA_VIEWS = TTA_VIEWS + tuple(View(v.dx, v.dy, mirror=True) for v in TTA_VIEWS)
 

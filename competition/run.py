@@ -28,7 +28,6 @@ from .fit import FitResult, fit
 from .prepare import (CompetitionPaths, SplitOptions, competition_lock, kaggle_folder_name, prepare,
                       prepare_kaggle_folder)
 from .folders import folder_signature
-from .models import resolve_models
 from .publish import Published, publish
 from .rules import check_daily_limit, read_rules
 from .sources import atomic_write_text
@@ -175,9 +174,8 @@ def run(cfg: RunConfig, workspace: Workspace, kaggle_dir: Path | None = None, re
         paths = ensure_prepared(workspace, cfg.competition, kaggle_dir, split, log, metric)
         # refuse before training, not after: the day's limit may already be used up
         check_daily_limit(paths.root, paths.root.name, read_rules(paths.root))
-        channels = load_metadata(paths.public)["image_shape"][2]
-        cfg = cfg.replace(competition=paths.root.name,
-                          models=tuple(dict.fromkeys(resolve_models(cfg.models, channels))))
+        metadata = load_metadata(paths.public)
+        cfg = cfg.replace(competition=paths.root.name).for_data(metadata["image_shape"][2], metadata["train_size"])
         run_dir = new_run_dir(workspace, cfg)
         atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
         atomic_write_text(run_dir / "run.json", json.dumps(run_record(paths), indent=2) + "\n")

@@ -63,10 +63,21 @@ def training_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` multiplies bfloat16 in hardware: a CUDA GPU, or a CPU with AVX512-BF16 or AMX
+    (emulated bfloat16 on other CPUs is slower than float32)."""
+    if device.type == "cuda":
+        return True
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")     # private, hence the getattr
+    return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
+
+
 def precision_for(cfg: RunConfig, device: torch.device) -> str:
+    """`auto`: bf16 autocast where the hardware has it (about 1.3x faster members on a Zen 4 CPU,
+    accuracy within noise: benchmarks/README.md), float32 elsewhere."""
     if cfg.precision != "auto":
         return cfg.precision
-    return "bf16-mixed" if device.type == "cuda" else "32-true"
+    return "bf16-mixed" if native_bf16(device) else "32-true"
 
 
 class EpochHistory(L.Callback):

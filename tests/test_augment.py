@@ -145,4 +145,4 @@ def test_mirrored_views_exist_only_where_the_competition_allows_mirrors():
     assert torch.equal(shift(x, View(mirror=True)), x.flip(-1))
     assert torch.equal(shift(x, View(1, 0, mirror=True)), shift(x.flip(-1), View(1, 0)))
     assert tta_views(False) == TTA_VIEWS and not any(v.mirror for v in tta_views(False))
-    assert len(tta_views(True)) == 2 * len(TTA_VIEWS) and len({v.name for v in tta_views(True)}) == 10
+    assert len(tta_views(True)) == 2 * len(TTA_VIEWS) and len({v.name for v in tta_views(True)}) == 18

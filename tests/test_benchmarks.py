@@ -8,7 +8,8 @@ import tempfile
 import pytest
 
 from benchmarks import (accuracy_levers, accuracy_per_second, efficiency, end_to_end, fold_levers, inference, refit,
-                        scaling, throughput, time_to_accuracy)
+                        scaling, throughput, time_to_accuracy, tta_views)
+from competition.cli import main
 
 pytestmark = pytest.mark.slow
 
@@ -106,6 +107,23 @@ def test_refit_scores_the_fold_ensemble_the_refit_and_both_on_a_nested_holdout(t
 def test_fold_levers_compare_changes_on_one_fold(tmp_path):
     rows = fold_levers.main(["--competition", "digits", "--epochs", "2", "--levers", "base", "hflip",
                              "--out", str(tmp_path)])
-    assert [(r["lever"], r["tta_views"]) for r in rows] == [("base", 5), ("hflip", 10)]
+    assert [(r["lever"], r["tta_views"]) for r in rows] == [("base", 9), ("hflip", 18)]
     assert all(r["val_rows"] == 360 and 0 <= r["val_acc"] <= 1 for r in rows)
     _result(tmp_path, "fold_levers_digits")
+
+
+def test_tta_views_scores_view_sets_out_of_fold_from_a_finished_run(tmp_path):
+    root = tmp_path / "ws"
+    assert main(["--root", str(root), "run", "--competition", "digits", "--epochs", "1", "--folds", "2",
+                 "--pseudo-rounds", "0"]) == 0
+    run_dir = next((root / "submissions").iterdir())
+    rows = tta_views.main([str(run_dir), "--out", str(tmp_path)])
+    assert [r["count"] for r in rows] == [1, 5, 9, 9, 13]
+    assert all(r["oof_rows"] == 1437 and 0 <= r["oof"] <= 1 for r in rows)
+    reference = next(r for r in rows if r["views"] == tta_views.REFERENCE)
+    assert reference["right_only_vs_4 straight shifts"] == reference["wrong_only_vs_4 straight shifts"] == 0
+    # the default view set, read off the run's own cache, agrees with the benchmark's prediction
+    default = next(r for r in rows if "default" in r["views"])
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert abs(metrics["rounds"][0]["oof_acc_with_tta"] - default["oof"]) < 1e-9
+    _result(tmp_path, "tta_views_digits")

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from competition.cli import main
 
@@ -82,3 +83,12 @@ def test_ci_runs_the_readme_commands():
     assert setup in readme and setup in ci
     assert "python -m pytest" in readme and "python -m pytest" in ci
     assert "python -m competition run" in readme.split("\n\n## ")[0]
+
+
+def test_pseudo_rounds_flag_takes_auto_or_a_count_and_names_a_bad_value(capsys):
+    from competition.cli import count_or_auto
+    assert (count_or_auto("auto"), count_or_auto("2")) == ("auto", 2)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--pseudo-rounds", "two"])
+    assert exit_info.value.code == 2
+    assert "--pseudo-rounds: expected a whole number or auto, got 'two'" in capsys.readouterr().err

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from competition.config import Augmentation, RunConfig, build_config
+from competition.config import LARGE_DATA, Augmentation, RunConfig, build_config
 from competition.errors import ConfigError
 
 
@@ -61,3 +61,28 @@ def test_wrong_types_in_a_file_are_named(tmp_path):
 def test_the_config_round_trips_through_its_dict():
     cfg = RunConfig(models=("fastnet", "lenet5"), augment=Augmentation(shift=0.05), folds=3)
     assert RunConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_pseudo_rounds_take_a_count_or_auto_and_nothing_else(tmp_path):
+    assert build_config(pseudo_rounds="auto").pseudo_rounds == "auto"
+    assert build_config(pseudo_rounds=2).pseudo_rounds == 2
+    with pytest.raises(ConfigError, match=r"pseudo_rounds = 'many' \(auto or >= 0\)"):
+        RunConfig(pseudo_rounds="many")
+    with pytest.raises(ConfigError, match=r"pseudo_rounds = -1 \(auto or >= 0\)"):
+        build_config(pseudo_rounds=-1)
+    path = tmp_path / "run.toml"
+    path.write_text('pseudo_rounds = 1.5\n')
+    with pytest.raises(ConfigError, match="pseudo_rounds must be a whole number"):
+        build_config(path)
+
+
+def test_auto_settings_follow_the_data_and_explicit_ones_are_kept():
+    small, large = LARGE_DATA - 1, LARGE_DATA
+    assert (RunConfig().for_data(1, small).models, RunConfig().for_data(1, small).pseudo_rounds) == (("fastnet",), 1)
+    assert (RunConfig().for_data(1, large).models, RunConfig().for_data(1, large).pseudo_rounds) == \
+        (("fastnet-wide",), 0)
+    assert RunConfig().for_data(3, large).models == ("resnet-small",)
+    explicit = RunConfig(models=("fastnet", "lenet5"), pseudo_rounds=2).for_data(1, large)
+    assert (explicit.models, explicit.pseudo_rounds) == (("fastnet", "lenet5"), 2)
+    resolved = RunConfig().for_data(1, large)
+    assert RunConfig.from_dict(resolved.to_dict()) == resolved

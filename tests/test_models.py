@@ -12,7 +12,7 @@ from competition.models import create_model, list_models, resolve_models
 
 
 def test_registry_holds_every_seed_model_and_both_defaults():
-    assert {"logreg", "mlp", "udacity-cnn", "lenet5", "vgg-bn", "notmnist-winner", "fastnet",
+    assert {"logreg", "mlp", "udacity-cnn", "lenet5", "vgg-bn", "notmnist-winner", "fastnet", "fastnet-wide",
             "resnet-small"} <= set(list_models())
     assert list_models("vgg*") == ["vgg-bn"]
 
@@ -29,9 +29,11 @@ def test_model_maps_a_batch_to_finite_logits(name, channels, size):
     logits.sum().backward()
 
 
-def test_auto_is_the_grey_or_the_colour_default():
+def test_auto_is_the_grey_or_the_colour_default_and_wider_for_large_grey_sets():
     assert resolve_models(("auto", "lenet5"), 1) == ("fastnet", "lenet5")
     assert resolve_models(("auto",), 3) == ("resnet-small",)
+    assert resolve_models(("auto",), 1, labelled=60_000) == ("fastnet-wide",)
+    assert resolve_models(("auto",), 3, labelled=60_000) == ("resnet-small",)
     assert isinstance(create_model("auto", in_chans=3, image_size=32), type(create_model("resnet-small", in_chans=3)))
 
 
@@ -47,3 +49,12 @@ def test_timm_models_need_timm_and_say_so():
 def test_unknown_model_is_an_error_listing_the_known_ones():
     with pytest.raises(ConfigError, match="unknown model 'resnet-9000'; known: .*fastnet"):
         create_model("resnet-9000")
+
+
+def test_fastnet_wide_is_fastnet_at_twice_the_width():
+    narrow, wide = create_model("fastnet"), create_model("fastnet-wide")
+    assert type(narrow) is type(wide)
+    widths = [m.out_channels for m in wide.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert widths == [2 * m.out_channels for m in narrow.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [m.out_channels for m in create_model("fastnet-wide", widths=(8, 8, 8)).modules()
+            if isinstance(m, torch.nn.Conv2d)] == [8, 8, 8, 8]

@@ -21,6 +21,7 @@ from competition.leaderboard import read
 from competition.members import MemberSpec, load_logits, plan_members, train_member
 from competition.prepare import prepare
 from competition.run import Workspace, new_run_dir, open_resumed_run, run, run_record
+from competition.train import precision_for
 
 from conftest import write_kaggle_folder
 
@@ -61,6 +62,10 @@ def test_fit_scores_every_labelled_image_out_of_fold_and_leaves_the_workspace_al
     assert sorted(val_rows.tolist()) == list(range(1437))          # each labelled image validated once
     assert any("out-of-fold accuracy" in line for line in lines)
     assert sorted(p.name for p in workspace.root.iterdir()) == ["data"]   # no submission, leaderboard, runs
+    precision = precision_for(result.config, torch.device("cpu"))
+    assert f"on cpu in {precision}" in lines[0]
+    assert {m.precision for m in rnd.members} == {precision}
+    assert {json.loads((Path(m.out_dir) / "result.json").read_text())["precision"] for m in rnd.members} == {precision}
 
 
 @pytest.mark.slow

@@ -1,0 +1,84 @@
+"""Test-time view sets compared on out-of-fold accuracy, from a finished run's checkpoints.
+
+    python -m benchmarks.tta_views RUN_DIR [--round 0]
+
+No member is retrained: each round-R member's best checkpoint predicts the labelled rows it
+validated under every candidate view, and each set of views is scored by the ensemble's OOF
+accuracy over all labelled images (the test answers are never read). Beside each set: the rows it
+gets right that the four straight shifts get wrong, and the reverse (McNemar's b and c).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from competition.data import load_public
+from competition.members import load_logits
+from competition.metrics import accuracy_of
+from competition.predict import View, load_classifier, predict
+
+from .common import add_output_flag, command, write_result
+
+STRAIGHT = (View(1, 0), View(-1, 0), View(0, 1), View(0, -1))
+DIAGONAL = (View(1, 1), View(1, -1), View(-1, 1), View(-1, -1))
+TWO_PIXELS = (View(2, 0), View(-2, 0), View(0, 2), View(0, -2))
+VIEW_SETS: dict[str, tuple[View, ...]] = {
+    "identity": (View(),),
+    "4 straight shifts": (View(), *STRAIGHT),
+    "8 shifts (3x3, the default)": (View(), *STRAIGHT, *DIAGONAL),
+    "4 straight + 4 two-pixel shifts": (View(), *STRAIGHT, *TWO_PIXELS),
+    "all 12 shifts": (View(), *STRAIGHT, *DIAGONAL, *TWO_PIXELS),
+}
+REFERENCE = "4 straight shifts"
+
+
+def oof_logits_by_view(member_dirs: list[Path], public, views: tuple[View, ...]) -> dict[str, torch.Tensor]:
+    """Each view's out-of-fold logits (N, K), the mean over the members that validated a row (seeds);
+    rows no member validated are NaN."""
+    total = {v.name: torch.zeros(len(public.train_labels), public.num_classes) for v in views}
+    count = torch.zeros(len(public.train_labels), 1)
+    for member in member_dirs:
+        rows = load_logits(member)["val_index"]
+        module = load_classifier(member / "best.ckpt", torch.device("cpu"))
+        for view, logits in zip(views, predict(module, public.train_images[rows], views)):
+            total[view.name][rows] += logits
+        count[rows] += 1
+    return {name: summed / count for name, summed in total.items()}      # 0/0 -> NaN
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--round", type=int, default=0)
+    add_output_flag(parser)
+    args = parser.parse_args(argv)
+    record = json.loads((args.run_dir / "run.json").read_text())
+    public = load_public(Path(record["competition_dir"]) / "public")
+    members = sorted(p for p in (args.run_dir / f"round{args.round}").iterdir() if (p / "best.ckpt").is_file())
+    every_view = tuple(dict.fromkeys(v for views in VIEW_SETS.values() for v in views))
+    by_view = oof_logits_by_view(members, public, every_view)
+    labels = public.train_labels
+    right = {}
+    for name, views in VIEW_SETS.items():
+        mean = torch.stack([by_view[v.name] for v in views]).mean(0)
+        right[name] = (mean.argmax(1) == labels)[~torch.isnan(mean).any(1)]
+    rows = []
+    for name, views in VIEW_SETS.items():
+        estimate = accuracy_of(right[name].numpy())
+        b = int((right[name] & ~right[REFERENCE]).sum())
+        c = int((right[REFERENCE] & ~right[name]).sum())
+        rows.append({"views": name, "count": len(views), "oof": estimate.value, "oof_ci": [estimate.low, estimate.high],
+                     "oof_rows": estimate.total, f"right_only_vs_{REFERENCE}": b, f"wrong_only_vs_{REFERENCE}": c})
+        print(rows[-1], flush=True)
+    write_result(f"tta_views_{public.name}", rows,
+                 {"command": command("tta_views", argv), "run": args.run_dir.name, "round": args.round,
+                  "members": [m.name for m in members]}, args.out)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
