@@ -165,7 +165,8 @@ def test_tta_adds_views_from_the_checkpoint_without_retraining(tmp_path, tiny_co
     monkeypatch.setattr(members_module, "train_model", lambda *a, **k: pytest.fail("a member was retrained"))
     with_tta = fit(cfg.replace(tta="on"), paths.public, tmp_path / "run", log=lambda s: None)
     saved = load_logits(Path(with_tta.final.members[0].out_dir))["views"]["test"]
-    assert sorted(saved) == sorted(["identity", "shift(1,0)", "shift(-1,0)", "shift(0,1)", "shift(0,-1)"])
+    assert sorted(saved) == sorted(["identity", "shift(1,0)", "shift(-1,0)", "shift(0,1)", "shift(0,-1)",
+                                    "shift(1,1)", "shift(1,-1)", "shift(-1,1)", "shift(-1,-1)"])
     assert not plain.final.tta and with_tta.final.tta
     assert not torch.equal(plain.final.test_logits, with_tta.final.test_logits)
 
