@@ -233,7 +233,7 @@ def fastnet(num_classes: int, in_chans: int, image_size: tuple[int, int], **kwar
 def fastnet_wide(num_classes: int, in_chans: int, image_size: tuple[int, int],
                  widths: tuple[int, int, int] = (32, 64, 128), **kwargs) -> nn.Module:
     """`fastnet` at twice the width (4x the convolution work): the grey default for large sets.
-    On fashion-mnist's fold 0 it scored 0.9283 against 0.9143 in 1.6x the time (bf16)."""
+    On fashion-mnist's fold 0 it scored 0.9283 (bf16) against float32 `fastnet`'s 0.9143, in 1.6x its time."""
     return FastNet(num_classes, in_chans, image_size, widths=widths, **kwargs)
 
 

@@ -35,7 +35,7 @@ IDENTITY = (View(),)
 # The plain image first: TTA off is view 0 alone; then every one-pixel shift, the diagonals too
 # (the 3x3 neighbourhood). Small shifts are inside the training augmentation's range, so no view
 # shows the model something new. Against the four straight shifts alone, the diagonals raised
-# out-of-fold accuracy by 0.07 pp on fashion-mnist and 0.08 pp on mnist-5k (benchmarks/README.md §9).
+# out-of-fold accuracy by 0.07 pp on fashion-mnist and 0.08 pp on mnist-5k (benchmarks/README.md §10).
 TTA_VIEWS = (View(), View(1, 0), View(-1, 0), View(0, 1), View(0, -1),
              View(1, 1), View(1, -1), View(-1, 1), View(-1, -1))
 # Where mirrored images keep their class (and training mirrors them), the mirror of each view too.
