@@ -21,6 +21,7 @@ from pathlib import Path
 
 from competition.config import Augmentation, RunConfig
 from competition.fit import fit
+from competition.policy import resolve
 
 from .common import add_output_flag, command, public_data, write_result
 
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     public, paths = public_data(args.competition)
     base = RunConfig(competition=args.competition, tta="auto",
                      **({"epochs": args.epochs} if args.epochs else {}))
-    base = base.for_data(public.image_shape[0], len(public.train_labels))      # run's `auto` choices
+    base = resolve(base, channels=public.image_shape[0], labelled=len(public.train_labels))      # run's `auto` choices
     pseudo_rounds = base.pseudo_rounds if args.pseudo_rounds is None else args.pseudo_rounds
     rows, raw = [], {}
     for name in args.levers:

@@ -19,7 +19,7 @@ from pathlib import Path
 from competition.config import Augmentation, RunConfig
 from competition.members import fold_data
 from competition.metrics import accuracy_of
-from competition.models import resolve_models
+from competition.policy import resolve_models
 from competition.predict import predict, tta_views
 from competition.train import precision_for, train_model, training_device
 

@@ -23,7 +23,7 @@ import torch
 from competition.config import RunConfig
 from competition.data import PublicData, pixel_stats
 from competition.grading import accuracy_of
-from competition.models import resolve_models
+from competition.policy import resolve_models
 from competition.predict import predict
 from competition.splits import stratified_split, training_rows, validation_folds
 from competition.train import TrainingData, train_model, training_device

@@ -12,7 +12,6 @@ from pathlib import Path
 from . import leaderboard
 from .competitions import COMPETITIONS, DEFAULT_COMPETITION, get_competition
 from .config import build_config
-from .data import load_metadata
 from .errors import ConfigError, DataSourceError, HarnessError, RunStateError
 from .executors import make_executor
 from .grading import format_score, score_submission
@@ -23,6 +22,7 @@ from .rules import (Rules, check_daily_limit, format_private_leaderboard, privat
                     record_scored, select_final, write_rules)
 from .metrics import METRICS
 from .publish import submission_form
+from .stopping import StopRequested
 from .run import Workspace, check_fixed_metric, ensure_prepared, run
 
 
@@ -87,7 +87,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     flags = dict(competition=args.competition, models=args.model, seeds=args.seeds, folds=args.folds,
                  epochs=args.epochs, pseudo_rounds=args.pseudo_rounds, batch_size=args.batch_size, lr=args.lr,
-                 threads=args.threads, tta=args.tta, ensemble=args.ensemble, averaging=args.averaging)
+                 threads=args.threads, tta=args.tta, ensemble=args.ensemble, averaging=args.averaging,
+                 image_size=args.image_size, resize=args.resize, weights=args.weights,
+                 pretrained=True if args.pretrained else None)
     given = sorted(name for name, value in flags.items() if value is not None)
     given += (["--config"] if args.config else []) + (["--data"] if args.data else []) + \
         (["--metric"] if args.metric else [])
@@ -121,14 +123,13 @@ def cmd_score(args: argparse.Namespace) -> int:
                             _split_options(args), print, args.metric)
     if not paths.has_answers():
         raise DataSourceError(f"{paths.solution}: no answers for {paths.root.name}, so nothing can be scored")
-    metadata = load_metadata(paths.public)
-    classes, name = tuple(metadata["classes"]), metadata["name"]
+    info = paths.read()
+    classes, name = info.classes, info.name
     rules = read_rules(paths.root)
     # the rules are checked before the answers are read: a refused submission learns nothing
     check_daily_limit(paths.root, name, rules)
     form, ids = submission_form(paths)
-    _, score = score_submission(Path(args.submission), paths.solution, form, ids,
-                                metadata.get("metric", "accuracy"))
+    _, score = score_submission(Path(args.submission), paths.solution, form, ids, info.metric)
     submission_id = args.run_id or Path(args.submission).name
     if rules.daily_limit is not None or rules.sealed:       # the ledger is what the rules count and reveal from
         record_scored(paths.root, submission_id, score.public.value, score.private.value)
@@ -156,7 +157,7 @@ def cmd_select(args: argparse.Namespace) -> int:
         raise DataSourceError(f"{paths.root}: no prepared competition {args.name!r}")
     select_final(paths.root, args.name, args.run_ids)
     rows = private_leaderboard(paths.root)
-    leaderboard.reveal(workspace.leaderboard, load_metadata(paths.public)["name"],
+    leaderboard.reveal(workspace.leaderboard, paths.read().name,
                        {r["run"]: r["private"] for r in rows})
     print(f"final submissions of {args.name}: {', '.join(args.run_ids)}")
     print(format_private_leaderboard(args.name, rows))
@@ -226,7 +227,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--competition", default=None, help=f"default {DEFAULT_COMPETITION}")
     p.add_argument("--data", help="a Kaggle-form folder instead of a named competition")
     p.add_argument("--model", nargs="+", metavar="MODEL",
-                   help="registry model name(s); several make a mixed ensemble (see competition.models.list_models)")
+                   help="registry model name(s) or timm/<name>; several make a mixed ensemble "
+                   "(see competition.models.list_models)")
+    p.add_argument("--pretrained", action="store_true",
+                   help="timm models: start from timm's ImageNet weights (its hub cache, filled on a connected machine)")
+    p.add_argument("--weights", metavar="FILE",
+                   help="timm models: start from this state dict in timm's key names (offline)")
+    p.add_argument("--image-size", type=count_or_auto, metavar="S|auto",
+                   help="side images are stored and trained at (auto: their own size if they share one, "
+                   "else the median shorter side within the model's and device's limit)")
+    p.add_argument("--resize", choices=["crop", "pad"],
+                   help="images of another size: shorter side to S + centre crop (default), or longer side + pad")
     p.add_argument("--seeds", type=int, help="members per fold and model")
     p.add_argument("--folds", type=int, help="stratified K-fold cross-validation; 1 = one holdout split")
     p.add_argument("--tta", choices=["auto", "on", "off"], help="test-time augmentation (auto: chosen on OOF)")
@@ -286,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     except HarnessError as e:          # a user's fault: one line; anything else is a bug and keeps its traceback
         print("error: " + " ".join(str(e).split()), file=sys.stderr)
         return 1
+    except StopRequested as e:         # SIGINT 130, SIGTERM 143: what a shell reports for a process they stop
+        return e.exit_status
 
 
 if __name__ == "__main__":

@@ -19,11 +19,14 @@ from .sources import (DataSourceError, RemoteFile, extract_tarball, find_or_down
                       read_cifar_tarball, read_idx_pair, read_png_folders)
 
 
+Images = np.ndarray | list[Path]             # decoded (N, H, W[, C]) uint8, or image files that prepare decodes
+
+
 @dataclass
 class RawData:
-    train_images: np.ndarray                 # (N, H, W) grey or (N, H, W, C) uint8
+    train_images: Images                     # (N, H, W) grey or (N, H, W, C) uint8, or N image files
     train_labels: np.ndarray                 # (N,) int64 class indices
-    test_images: np.ndarray | None = None    # official test set, if the source has one
+    test_images: Images | None = None        # official test set, if the source has one
     test_labels: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)   # curation counts, printed by prepare
     train_ids: np.ndarray | None = None      # the source's names of the rows (default 1..N)

@@ -23,12 +23,8 @@ Averaging = Literal["ema", "none"]
 TestTimeAugmentation = Literal["auto", "on", "off"]     # auto: on when it raises out-of-fold accuracy significantly
 Precision = Literal["auto", "32-true", "bf16-mixed", "16-mixed"]
 Switch = Literal["auto", "on", "off"]
-
-# From this many labelled images a run's `auto` settings spend the time on capacity instead of a
-# pseudo-label round: on fashion-mnist (60,000) the round added +0.03 pp out of fold for 55% of the
-# run's time, while a 2x wider fastnet gained +1.4 pp on a validation fold (benchmarks/README.md §9).
-# Below it (mnist-5k, digits) the round paid +0.23 pp and the wider net nothing clear.
-LARGE_DATA = 20_000
+Resize = Literal["crop", "pad"]
+PHOTO_CROP = 0.35       # random resized crops keep 35-100% of a photo's area (timm's default keeps 8-100%)
 
 
 @dataclass(frozen=True)
@@ -43,25 +39,33 @@ class Augmentation:
     elastic_sigma: float = 0.12         # smoothness of the elastic field, fraction of the side
     hflip: Switch = "auto"              # mirror half of each batch; auto: where the competition says
                                         # mirrored images keep their class (photos; never digits or letters)
+    crop: float | Literal["auto"] = "auto"  # random resized crop: least share of the area kept; 0 = off;
+                                        # auto: PHOTO_CROP where mirrored images keep their class (photos), else 0
 
     @property
     def is_identity(self) -> bool:
         return not self.enabled or not (self.rotation or self.shift or self.zoom or self.shear or self.elastic
-                                        or self.hflip == "on")
+                                        or self.hflip == "on" or self.crop not in (0, "auto"))
 
     def resolved(self, hflip_safe: bool) -> "Augmentation":
-        """`hflip = auto` made on or off for one competition."""
-        if self.hflip != "auto":
-            return self
-        return dataclasses.replace(self, hflip="on" if hflip_safe else "off")
+        """`hflip` and `crop` = auto made concrete for one competition: on for photos (a mirrored
+        image keeps its class), off for digits and letters."""
+        hflip = self.hflip if self.hflip != "auto" else ("on" if hflip_safe else "off")
+        crop = self.crop if self.crop != "auto" else (PHOTO_CROP if hflip_safe else 0.0)
+        return dataclasses.replace(self, hflip=hflip, crop=crop)
 
 
 @dataclass(frozen=True)
 class RunConfig:
     # what to play
     competition: str = "mnist-5k"
-    models: tuple[str, ...] = ("auto",)     # registry names; several make a mixed ensemble; auto: fastnet for
-                                            # grey images (fastnet-wide from LARGE_DATA), resnet-small for colour
+    models: tuple[str, ...] = ("auto",)     # registry names or timm/<name>; several make a mixed ensemble;
+                                            # auto: see policy.default_model
+    pretrained: bool = False            # timm models: ImageNet weights from timm's hub cache
+    weights: str = ""                   # timm models: a state dict file in timm's key names (offline weights)
+    backbone_lr: float = 0.1            # a pretrained backbone's peak LR, as a share of `lr` (the new head's)
+    image_size: int | Literal["auto"] = "auto"  # side the images are stored and trained at; auto: see policy
+    resize: Resize = "crop"             # how images of another size reach it: crop (shorter side) or pad
     seeds: int = 1                      # members per (fold, model)
     folds: int = 4                      # stratified K-fold (every labelled image validated once); 1 = one holdout
     val_fraction: float = 0.1           # the holdout's share when folds == 1
@@ -81,7 +85,7 @@ class RunConfig:
     tta: TestTimeAugmentation = "auto"  # shifted views, on where they win on OOF beyond chance (McNemar)
     ensemble: EnsembleMethod = "logits"
     pseudo_rounds: int | Literal["auto"] = "auto"   # most rounds (a round that lowers OOF ends them); auto: 1
-                                        # under LARGE_DATA labelled images (a 2nd added nothing on OOF), else 0
+                                        # under policy.LARGE_DATA labelled images, else 0
     pseudo_threshold: float = 0.95      # share of the label-smoothing cap the confidence must reach
     pseudo_share: float = 0.25          # share of every training batch drawn from pseudo-labels
     # machine
@@ -101,11 +105,15 @@ class RunConfig:
             "pseudo_threshold": 0.0 < self.pseudo_threshold <= 1.0,
             "pseudo_share": 0.0 < self.pseudo_share < 1.0, "label_smoothing": 0.0 <= self.label_smoothing < 1.0,
             "ema_half_life": self.ema_half_life > 0, "threads": self.threads >= 0,
+            "backbone_lr": 0 < self.backbone_lr <= 1,
+            "augment.crop": self.augment.crop == "auto" or (isinstance(self.augment.crop, (int, float))
+                                                            and 0 <= self.augment.crop < 1),
+            "image_size": self.image_size == "auto" or (type(self.image_size) is int and 8 <= self.image_size <= 1024),
         }
         bad = [name for name, ok in ranges.items() if not ok]
         if bad:
             raise ConfigError("invalid config value: " + "; ".join(
-                f"{name} = {getattr(self, name)!r} ({RANGES[name]})" for name in bad))
+                f"{name} = {getattr(self, name.removeprefix('augment.')) if not name.startswith('augment.') else self.augment.crop!r} ({RANGES[name]})" for name in bad))
         from .models import check_model_name     # the registry is the one source of model names
         if not self.models:
             raise ConfigError("models: give at least one registry model")
@@ -114,16 +122,9 @@ class RunConfig:
                 check_model_name(name)
             except ConfigError as e:
                 raise ConfigError(f"models: {e}") from None
-
-    def for_data(self, channels: int, labelled: int) -> "RunConfig":
-        """Every `auto` made concrete for one competition's images: the model by channels and the
-        labelled count, the pseudo-label rounds by the count. A run's config.json holds the result."""
-        from .models import resolve_models
-        rounds = self.pseudo_rounds
-        if rounds == "auto":
-            rounds = 0 if labelled >= LARGE_DATA else 1
-        return self.replace(models=tuple(dict.fromkeys(resolve_models(self.models, channels, labelled))),
-                            pseudo_rounds=rounds)
+        if (self.pretrained or self.weights) and not all(m.startswith("timm/") for m in self.models):
+            raise ConfigError(f"pretrained weights are for timm models (--model timm/<name>); "
+                              f"models = {list(self.models)}")
 
     @property
     def members_per_round(self) -> int:
@@ -160,10 +161,11 @@ RANGES = {
     "seeds": ">= 1", "folds": "1..20", "epochs": ">= 1", "batch_size": ">= 2", "lr": "> 0",
     "weight_decay": ">= 0", "val_fraction": "strictly between 0 and 1", "patience": ">= 1",
     "pseudo_rounds": "auto or >= 0", "pseudo_threshold": "in (0, 1]", "pseudo_share": "strictly between 0 and 1",
-    "label_smoothing": "in [0, 1)", "ema_half_life": "> 0", "threads": ">= 0",
+    "label_smoothing": "in [0, 1)", "ema_half_life": "> 0", "threads": ">= 0", "backbone_lr": "in (0, 1]",
+    "image_size": "auto or 8..1024", "augment.crop": "auto or in [0, 1)",
 }
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
-COUNT_OR_AUTO = {"pseudo_rounds"}
+COUNT_OR_AUTO = {"pseudo_rounds", "image_size"}
 AUGMENT_FIELDS = {f.name: f for f in dataclasses.fields(Augmentation)}
 
 

@@ -1,13 +1,14 @@
 """What training code sees: the public folder as tensors, one preprocessing path, batched augmentation.
 
-`load_public` is the only reader training code has. It reads `images.npz` (the prepared
-(N, H, W, C) uint8 arrays) and `competition.json` from a folder named `public` and nothing else;
-`PublicData` has no field for test labels, so there is nowhere for held-out answers to go.
+`load_public` is the only reader training code has. It reads the prepared image arrays
+(`train_images.npy`, `test_images.npy`: (N, H, W, C) uint8, memory-mapped, so a set larger than
+memory is read as batches need it), `labels.npz` and `competition.json`, from a folder named
+`public` and nothing else; `PublicData` has no field for test labels, so there is nowhere for
+held-out answers to go.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import zipfile
 from dataclasses import dataclass
@@ -20,17 +21,29 @@ import torch.nn.functional as F
 
 from .config import Augmentation
 from .errors import DataSourceError
+from .prepared import PreparedCompetition, read_prepared
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PublicData:
     """Everything an entrant gets: labelled training images and unlabelled test images."""
-    train_images: torch.Tensor      # (N, C, H, W) uint8
+    train_images: torch.Tensor      # (N, C, H, W) uint8, a view of the (N, H, W, C) memory map
     train_labels: torch.Tensor      # (N,) int64 class indices
     test_images: torch.Tensor       # (M, C, H, W) uint8, in the submission's id order
-    classes: tuple[str, ...]
-    name: str
-    hflip: bool = False             # the competition says mirrored images keep their class
+    competition: PreparedCompetition
+
+    @property
+    def name(self) -> str:
+        return self.competition.name
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.competition.classes
+
+    @property
+    def hflip(self) -> bool:
+        """The competition says mirrored images keep their class."""
+        return self.competition.hflip
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -44,18 +57,29 @@ class PublicData:
 
 
 def load_public(public_dir: Path) -> PublicData:
-    """Read a prepared competition's public folder: its images.npz and competition.json."""
+    """Read a prepared competition's public folder: its image arrays, labels and competition.json."""
     public_dir = Path(public_dir)
     if public_dir.name != "public":
         raise DataSourceError(f"{public_dir}: training code reads only a competition's public/ folder")
-    metadata = load_metadata(public_dir)
-    arrays = read_images_npz(public_dir / "images.npz", ("train_images", "train_labels", "test_images"))
-    return PublicData(nchw(arrays["train_images"]), torch.from_numpy(arrays["train_labels"]),
-                      nchw(arrays["test_images"]), tuple(metadata["classes"]), metadata["name"],
-                      bool(metadata.get("hflip", False)))
+    competition = read_prepared(public_dir)
+    labels = read_labels(public_dir, ("train_labels",))
+    return PublicData(train_images=read_image_array(public_dir / "train_images.npy"),
+                      train_labels=torch.from_numpy(labels["train_labels"]),
+                      test_images=read_image_array(public_dir / "test_images.npy"), competition=competition)
 
 
-def read_images_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+def read_image_array(path: Path) -> torch.Tensor:
+    """(N, H, W, C) uint8 on disk -> an (N, C, H, W) view, without reading it: copy-on-write
+    mapped, so nothing can write the file and torch gets the writable array it asks for."""
+    try:
+        images = np.load(path, mmap_mode="c")
+    except (OSError, ValueError) as e:
+        raise DataSourceError(f"{path}: unreadable ({e}); run `python -m competition prepare` again") from e
+    return torch.from_numpy(images).permute(0, 3, 1, 2)
+
+
+def read_labels(public_dir: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    path = Path(public_dir) / "labels.npz"
     try:
         with np.load(path) as saved:
             return {k: saved[k] for k in keys}
@@ -65,20 +89,7 @@ def read_images_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
 
 def load_test_ids(public_dir: Path) -> np.ndarray:
     """The test rows' ids, as the submission names them, in test order."""
-    return read_images_npz(Path(public_dir) / "images.npz", ("test_ids",))["test_ids"]
-
-
-def nchw(images: np.ndarray) -> torch.Tensor:
-    """(N, H, W, C) uint8 as stored -> (N, C, H, W), the layout the models take."""
-    return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
-
-
-def load_metadata(public_dir: Path) -> dict:
-    """The competition.json beside the public files: name, classes, image shape, metric, submission, split."""
-    path = Path(public_dir) / "competition.json"
-    if not path.is_file():
-        raise DataSourceError(f"{public_dir}: not a prepared competition (no competition.json); run prepare first")
-    return json.loads(path.read_text())
+    return read_labels(public_dir, ("test_ids",))["test_ids"]
 
 
 # ---------------------------------------------------------------- one preprocessing path
@@ -134,6 +145,23 @@ def random_affine(batch: int, aug: Augmentation, device: torch.device, generator
     return theta
 
 
+def random_crop(batch: int, least_area: float, device: torch.device, generator: torch.Generator | None = None
+                ) -> torch.Tensor:
+    """(B, 3, 3) sampling matrices of random resized crops: each keeps an area share in
+    [least_area, 1] at an aspect ratio in [3/4, 4/3], anywhere inside the image, resized to the whole."""
+    def uniform(low: float, high: float) -> torch.Tensor:
+        return low + torch.rand(batch, device=device, generator=generator) * (high - low)
+
+    area = uniform(least_area, 1.0)
+    ratio = torch.exp(uniform(math.log(3 / 4), math.log(4 / 3)))
+    width, height = (area * ratio).sqrt().clamp(max=1.0), (area / ratio).sqrt().clamp(max=1.0)
+    crop = torch.zeros(batch, 3, 3, device=device)
+    crop[:, 0, 0], crop[:, 1, 1], crop[:, 2, 2] = width, height, 1.0
+    crop[:, 0, 2] = (torch.rand(batch, device=device, generator=generator) * 2 - 1) * (1 - width)
+    crop[:, 1, 2] = (torch.rand(batch, device=device, generator=generator) * 2 - 1) * (1 - height)
+    return crop
+
+
 def to_normalised(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """A pixel-space warp in grid_sample's coordinates, which span 2 across either side: without
     this a rotation of a non-square image would shear it."""
@@ -175,6 +203,10 @@ def augment(images: torch.Tensor, aug: Augmentation, generator: torch.Generator 
     theta = to_normalised(random_affine(batch, aug, images.device, generator), height, width)
     if aug.hflip == "on":
         theta[:, :, 0] = torch.where(mirror[:, None], -theta[:, :, 0], theta[:, :, 0])
+    if aug.crop not in (0, "auto"):      # auto is resolved per competition; unresolved, it is off
+        # sample the warped image inside a random crop: crop(warp(output coordinates))
+        homogeneous = torch.cat([theta, theta.new_tensor([0.0, 0.0, 1.0]).expand(batch, 1, 3)], dim=1)
+        theta = (random_crop(batch, float(aug.crop), images.device, generator) @ homogeneous)[:, :2]
     grid = F.affine_grid(theta, [batch, channels, height, width], align_corners=False)
     if aug.elastic:
         grid = grid + elastic_field(batch, height, width, aug, images.device, generator)

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol, TypeVar
 
+from . import stopping
 from .errors import HarnessError
 
 Item = TypeVar("Item")
@@ -42,6 +43,7 @@ class InProcess:
             **shared: Any) -> list[Result]:
         results = []
         for item in items:
+            stopping.check()
             result = fn(item, **shared)
             if on_result is not None:
                 on_result(item, result)
@@ -117,7 +119,14 @@ class RayExecutor:
             while waiting and len(running) < self.workers:
                 i, item = waiting.pop(0)
                 running[remote.remote(fn, item, self.threads, shared_refs)] = i
-            [ref], _ = ray.wait(list(running), num_returns=1)
+            ready: list = []
+            while not ready:        # wake every second, so a stop request is seen while members train
+                ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
+                if stopping.requested() is not None:
+                    for other in running:
+                        ray.cancel(other, force=True)
+                    stopping.check()
+            [ref] = ready
             i = running.pop(ref)
             try:
                 results[i] = ray.get(ref)

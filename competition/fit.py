@@ -13,7 +13,7 @@ test calls it; `run` adds publishing (submission, grade, leaderboard, report).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
@@ -21,11 +21,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from . import policy
 from .config import RunConfig
-from .data import PublicData, load_metadata, load_public, placement
-from .ensemble import ensemble, greedy_weights
+from .data import PublicData, load_public, placement
+from .ensemble import OutOfFold, as_logits, combine, greedy_weights, probabilities, within_model
 from .executors import Executor, InProcess, check_shared_storage
-from .metrics import Estimate, Metric, accuracy_of, get_metric
+from .metrics import Estimate, Metric, get_metric
 from .members import (MemberResult, MemberSpec, load_logits, member_logits, plan_members, predict_member_views,
                       train_member)
 from .predict import IDENTITY, View, tta_views
@@ -34,7 +35,7 @@ from .sources import atomic_write_text
 from .train import precision_for, training_device
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class RoundResult:
     round: int
     members: list[MemberResult]
@@ -46,14 +47,14 @@ class RoundResult:
     tta: bool
     oof_plain: float                      # OOF accuracy without TTA ...
     oof_tta: float                        # ... and with it: what TTA buys, whichever was chosen
-    cv: Estimate | None = None            # the competition's metric on the OOF predictions (the CV score)
+    cv: Estimate                          # the competition's metric on the OOF predictions (the CV score)
     temperature: float = 1.0              # logits / T before softmax, T fitted on OOF (log-loss only)
     pseudo: PseudoLabels | None = None    # the pseudo-labels this round trained on
     train_s: float = 0.0
     ensemble_s: float = 0.0
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class FitResult:
     config: RunConfig
     run_dir: Path
@@ -92,12 +93,6 @@ def member_line(result: MemberResult, done: int, total: int) -> str:
             f"(best epoch {result.best_epoch}/{result.epochs_run}), {status}; {total - done} to go")
 
 
-def within_model(logits: torch.Tensor, method: str) -> torch.Tensor:
-    """Members of one model (seeds, views) combine by plain mean: of probabilities for "probs",
-    else of logits (greedy weights act between models only)."""
-    return logits.softmax(-1) if method == "probs" else logits
-
-
 def grouped_oof(members: list[MemberResult], views: tuple[View, ...], num_rows: int, num_classes: int,
                 models: tuple[str, ...], method: str) -> torch.Tensor:
     """Per model, the mean over views and seeds of each row's validation logits: (G, N, K), NaN
@@ -111,8 +106,7 @@ def grouped_oof(members: list[MemberResult], views: tuple[View, ...], num_rows: 
         g = models.index(m.model)
         total[g, rows] += saved
         count[g, rows] += 1
-    mean = total / count          # 0/0 -> NaN marks rows outside every fold's validation
-    return mean.clamp_min(1e-12).log() if method == "probs" else mean
+    return as_logits(total / count, method)      # 0/0 -> NaN marks rows outside every fold's validation
 
 
 def grouped_test(members: list[MemberResult], member_test: torch.Tensor, models: tuple[str, ...],
@@ -120,49 +114,7 @@ def grouped_test(members: list[MemberResult], member_test: torch.Tensor, models:
     """Per model, the mean of its members' test logits (S, N, K) -> (G, N, K)."""
     groups = [within_model(member_test[[i for i, m in enumerate(members) if m.model == model]], method).mean(0)
               for model in models]
-    stacked = torch.stack(groups)
-    return stacked.clamp_min(1e-12).log() if method == "probs" else stacked
-
-
-def combine(group_logits: torch.Tensor, method: str, weights: torch.Tensor | None) -> torch.Tensor:
-    """Models' logits (G, N, K) -> the ensemble's (N, K)."""
-    return group_logits[0] if len(group_logits) == 1 else ensemble(group_logits, method, weights)
-
-
-def tta_pays(plain_logits: torch.Tensor, tta_logits: torch.Tensor, labels: torch.Tensor) -> bool:
-    """TTA only where it wins on OOF by more than chance: of the rows the two disagree on (b right only
-    with TTA, c right only without), b - c must exceed 2 sqrt(b + c), McNemar's test near the 5% level.
-    Views cost test-time work, so a tie or a one-image gain keeps them off."""
-    covered = ~torch.isnan(plain_logits).any(-1)
-    plain_right = plain_logits[covered].argmax(-1) == labels[covered]
-    tta_right = tta_logits[covered].argmax(-1) == labels[covered]
-    b, c = int((tta_right & ~plain_right).sum()), int((plain_right & ~tta_right).sum())
-    return b - c > 2 * (b + c) ** 0.5
-
-
-def oof_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> Estimate:
-    covered = ~torch.isnan(logits).any(-1)
-    return accuracy_of((logits[covered].argmax(-1) == labels[covered]).numpy())
-
-
-def probabilities(logits: torch.Tensor, temperature: float = 1.0) -> np.ndarray:
-    return (logits.double() / temperature).softmax(-1).numpy()
-
-
-def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    """The softmax temperature minimising the OOF log-loss (one number, so barely fitted to the
-    rows it is judged on). Label smoothing trains under-confident probabilities; this undoes it."""
-    covered = ~torch.isnan(logits).any(-1)
-    x, y = logits[covered].double(), labels[covered]
-    grid = torch.logspace(-1.5, 1.5, 121, dtype=torch.float64)
-    losses = torch.stack([torch.nn.functional.cross_entropy(x / t, y) for t in grid])
-    return float(grid[int(losses.argmin())])
-
-
-def oof_score(logits: torch.Tensor, labels: torch.Tensor, metric: Metric, temperature: float) -> Estimate:
-    """The competition's metric on the rows the members validated."""
-    covered = ~torch.isnan(logits).any(-1)
-    return metric.estimate(labels[covered].numpy(), probabilities(logits[covered], temperature))
+    return as_logits(torch.stack(groups), method)
 
 
 def write_pseudo_labels(path: Path, pseudo: PseudoLabels) -> None:
@@ -177,11 +129,10 @@ def fit(cfg: RunConfig, public_dir: Path, run_dir: Path, executor: Executor | No
     """Train every round's members and ensemble them; reads `public_dir` only, writes under `run_dir`."""
     executor = executor or InProcess()
     public = load_public(public_dir)
-    metadata = load_metadata(public_dir)
-    metric = get_metric(metadata.get("metric", "accuracy"))
+    metric = get_metric(public.competition.metric)
     labels, k = public.train_labels, public.num_classes
     channels, height, width = public.image_shape
-    cfg = cfg.for_data(channels, len(labels))
+    cfg = policy.resolve(cfg, channels=channels, labelled=len(labels))
     device = training_device()
     where = {"device": f"resident on {device.type}" if device.type == "cuda" else "in memory",
              "host": "batched from pinned host memory (too big for the GPU)"}[placement(public.train_images, device)]
@@ -208,32 +159,34 @@ def fit(cfg: RunConfig, public_dir: Path, run_dir: Path, executor: Executor | No
 
         members = executor.map(train_member, specs, on_result=progress, public=public)
         ensemble_start = time.perf_counter()
-        rnd = ensemble_round(cfg, round_number, members, labels, k, use_tta, executor, public, metric, log)
-        rnd.pseudo, rnd.train_s = pseudo, ensemble_start - start
-        use_tta = rnd.tta
-        rounds.append(rnd)
-        best = best_round(rounds[:-1], metric) if len(rounds) > 1 else None
-        if best is not None and metric.better(rounds[best].cv.value, rnd.cv.value):
-            log(f"  round {round_number} worsened the out-of-fold {metric.name} ({rnd.cv.value:.4f} against "
-                f"{rounds[best].cv.value:.4f}): no further rounds")
-            rnd.ensemble_s = time.perf_counter() - ensemble_start
+        ens = ensemble_round(cfg, round_number, members, labels, k, use_tta, executor, public, metric, log)
+        use_tta = ens.tta
+        best = best_round(rounds, metric) if rounds else None
+        next_pseudo, stop = None, None
+        if best is not None and metric.better(rounds[best].cv.value, ens.cv.value):
+            stop = (f"  round {round_number} worsened the out-of-fold {metric.name} ({ens.cv.value:.4f} against "
+                    f"{rounds[best].cv.value:.4f}): no further rounds")
+        elif round_number < cfg.pseudo_rounds:
+            next_pseudo = select_pseudo_labels(ens.test_logits, ens.member_test_logits, cfg.pseudo_threshold,
+                                               cfg.label_smoothing)
+            if not len(next_pseudo.indices):
+                stop = "  no test image passed the confidence rule: no further rounds"
+        rounds.append(RoundResult(round=round_number, members=members, pseudo=pseudo,
+                                  train_s=ensemble_start - start, ensemble_s=time.perf_counter() - ensemble_start,
+                                  **{f.name: getattr(ens, f.name) for f in fields(ens)}))
+        if stop is not None:
+            log(stop)
             break
-        if round_number < cfg.pseudo_rounds:
-            pseudo = select_pseudo_labels(rnd.test_logits, rnd.member_test_logits, cfg.pseudo_threshold,
-                                          cfg.label_smoothing)
-            if not len(pseudo.indices):
-                log("  no test image passed the confidence rule: no further rounds")
-                rnd.ensemble_s = time.perf_counter() - ensemble_start
-                break
-            pseudo_path = Path(run_dir) / f"round{round_number + 1}" / "pseudo_labels.csv"
+        if next_pseudo is not None:
+            pseudo, pseudo_path = next_pseudo, Path(run_dir) / f"round{round_number + 1}" / "pseudo_labels.csv"
             write_pseudo_labels(pseudo_path, pseudo)
             log(f"  pseudo-labels for round {round_number + 1}: {len(pseudo.indices):,} test images "
                 f"(per class {pseudo.per_class(k)})")
-        rnd.ensemble_s = time.perf_counter() - ensemble_start
     chosen = best_round(rounds, metric)
     log(f"the submission takes round {chosen}: the best out-of-fold {metric.name}, {rounds[chosen].cv.value:.4f}")
-    return FitResult(cfg, Path(run_dir), rounds, chosen, public.classes, metadata.get("fingerprint", ""),
-                     device.type, executor.name, metric.name)
+    return FitResult(config=cfg, run_dir=Path(run_dir), rounds=rounds, chosen=chosen, classes=public.classes,
+                     fingerprint=public.competition.fingerprint, device=device.type, executor=executor.name,
+                     metric=metric.name)
 
 
 def best_round(rounds: list[RoundResult], metric: Metric) -> int:
@@ -242,9 +195,24 @@ def best_round(rounds: list[RoundResult], metric: Metric) -> int:
     return max(range(len(rounds)), key=lambda i: (sign * rounds[i].cv.value, i))
 
 
+@dataclass(frozen=True, kw_only=True)
+class RoundEnsemble:
+    """What a round's members make together: the OOF logits, the choices made on them, the test logits."""
+    oof: Estimate
+    oof_logits: torch.Tensor
+    test_logits: torch.Tensor
+    member_test_logits: torch.Tensor
+    weights: dict[str, float]
+    tta: bool
+    oof_plain: float
+    oof_tta: float
+    cv: Estimate
+    temperature: float
+
+
 def ensemble_round(cfg: RunConfig, round_number: int, members: list[MemberResult], labels: torch.Tensor,
                    num_classes: int, use_tta: bool | None, executor: Executor, public: PublicData,
-                   metric: Metric, log: Callable[[str], None]) -> RoundResult:
+                   metric: Metric, log: Callable[[str], None]) -> RoundEnsemble:
     """OOF logits, the TTA and weight choices made on them, and the test logits they imply."""
     models = cfg.models
     # mirrored views where training mirrored images: the competition allows it and hflip was on
@@ -253,15 +221,15 @@ def ensemble_round(cfg: RunConfig, round_number: int, members: list[MemberResult
     tta_groups = grouped_oof(members, test_views, len(labels), num_classes, models, cfg.ensemble)
     weights = None
     if cfg.ensemble == "greedy" and len(models) > 1:
-        covered = ~torch.isnan(plain[0]).any(-1)
+        covered = OutOfFold(logits=plain[0], labels=labels).covered
         weights = greedy_weights(plain[:, covered], labels[covered])
-    plain_logits, tta_logits = combine(plain, cfg.ensemble, weights), combine(tta_groups, cfg.ensemble, weights)
-    oof_plain, oof_tta = oof_accuracy(plain_logits, labels), oof_accuracy(tta_logits, labels)
+    plain_oof = OutOfFold(logits=combine(plain, cfg.ensemble, weights), labels=labels)
+    tta_oof = OutOfFold(logits=combine(tta_groups, cfg.ensemble, weights), labels=labels)
     if use_tta is None:     # decided once, in round 0, on OOF logits
-        pays = tta_pays(plain_logits, tta_logits, labels)
+        pays = plain_oof.beaten_by(tta_oof)
         use_tta = cfg.tta == "on" or (cfg.tta == "auto" and pays)
         log(f"  test-time augmentation {'on' if use_tta else 'off'}: out-of-fold accuracy "
-            f"{oof_tta.value:.4f} with {len(test_views)} views, {oof_plain.value:.4f} without "
+            f"{tta_oof.accuracy().value:.4f} with {len(test_views)} views, {plain_oof.accuracy().value:.4f} without "
             f"({'forced by tta = ' + cfg.tta if cfg.tta != 'auto' else 'chosen on OOF'}; the gain is "
             f"{'' if pays else 'not '}significant)")
     views = test_views if use_tta else IDENTITY
@@ -269,19 +237,21 @@ def ensemble_round(cfg: RunConfig, round_number: int, members: list[MemberResult
         executor.map(predict_member_views_of, [(m.out_dir, views) for m in members], public=public)
     member_test = torch.stack([member_logits(Path(m.out_dir), "test", views).mean(0) for m in members])
     groups = grouped_test(members, member_test, models, cfg.ensemble)
-    oof_logits = combine(tta_groups if use_tta else plain, cfg.ensemble, weights)
-    oof = oof_tta if use_tta else oof_plain
+    chosen = tta_oof if use_tta else plain_oof
+    oof = chosen.accuracy()
     weight_map = {m: float(w) for m, w in zip(models, weights if weights is not None
                                               else torch.full((len(models),), 1 / len(models)))}
-    temperature = fit_temperature(oof_logits, labels) if metric.needs_probabilities else 1.0
-    cv = oof_score(oof_logits, labels, metric, temperature)
+    temperature = chosen.fit_temperature() if metric.needs_probabilities else 1.0
+    cv = chosen.score(metric, temperature)
     log(f"  round {round_number} ensemble of {len(members)}: out-of-fold accuracy {oof.value:.4f} "
         f"(95% CI {oof.low:.4f}-{oof.high:.4f}, {oof.correct:,}/{oof.total:,} labelled images)"
         + ("" if metric.name == "accuracy" else f"; out-of-fold {metric.name} {cv}")
         + ("" if temperature == 1.0 else f"; softmax temperature {temperature:.3f} fitted on OOF")
         + ("" if len(models) == 1 else f"; weights {weight_map}"))
-    return RoundResult(round_number, members, oof, oof_logits, combine(groups, cfg.ensemble, weights),
-                       member_test, weight_map, use_tta, oof_plain.value, oof_tta.value, cv, temperature)
+    return RoundEnsemble(oof=oof, oof_logits=chosen.logits, test_logits=combine(groups, cfg.ensemble, weights),
+                         member_test_logits=member_test, weights=weight_map, tta=use_tta,
+                         oof_plain=plain_oof.accuracy().value, oof_tta=tta_oof.accuracy().value, cv=cv,
+                         temperature=temperature)
 
 
 def predict_member_views_of(job: tuple[str, tuple[View, ...]], public: PublicData | None = None) -> str:

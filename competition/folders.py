@@ -3,16 +3,19 @@
 1. pixel CSVs, as the Digit Recognizer: `train.csv` (label,pixel0..), `test.csv`;
 2. an image folder with a labels CSV, as Kaggle's CIFAR-10: `train/<id>.png`, `trainLabels.csv`
    (id,label; labels may be class names), `test/<id>.png`, `sampleSubmission.csv` (id,label);
-3. class subfolders, as torchvision's ImageFolder: `train/<class>/*.png`, `test/*.png`.
+3. class subfolders, as torchvision's ImageFolder: `train/<class>/*.png`, `test/*.png`;
+4. labels in the file names, as Kaggle's Dogs vs. Cats: `train/cat.0.jpg`, `train/dog.0.jpg`, `test/1.jpg`.
 
-Images may be PNG or JPEG, grey or colour (a set with any colour image is read as RGB), any size
-as long as every image shares it. The id and label column names come from the labels CSV and the
-sample submission; the answers, where the folder has them, are `solution.csv` (id,label[,Usage]).
+Images may be in any format, mode and size Pillow reads (see `images.py` for the rules); the forms
+here only find the files, `prepare` decodes them. The id and label column names come from the
+labels CSV and the sample submission; the answers, where the folder has them, are `solution.csv`
+(id,label[,Usage]).
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -26,12 +29,13 @@ from .sources import read_pixel_csv
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 SAMPLE_NAMES = ("sampleSubmission.csv", "sample_submission.csv")
-GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
+LABELS_CSV_NAMES = ("trainLabels.csv", "train_labels.csv", "labels.csv", "train.csv")
+NAMED_FILE = re.compile(r"^(?P<label>[^.]+)\.(?P<number>[^.]+)\.[A-Za-z]+$")     # cat.0.jpg
 
 
 @dataclass
 class KaggleFolder:
-    form: str                       # pixel-csv | image-folder | class-folders
+    form: str                       # pixel-csv | image-folder | class-folders | named-files
     raw: RawData
     classes: tuple[str, ...]        # class k's name (the label as the training labels spell it)
     id_column: str
@@ -62,12 +66,16 @@ def read_kaggle_folder(folder: Path, log: Callable[[str], None] = print) -> Kagg
     if train.is_dir() and (folder / "test").is_dir():
         if any(p.is_dir() for p in train.iterdir()):
             return read_class_folders(folder, log)
+        if not labels_csv_candidates(folder) and image_files(train) and \
+                all(NAMED_FILE.match(p.name) for p in image_files(train).values()):
+            return read_named_files(folder, log)
         return read_image_folder(folder, log)
     raise DataSourceError(
         f"{folder}: not a Kaggle-form folder; expected one of\n"
         f"  train.csv + test.csv (pixel columns, as the Digit Recognizer)\n"
         f"  train/<id>.png + a labels CSV (id,label) + test/<id>.png [+ sampleSubmission.csv], as CIFAR-10\n"
-        f"  train/<class>/*.png + test/*.png (class subfolders)")
+        f"  train/<class>/*.png + test/*.png (class subfolders)\n"
+        f"  train/<label>.<n>.jpg + test/<id>.jpg (labels in the file names, as Dogs vs. Cats)")
 
 
 # ---------------------------------------------------------------- form 1: pixel CSVs
@@ -118,21 +126,24 @@ def read_image_folder(folder: Path, log: Callable[[str], None]) -> KaggleFolder:
     train_labels = frame[label_column].str.strip().map({c: k for k, c in enumerate(classes)}).to_numpy(np.int64)
     id_out, label_out, test_ids = submission_columns(folder, id_column, label_column, folder / "test")
     test_files = image_files(folder / "test")
-    images = read_images([image_for(train_files, i) for i in ids] + [image_for(test_files, i) for i in test_ids])
     test_labels, usage = read_answers(folder, id_out, label_out, test_ids, classes, log)
     notes = [f"Kaggle folder {folder} (images in train/ and test/, labels in {labels_csv.name})"]
-    raw = RawData(images[:len(ids)], train_labels, images[len(ids):], test_labels, notes,
-                  train_ids=ids, test_ids=test_ids, test_source="the folder's test/ images")
+    raw = RawData([image_for(train_files, i) for i in ids], train_labels, [image_for(test_files, i) for i in test_ids],
+                  test_labels, notes, train_ids=ids, test_ids=test_ids, test_source="the folder's test/ images")
     return KaggleFolder("image-folder", raw, classes, id_out, label_out, usage)
+
+
+def labels_csv_candidates(folder: Path) -> list[Path]:
+    """The CSVs that could hold the training labels: by a known name, else every CSV but the
+    sample submission and the answers."""
+    named = [folder / n for n in LABELS_CSV_NAMES if (folder / n).is_file()]
+    return named[:1] or [p for p in sorted(folder.glob("*.csv")) if p.name not in (*SAMPLE_NAMES, "solution.csv")]
 
 
 def find_labels_csv(folder: Path) -> Path:
     """The training labels: trainLabels.csv / train_labels.csv / labels.csv / train.csv, or the one
     other CSV in the folder."""
-    for name in ("trainLabels.csv", "train_labels.csv", "labels.csv", "train.csv"):
-        if (folder / name).is_file():
-            return folder / name
-    others = [p for p in sorted(folder.glob("*.csv")) if p.name not in (*SAMPLE_NAMES, "solution.csv")]
+    others = labels_csv_candidates(folder)
     if len(others) != 1:
         raise DataSourceError(f"{folder}: cannot tell which CSV holds the training labels "
                               f"(found {[p.name for p in others] or 'none'}); name it trainLabels.csv")
@@ -158,13 +169,36 @@ def read_class_folders(folder: Path, log: Callable[[str], None]) -> KaggleFolder
         labels += [k] * len(files)
     id_out, label_out, test_ids = submission_columns(folder, "id", "label", folder / "test")
     test_files = image_files(folder / "test")
-    images = read_images(paths + [image_for(test_files, i) for i in test_ids])
     test_labels, usage = read_answers(folder, id_out, label_out, test_ids, classes, log)
     train_ids = np.array([f"{p.parent.name}/{p.stem}" for p in paths])
-    raw = RawData(images[:len(paths)], np.array(labels, np.int64), images[len(paths):], test_labels,
+    raw = RawData(paths, np.array(labels, np.int64), [image_for(test_files, i) for i in test_ids], test_labels,
                   [f"Kaggle folder {folder} (class subfolders of train/)"], train_ids=train_ids, test_ids=test_ids,
                   test_source="the folder's test/ images")
     return KaggleFolder("class-folders", raw, classes, id_out, label_out, usage)
+
+
+# ---------------------------------------------------------------- form 4: labels in the file names
+
+
+def read_named_files(folder: Path, log: Callable[[str], None]) -> KaggleFolder:
+    """Kaggle's Dogs vs. Cats: `train/<label>.<n>.<suffix>` (the label is the name before the first
+    dot), `test/<id>.<suffix>`; the training ids are the file names without their suffix."""
+    files = image_files(folder / "train")
+    names = {stem: NAMED_FILE.match(path.name)["label"] for stem, path in files.items()}
+    classes = class_order(set(names.values()))
+    if len(classes) < 2:
+        raise DataSourceError(f"{folder / 'train'}: every file name gives the label {classes[0]!r}; "
+                              f"a competition needs two classes or more")
+    stems = sorted(files, key=lambda stem: (names[stem], natural_key(stem.split(".", 1)[1])))
+    index = {c: k for k, c in enumerate(classes)}
+    id_out, label_out, test_ids = submission_columns(folder, "id", "label", folder / "test")
+    test_files = image_files(folder / "test")
+    test_labels, usage = read_answers(folder, id_out, label_out, test_ids, classes, log)
+    raw = RawData([files[s] for s in stems], np.array([index[names[s]] for s in stems], np.int64),
+                  [image_for(test_files, i) for i in test_ids], test_labels,
+                  [f"Kaggle folder {folder} (labels in the train/ file names: {', '.join(classes)})"],
+                  train_ids=np.array(stems), test_ids=test_ids, test_source="the folder's test/ images")
+    return KaggleFolder("named-files", raw, classes, id_out, label_out, usage)
 
 
 # ---------------------------------------------------------------- shared
@@ -229,30 +263,6 @@ def submission_columns(folder: Path, id_column: str, label_column: str, test_dir
         row = int(np.flatnonzero(ids == missing[0])[0])
         raise DataSourceError(f"{sample}: row {row + 2}: no image for id {missing[0]!r} in {test_dir}")
     return frame.columns[0], frame.columns[1], ids
-
-
-def read_images(paths: list[Path]) -> np.ndarray:
-    """Decode image files into (N, H, W, C) uint8: C = 1 if every image is grey, else 3 (RGB)."""
-    from PIL import Image, UnidentifiedImageError
-
-    decoded, size = [], None
-    for path in paths:
-        try:
-            with Image.open(path) as img:
-                pixels = np.asarray(img.convert("L" if img.mode in GREY_MODES else "RGB"), dtype=np.uint8)
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-            raise DataSourceError(f"{path}: cannot read the image ({e})") from e
-        size = size or (pixels.shape[:2], path)
-        if pixels.shape[:2] != size[0]:
-            (h, w), (h0, w0) = pixels.shape[:2], size[0]
-            raise DataSourceError(f"{path}: {w}x{h} image, but {size[1].name} is {w0}x{h0}; every image of a "
-                                  f"competition must share one size")
-        decoded.append(pixels)
-    if not decoded:
-        raise DataSourceError("no images to read")
-    colour = any(p.ndim == 3 for p in decoded)
-    return np.stack([np.repeat(p[..., None], 3, axis=2) if colour and p.ndim == 2 else
-                     (p if p.ndim == 3 else p[..., None]) for p in decoded])
 
 
 def read_answers(folder: Path, id_column: str, label_column: str, test_ids: np.ndarray, classes: tuple[str, ...],

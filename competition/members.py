@@ -27,6 +27,7 @@ import torch
 from .config import RunConfig
 from .data import PublicData, load_public, pixel_stats, placement, to_placement
 from .errors import HarnessError, RunStateError
+from .models import model_slug
 from .predict import IDENTITY, View, load_classifier, predict, tta_views
 from .sources import atomic_write_text
 from .splits import training_rows, validation_folds
@@ -87,7 +88,7 @@ class MemberResult:
 
 
 def member_dir(run_dir: Path, round_number: int, fold: int, seed: int, model: str) -> Path:
-    return Path(run_dir) / f"round{round_number}" / f"fold{fold}-seed{seed}-{model}"
+    return Path(run_dir) / f"round{round_number}" / f"fold{fold}-seed{seed}-{model_slug(model)}"
 
 
 def plan_members(cfg: RunConfig, round_number: int, public_dir: Path, run_dir: Path,

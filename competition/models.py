@@ -9,6 +9,7 @@ non-square) and returns (B, num_classes) logits. `auto` picks the default for th
 from __future__ import annotations
 
 import fnmatch
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -30,6 +31,11 @@ AUTO = "auto"
 TIMM_PREFIX = "timm/"
 
 
+def model_slug(name: str) -> str:
+    """A model's name as one folder name: timm/resnet18 -> timm-resnet18."""
+    return name.replace("/", "-")
+
+
 def list_models(pattern: str = "*") -> list[str]:
     return sorted(name for name in _REGISTRY if fnmatch.fnmatch(name, pattern))
 
@@ -49,29 +55,35 @@ def check_model_name(name: str) -> None:
     raise ConfigError(f"unknown model {name!r}; known: {', '.join([AUTO, *list_models()])} or timm/<name>")
 
 
-def default_model(in_chans: int, labelled: int = 0) -> str:
-    """`auto`: the small conv net for grey digits and letters (twice as wide from `LARGE_DATA`
-    labelled images, where it stops underfitting), the residual net for colour."""
-    from .config import LARGE_DATA
-    if in_chans != 1:
-        return "resnet-small"
-    return "fastnet-wide" if labelled >= LARGE_DATA else "fastnet"
-
-
-def resolve_models(models: tuple[str, ...], in_chans: int, labelled: int = 0) -> tuple[str, ...]:
-    return tuple(default_model(in_chans, labelled) if m == AUTO else m for m in models)
-
-
 def create_model(name: str, num_classes: int = 10, in_chans: int = 1, image_size: int | tuple[int, int] = 28,
-                 **kwargs) -> nn.Module:
+                 weights: str = "", **kwargs) -> nn.Module:
+    """A registry model, or `timm/<name>` by timm. `weights` (timm only): "hub" for timm's
+    pretrained weights from its cache, or a state dict file in timm's key names; either way timm
+    replaces the classifier for `num_classes` and adapts the stem to `in_chans`."""
     check_model_name(name)
     if name == AUTO:
-        name = default_model(in_chans)
+        raise ConfigError("model 'auto' is resolved by policy.resolve before a model is made")
     if name.startswith(TIMM_PREFIX):
         import timm
-        return timm.create_model(name[len(TIMM_PREFIX):], pretrained=False, num_classes=num_classes,
-                                 in_chans=in_chans, **kwargs)
+        overlay = {"pretrained_cfg_overlay": {"file": str(weights)}} if weights not in ("", "hub") else {}
+        return timm.create_model(name[len(TIMM_PREFIX):], pretrained=bool(weights), num_classes=num_classes,
+                                 in_chans=in_chans, **overlay, **kwargs)
+    if weights:
+        raise ConfigError(f"model {name!r}: pretrained weights are for timm models only")
     return _REGISTRY[name](num_classes=num_classes, in_chans=in_chans, image_size=sides(image_size), **kwargs)
+
+
+def pretrained_config(name: str) -> dict | None:
+    """A timm model's pretrained_cfg (its input size, mean, std), or None for registry models."""
+    if not name.startswith(TIMM_PREFIX):
+        return None
+    import timm
+    return dict(timm.models.get_pretrained_cfg(name[len(TIMM_PREFIX):]).to_dict())
+
+
+def head_parameters(net: nn.Module) -> list[nn.Parameter]:
+    """The parameters of a timm model's classifier (the new head of a fine-tuned backbone)."""
+    return list(net.get_classifier().parameters()) if hasattr(net, "get_classifier") else []
 
 
 def sides(image_size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
@@ -278,3 +290,53 @@ class ResNetSmall(nn.Module):
 @register_model("resnet-small")
 def resnet_small(num_classes: int, in_chans: int, image_size: tuple[int, int], **kwargs) -> nn.Module:
     return ResNetSmall(num_classes, in_chans, image_size, **kwargs)
+
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")     # what timm's hub repositories hold
+
+
+def resolve_weights(name: str, pretrained: bool, weights: str) -> str:
+    """The file a timm model's pretrained weights load from, checked before anything trains.
+
+    `weights`: a state dict in timm's key names (.pth/.bin/.safetensors), loaded offline.
+    `pretrained`: timm's own weights from its hub cache (Hugging Face's, filled on a connected
+    machine; fetched here when this machine is connected). "" when neither is asked."""
+    if not (pretrained or weights):
+        return ""
+    if not name.startswith(TIMM_PREFIX):
+        raise ConfigError(f"model {name!r}: pretrained weights are for timm models (timm/<name>)")
+    if weights:
+        path = Path(weights).expanduser().resolve()
+        if not path.is_file():
+            raise ConfigError(f"--weights {weights}: no such file")
+        return str(path)
+    import huggingface_hub
+    from huggingface_hub import constants
+    hub_id = pretrained_config(name).get("hf_hub_id")
+    if not hub_id:
+        raise ConfigError(f"{name}: timm names no hub weights for it; pass --weights FILE")
+    for filename in WEIGHT_FILES:
+        cached = huggingface_hub.try_to_load_from_cache(hub_id, filename)
+        if isinstance(cached, str):
+            return cached
+    failure = "HF_HUB_OFFLINE is set"
+    if not constants.HF_HUB_OFFLINE:
+        for filename in WEIGHT_FILES:
+            try:
+                return huggingface_hub.hf_hub_download(hub_id, filename)
+            except Exception as e:     # offline, no such file, refused: each is the same "not here"
+                failure = f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
+    raise ConfigError(
+        f"{name} --pretrained: its weights ({hub_id}) are not in timm's cache {constants.HF_HUB_CACHE} and could "
+        f"not be fetched ({failure}). On a connected machine, fill the cache with: python -c \"import timm; "
+        f"timm.create_model('{name[len(TIMM_PREFIX):]}', pretrained=True)\" (then copy {constants.HF_HUB_CACHE}), "
+        f"or pass --weights FILE: a state dict in timm's key names")
+
+
+def check_weights(models: tuple[str, ...], pretrained: bool, weights: str) -> str:
+    """Every model can load its pretrained weights; returns the one file they load from."""
+    files = {resolve_weights(m, pretrained, weights) for m in models}
+    if len(files) > 1:
+        raise ConfigError(f"--pretrained with several timm models ({', '.join(models)}): give one model, "
+                          f"or one --weights file for all")
+    return files.pop()

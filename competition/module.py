@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from .config import Augmentation, RunConfig
 from .data import augment, normalize, to_unit
-from .models import create_model
+from .models import create_model, head_parameters, pretrained_config
 
 
 class Classifier(L.LightningModule):
@@ -26,11 +26,14 @@ class Classifier(L.LightningModule):
                  mean: tuple[float, ...], std: tuple[float, ...],
                  lr: float, weight_decay: float, label_smoothing: float, schedule: str, epochs: int,
                  steps_per_epoch: int, augmentation: dict[str, Any] | None = None,
-                 model_kwargs: dict[str, Any] | None = None, channels_last: bool = True, seed: int = 0) -> None:
+                 model_kwargs: dict[str, Any] | None = None, channels_last: bool = True, seed: int = 0,
+                 weights: str = "", backbone_lr: float = 1.0) -> None:
+        """`weights`: the pretrained file a fine-tuned backbone starts from; `backbone_lr` its peak
+        learning rate as a share of `lr`, the new head's."""
         super().__init__()
         self.save_hyperparameters()
         net = create_model(model, num_classes=num_classes, in_chans=in_chans, image_size=tuple(image_size),
-                           **(model_kwargs or {}))
+                           weights=weights, **(model_kwargs or {}))
         # channels_last: the oneDNN (CPU) and cuDNN convolutions run faster on NHWC (measured in
         # benchmarks/levers.py); the arithmetic is unchanged.
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -45,11 +48,18 @@ class Classifier(L.LightningModule):
         """The one place a run's settings become a module. `image_shape` is (channels, height, width);
         `hflip_safe`: the competition says mirrored images keep their class (resolves `hflip = auto`)."""
         channels, height, width = image_shape
+        if cfg.weights:
+            # a pretrained backbone sees images normalised as in its own training, not by this data's statistics
+            own = pretrained_config(model)
+            mean, std = own["mean"], own["std"]
+            if channels == 1:           # timm sums the stem's RGB filters into one grey filter
+                mean, std = (sum(mean) / 3,), (sum(std) / 3,)
         settings = dict(model=model, num_classes=num_classes, in_chans=channels, image_size=(height, width),
                         mean=tuple(mean), std=tuple(std), lr=cfg.lr, weight_decay=cfg.weight_decay,
                         label_smoothing=cfg.label_smoothing, schedule=cfg.schedule, epochs=cfg.epochs,
                         steps_per_epoch=steps_per_epoch, augmentation=asdict(cfg.augment.resolved(hflip_safe)),
-                        model_kwargs=cfg.model_kwargs)
+                        model_kwargs=cfg.model_kwargs, weights=cfg.weights,
+                        backbone_lr=cfg.backbone_lr if cfg.weights else 1.0)
         return cls(**{**settings, **overrides})
 
     def preprocess(self, images: torch.Tensor, train: bool) -> torch.Tensor:
@@ -85,15 +95,27 @@ class Classifier(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
-        # no weight decay on batch-norm parameters and biases
-        decay = [p for p in self.parameters() if p.ndim > 1]
-        no_decay = [p for p in self.parameters() if p.ndim <= 1]
-        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": hp.weight_decay},
-                                       {"params": no_decay, "weight_decay": 0.0}], lr=hp.lr)
+        # no weight decay on batch-norm parameters and biases; a pretrained backbone at a share of
+        # the new head's learning rate, so fine-tuning does not wash out what it learnt on ImageNet
+        backbone_lr = hp.get("backbone_lr", 1.0)
+        head = {id(p) for p in head_parameters(self.net)} if backbone_lr != 1.0 else set()
+
+        def by_decay(params: list[torch.nn.Parameter], lr: float) -> list[dict[str, Any]]:
+            return [{"params": [p for p in params if p.ndim > 1], "weight_decay": hp.weight_decay, "lr": lr},
+                    {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0, "lr": lr}]
+
+        if head:
+            groups = by_decay([p for p in self.parameters() if id(p) in head], hp.lr) + \
+                by_decay([p for p in self.parameters() if id(p) not in head], hp.lr * backbone_lr)
+        else:
+            groups = by_decay(list(self.parameters()), hp.lr)
+        groups = [g for g in groups if g["params"]]
+        optimizer = torch.optim.AdamW(groups, lr=hp.lr)
         total_steps = max(hp.epochs * hp.steps_per_epoch, 4)
         if hp.schedule == "onecycle":
             # a quarter warming up, but at least two steps: a few-step fit (tiny data) needs both phases
-            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=hp.lr, total_steps=total_steps,
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in groups],
+                                                            total_steps=total_steps,
                                                             pct_start=max(0.25, 2 / total_steps))
         elif hp.schedule == "cosine":
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)

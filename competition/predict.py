@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from . import stopping
 from .errors import DataSourceError
 from .module import Classifier
 
@@ -72,6 +73,7 @@ def predict(module: Classifier, images: torch.Tensor, views: tuple[View, ...] = 
     for view in views:
         chunks = []
         for i in range(0, len(images), batch_size):
+            stopping.check()
             batch = shift(images[i:i + batch_size].to(device, non_blocking=True), view)
             with autocast:
                 chunks.append(module(batch).float().cpu())
@@ -83,7 +85,8 @@ def load_classifier(checkpoint: Path, device: torch.device) -> Classifier:
     """A Classifier rebuilt from a checkpoint's saved keyword arguments and weights."""
     try:
         saved = torch.load(checkpoint, map_location=device, weights_only=False)
-        module = Classifier(**saved["hyper_parameters"])
+        # the checkpoint holds the trained weights: the pretrained file is not read again
+        module = Classifier(**{**saved["hyper_parameters"], "weights": ""})
         module.load_state_dict(saved["state_dict"])
     except (OSError, RuntimeError, EOFError, KeyError, TypeError, ValueError) as e:
         raise DataSourceError(f"{checkpoint}: not a readable checkpoint ({type(e).__name__}: {e}); "

@@ -1,11 +1,12 @@
 """Turn a source into Kaggle form: data/NAME/public/ for entrants, data/NAME/private/ for the grader.
 
-public/  images.npz: train_images (N, H, W, C) and test_images (M, H, W, C) uint8, train_labels
-         (class indices), test_ids (as the submission names them): what training code reads;
+public/  train_images.npy (N, H, W, C) and test_images.npy (M, H, W, C) uint8, memory-mappable,
+         at the stored size (see images.py), and labels.npz: train_labels (class indices) and
+         test_ids (as the submission names them): what training code reads;
          the Kaggle-form labels: train.csv + test.csv (label,pixel0..) for a grey Digit-Recognizer
          competition, or train_labels.csv (id,label) for image competitions;
-         sample_submission.csv in the competition's own form; competition.json (classes, image
-         shape, metric, submission form, split options, fingerprint)
+         sample_submission.csv in the competition's own form; competition.json, the
+         `PreparedCompetition` (prepared.py) every later stage reads
 private/ solution.csv (id,label,Usage) with Usage Public or Private, as Kaggle's answer files.
 
 The folder is built under a temporary name and renamed into place, so an interrupted
@@ -29,15 +30,17 @@ from typing import Callable, Iterator
 import numpy as np
 import pandas as pd
 
-from .competitions import Competition, RawData, get_competition
-from .errors import ConfigError, WriteError
+from .competitions import Competition, Images, RawData, get_competition
+from .errors import ConfigError, DataSourceError, WriteError
 from .folders import folder_signature, read_kaggle_folder
+from .images import SizeRequest, decode_into, describe_sizes, fit_to_size, read_headers
 from .metrics import get_metric, one_hot
+from .prepared import PreparedCompetition, read_prepared
 from .sources import atomic_write_text, write_pixel_csv
 from .splits import public_private_usage, stratified_split
 from .submission import SubmissionForm, write_solution, write_submission
 
-IMAGES = "images.npz"
+TRAIN_IMAGES, TEST_IMAGES, LABELS = "train_images.npy", "test_images.npy", "labels.npz"
 
 
 @dataclass(frozen=True)
@@ -66,19 +69,33 @@ class CompetitionPaths:
         return self.public / "competition.json"
 
     @property
-    def images(self) -> Path:
-        return self.public / IMAGES
+    def train_images(self) -> Path:
+        return self.public / TRAIN_IMAGES
+
+    @property
+    def test_images(self) -> Path:
+        return self.public / TEST_IMAGES
+
+    @property
+    def labels(self) -> Path:
+        return self.public / LABELS
+
+    def read(self) -> PreparedCompetition:
+        return read_prepared(self.public)
 
     def is_prepared(self) -> bool:
-        """competition.json and a readable images.npz: a truncated or corrupt array file (a disk
-        fault, a copy cut short) is not trusted, and the competition is prepared again."""
-        if not (self.metadata.is_file() and self.images.is_file()):
-            return False
+        """A competition.json of this format and readable arrays of the sizes it names: a truncated
+        or corrupt file (a disk fault, a copy cut short) is not trusted, and it is prepared again."""
         try:
-            with np.load(self.images) as arrays:
-                return {"train_images", "train_labels", "test_images", "test_ids"} <= set(arrays.files)
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+            info = self.read()
+            train = np.load(self.train_images, mmap_mode="r")
+            test = np.load(self.test_images, mmap_mode="r")
+            with np.load(self.labels) as arrays:
+                labels_ok = len(arrays["train_labels"]) == info.train_size and len(arrays["test_ids"]) == info.test_size
+        except (DataSourceError, OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             return False
+        shape = tuple(info.image_shape)
+        return labels_ok and train.shape == (info.train_size, *shape) and test.shape == (info.test_size, *shape)
 
     def has_answers(self) -> bool:
         return self.solution.is_file()
@@ -114,13 +131,15 @@ def competition_lock(root: Path) -> Iterator[None]:
 
 
 def prepare(name: str, data_dir: Path, options: SplitOptions = SplitOptions(),
-            allow_download: bool = True, log: Callable[[str], None] = print) -> CompetitionPaths:
+            allow_download: bool = True, log: Callable[[str], None] = print,
+            sizes: SizeRequest = SizeRequest()) -> CompetitionPaths:
     """Prepare a registered competition under data_dir/NAME and return its paths."""
     competition = get_competition(name)
     paths = CompetitionPaths(Path(data_dir) / name)
     raw = competition.load(paths.raw, allow_download)
-    write_competition(paths, competition.name, competition.classes, raw, None, options,
-                      competition.description, layout_of(competition), log)
+    write_competition(paths, name=competition.name, classes=competition.classes, raw=raw, usage=None,
+                      options=options, source=competition.description, layout=layout_of(competition),
+                      sizes=sizes, log=log)
     return paths
 
 
@@ -147,7 +166,8 @@ def kaggle_folder_name(folder: Path) -> str:
 
 
 def prepare_kaggle_folder(folder: Path, data_dir: Path, options: SplitOptions = SplitOptions(),
-                          metric: str | None = None, log: Callable[[str], None] = print) -> CompetitionPaths:
+                          metric: str | None = None, log: Callable[[str], None] = print,
+                          sizes: SizeRequest = SizeRequest()) -> CompetitionPaths:
     """Prepare a Kaggle-form folder in any of the forms `folders.py` reads, scored by `metric`
     (default: accuracy)."""
     folder = Path(folder)
@@ -159,46 +179,47 @@ def prepare_kaggle_folder(folder: Path, data_dir: Path, options: SplitOptions = 
                                 probabilities=get_metric(metric_name).needs_probabilities)
     name = kaggle_folder_name(folder)
     paths = CompetitionPaths(Path(data_dir) / name)
-    layout = Layout(read.form, submission, metric_name, hflip=False)
-    write_competition(paths, name, read.classes, read.raw, read.usage, options,
-                      f"Kaggle folder {folder.resolve()}", layout, log, {"source_signature": signature})
+    # Kaggle's photo competitions (cats, cactus, leaves, cells, skin) keep their class in a mirror;
+    # grey folders are digits and letters, which do not
+    layout = Layout(read.form, submission, metric_name, hflip=not is_grey(read.raw))
+    write_competition(paths, name=name, classes=read.classes, raw=read.raw, usage=read.usage, options=options,
+                      source=f"Kaggle folder {folder.resolve()}", layout=layout, sizes=sizes, log=log,
+                      source_signature=signature)
     return paths
 
 
-def write_competition(paths: CompetitionPaths, name: str, classes: tuple[str, ...], raw: RawData,
+def is_grey(raw: RawData) -> bool:
+    images = raw.train_images
+    if isinstance(images, np.ndarray):
+        return images.ndim == 3 or images.shape[-1] == 1
+    return all(h.grey for h in read_headers(list(images) + list(raw.test_images or [])))
+
+
+def take(images: Images, rows: np.ndarray) -> Images:
+    return images[rows] if isinstance(images, np.ndarray) else [images[i] for i in rows]
+
+
+def write_competition(paths: CompetitionPaths, *, name: str, classes: tuple[str, ...], raw: RawData,
                       usage: np.ndarray | None, options: SplitOptions, source: str, layout: Layout = Layout(),
-                      log: Callable[[str], None] = print, extra: dict | None = None) -> None:
-    """Split (where the source has no test set), then write public/ and private/ atomically."""
-    train_images, train_labels = with_channels(raw.train_images), raw.train_labels
+                      sizes: SizeRequest = SizeRequest(), log: Callable[[str], None] = print,
+                      source_signature: str | None = None) -> None:
+    """Split (where the source has no test set), bring the images to one size, then write public/
+    and private/ atomically."""
+    train_images, train_labels = raw.train_images, raw.train_labels
     test_images, test_labels = raw.test_images, raw.test_labels
     train_ids, test_ids = raw.train_ids, raw.test_ids
     if test_images is None:
         kept, held = stratified_split(train_labels, options.test_fraction, options.split_seed)
-        test_images, test_labels = train_images[held], train_labels[held]
-        train_images, train_labels = train_images[kept], train_labels[kept]
+        test_images, test_labels = take(train_images, held), train_labels[held]
+        train_images, train_labels = take(train_images, kept), train_labels[kept]
         train_ids = test_ids = None     # the source's ids named rows of the unsplit set
         split = f"stratified split, seed {options.split_seed}, test fraction {options.test_fraction}"
     else:
         split = raw.test_source
-    test_images = with_channels(test_images)
-    train_ids = np.arange(1, len(train_images) + 1).astype(str) if train_ids is None else np.asarray(train_ids, str)
+    train_ids = np.arange(1, len(train_labels) + 1).astype(str) if train_ids is None else np.asarray(train_ids, str)
     test_ids = np.arange(1, len(test_images) + 1).astype(str) if test_ids is None else np.asarray(test_ids, str)
     if test_labels is not None and usage is None:
         usage = public_private_usage(len(test_labels), options.public_fraction, options.split_seed)
-
-    _check_split(name, classes, train_images, train_labels, test_images, test_labels, usage)
-    height, width, channels = train_images.shape[1:]
-    pixel_csv = layout.form == "pixel-csv" and channels == 1 and height == width
-    metadata = {
-        "name": name, "source": source, "classes": list(classes), "image_shape": [height, width, channels],
-        "form": layout.form if pixel_csv or layout.form != "pixel-csv" else "image-folder",
-        "metric": layout.metric, "submission": layout.submission.to_dict(), "hflip": layout.hflip,
-        "train_size": int(len(train_images)), "test_size": int(len(test_images)), "split": split,
-        "split_seed": options.split_seed, "test_fraction": options.test_fraction,
-        "public_fraction": options.public_fraction, "notes": raw.notes,
-        "fingerprint": array_fingerprint(train_images, train_labels, test_images, test_ids),
-        **(extra or {}),
-    }
 
     paths.root.mkdir(parents=True, exist_ok=True)
     for stale in paths.root.glob(".prepare-*"):      # left by a prepare that was killed
@@ -206,19 +227,37 @@ def write_competition(paths: CompetitionPaths, name: str, classes: tuple[str, ..
     staging = Path(tempfile.mkdtemp(dir=paths.root, prefix=".prepare-"))
     try:
         public, private = staging / "public", staging / "private"
+        public.mkdir()
+        (height, width), why, original, resized = write_image_arrays(public, train_images, test_images, sizes, log)
+        stored_train = np.load(public / TRAIN_IMAGES, mmap_mode="r")
+        stored_test = np.load(public / TEST_IMAGES, mmap_mode="r")
+        channels = stored_train.shape[3]
+        _check_split(name, classes, stored_train, train_labels, stored_test, test_labels, usage)
+        pixel_csv = layout.form == "pixel-csv" and channels == 1 and height == width
+        info = PreparedCompetition(
+            name=name, source=source, form=layout.form if pixel_csv or layout.form != "pixel-csv" else "image-folder",
+            classes=tuple(classes), image_shape=(height, width, channels),
+            resize=sizes.resize if resized else "none", original_sizes=original, size_request=sizes.key,
+            metric=layout.metric, submission=layout.submission, hflip=layout.hflip,
+            train_size=int(len(train_labels)), test_size=int(len(test_ids)), split=split,
+            split_seed=options.split_seed, test_fraction=options.test_fraction,
+            public_fraction=options.public_fraction,
+            fingerprint=array_fingerprint(stored_train, train_labels, stored_test, test_ids),
+            source_signature=source_signature, notes=tuple(raw.notes))
         form = layout.submission
         if pixel_csv:
-            write_pixel_csv(public / "train.csv", train_images[..., 0], train_labels)
-            write_pixel_csv(public / "test.csv", test_images[..., 0], None)
+            write_pixel_csv(public / "train.csv", stored_train[..., 0], train_labels)
+            write_pixel_csv(public / "test.csv", stored_test[..., 0], None)
         else:
             labels = pd.DataFrame({form.id_column: train_ids,
                                    form.label_column: np.asarray(form.labels, dtype=object)[train_labels]})
             atomic_write_text(public / "train_labels.csv", labels.to_csv(index=False, lineterminator="\n"))
-        write_images(public / IMAGES, train_images, train_labels, test_images, test_ids)
-        sample = np.full((len(test_images), len(classes)), 1.0 / len(classes)) if form.probabilities else \
-            one_hot(np.zeros(len(test_images), np.int64), len(classes))
+        del stored_train, stored_test           # the memory maps close before the folder moves
+        np.savez(public / LABELS, train_labels=train_labels.astype(np.int64), test_ids=np.asarray(test_ids, str))
+        sample = np.full((len(test_ids), len(classes)), 1.0 / len(classes)) if form.probabilities else \
+            one_hot(np.zeros(len(test_ids), np.int64), len(classes))
         write_submission(public / "sample_submission.csv", form, test_ids, sample)
-        atomic_write_text(public / "competition.json", json.dumps(metadata, indent=2) + "\n")
+        atomic_write_text(public / "competition.json", info.to_json())
         if test_labels is not None:
             write_solution(private / "solution.csv", form, test_ids, test_labels, usage)
         # Unmark the old copy first (no competition.json: not prepared), then swap in the answers,
@@ -231,12 +270,16 @@ def write_competition(paths: CompetitionPaths, name: str, classes: tuple[str, ..
                 shutil.rmtree(old)
             if (staging / part).exists():
                 (staging / part).replace(old)
+    except OSError as e:
+        raise WriteError(f"{paths.root}: cannot write the prepared competition ({e.strerror or e})") from e
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
     shape = f"{height}x{width}" + ("" if channels == 1 else f"x{channels}")
-    log(f"prepared {name}: {len(train_images):,} train, {len(test_images):,} test {shape} images ({split}), "
+    log(f"prepared {name}: {info.train_size:,} train, {info.test_size:,} test {shape} images ({split}), "
         f"{len(classes)} classes, scored by {layout.metric}, in {paths.root}")
+    log(f"  image size {height}x{width}: {why}" + (f" ({original}; {sizes.resize}: "
+                                                   f"{RESIZE_WORDS[sizes.resize]})" if resized else ""))
     if test_labels is not None:
         log(f"  answers: {int((usage == 'Public').sum()):,} Public, {int((usage == 'Private').sum()):,} Private rows "
             f"in {paths.solution}")
@@ -244,23 +287,38 @@ def write_competition(paths: CompetitionPaths, name: str, classes: tuple[str, ..
         log(f"  {note}")
 
 
+RESIZE_WORDS = {"crop": "shorter side to the size, centre crop", "pad": "longer side to the size, padded"}
+
+
+def write_image_arrays(public: Path, train_images: Images, test_images: Images, sizes: SizeRequest,
+                       log: Callable[[str], None]) -> tuple[tuple[int, int], str, str, bool]:
+    """train_images.npy and test_images.npy at one size; returns (size, why, the originals' sizes,
+    whether any image was resized)."""
+    if isinstance(train_images, np.ndarray):
+        train, test = with_channels(train_images), with_channels(test_images)
+        originals = [train.shape[1:3], test.shape[1:3]]
+        size, why = sizes.choose(originals)
+        for array, out in ((train, TRAIN_IMAGES), (test, TEST_IMAGES)):
+            if array.shape[1:3] != size:
+                array = np.stack([fit_to_size(image[..., 0] if image.shape[2] == 1 else image, size, sizes.resize)
+                                  for image in array]).reshape(len(array), *size, array.shape[3])
+            np.save(public / out, np.ascontiguousarray(array, dtype=np.uint8))
+        resized = any(tuple(s) != size for s in originals)
+        return size, why, f"all {originals[0][0]}x{originals[0][1]}" if not resized else "", resized
+    files = list(train_images) + list(test_images)
+    headers = read_headers(files)
+    dims = [(h.height, h.width) for h in headers]
+    size, why = sizes.choose(dims)
+    grey = all(h.grey for h in headers)
+    decode_into(list(train_images), public / TRAIN_IMAGES, size, sizes.resize, grey, log=log)
+    decode_into(list(test_images), public / TEST_IMAGES, size, sizes.resize, grey, log=log)
+    return size, why, describe_sizes(headers), any(d != size for d in dims)
+
+
 def with_channels(images: np.ndarray) -> np.ndarray:
     """(N, H, W) grey images as (N, H, W, 1); (N, H, W, C) unchanged."""
     images = np.asarray(images)
     return images[..., None] if images.ndim == 3 else images
-
-
-def write_images(path: Path, train_images: np.ndarray, train_labels: np.ndarray, test_images: np.ndarray,
-                 test_ids: np.ndarray) -> None:
-    """The arrays training code reads, written under a temporary name and renamed."""
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    try:
-        np.savez(tmp, train_images=train_images, train_labels=train_labels.astype(np.int64),
-                 test_images=test_images, test_ids=np.asarray(test_ids, dtype=str))
-        tmp.replace(path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise WriteError(f"{path}: cannot write ({e.strerror})") from e
 
 
 def array_fingerprint(train_images: np.ndarray, train_labels: np.ndarray, test_images: np.ndarray,

@@ -17,9 +17,10 @@ import numpy as np
 import torch
 
 from .competitions import COMPETITIONS, get_competition
-from .data import load_metadata, load_test_ids
+from .data import load_test_ids
 from .errors import SubmissionLimitError
-from .fit import FitResult, probabilities
+from .ensemble import probabilities
+from .fit import FitResult
 from .grading import Score, score_probabilities
 from .leaderboard import Entry, add_entry, format_duration
 from .metrics import get_metric, one_hot
@@ -41,7 +42,7 @@ class Published:
 
 def submission_form(paths: CompetitionPaths) -> tuple[SubmissionForm, np.ndarray]:
     """The competition's submission form and its test ids, in test order."""
-    return SubmissionForm.from_dict(load_metadata(paths.public)["submission"]), load_test_ids(paths.public)
+    return paths.read().submission, load_test_ids(paths.public)
 
 
 def grade_fit(fit: FitResult, solution: Solution, submitted: np.ndarray) -> tuple[dict[str, Score], dict[int, float]]:
@@ -153,7 +154,7 @@ def publish(fit: FitResult, paths: CompetitionPaths, workspace_root: Path, leade
     tmp = run_dir / "test_logits.pt.tmp"
     torch.save({f"round{r.round}": r.test_logits for r in fit.rounds} | {"submission": fit.final.test_logits}, tmp)
     tmp.replace(run_dir / "test_logits.pt")
-    name, rules = load_metadata(paths.public)["name"], read_rules(paths.root)
+    name, rules = paths.read().name, read_rules(paths.root)
     sealed = rules.hides_private
     limit = None
     if paths.has_answers():

@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from .data import load_metadata, load_public, load_test_ids  # noqa: E402
+from .data import load_public, load_test_ids  # noqa: E402
 from .grading import accuracy_of, clopper_pearson, score_probabilities  # noqa: E402
 from .metrics import get_metric  # noqa: E402
 from .prepare import CompetitionPaths  # noqa: E402
@@ -289,21 +289,21 @@ def write_report(run_dir: Path, paths: CompetitionPaths) -> Path:
     run_dir = Path(run_dir)
     out = run_dir / "report"
     config, metrics, logits = _run_inputs(run_dir)
-    metadata = load_metadata(paths.public)
-    if metrics.get("fingerprint") and metrics["fingerprint"] != metadata.get("fingerprint"):
+    info = paths.read()
+    if metrics.get("fingerprint") and metrics["fingerprint"] != info.fingerprint:
         raise RunStateError(f"{paths.root} was prepared again with another split since run {run_dir.name}: "
                             f"its logits no longer match these test images, so no report is written")
     sealed = read_rules(paths.root).hides_private
     public = load_public(paths.public)
     classes = public.classes
     test_images = nhwc(public.test_images)
-    height, width, channels = metadata["image_shape"]
-    metric = get_metric(metadata.get("metric", "accuracy"))
+    height, width, channels = info.image_shape
+    metric = get_metric(info.metric)
     sections: list[tuple[str, list[Figure], str]] = []
-    sections.append(("Data", data_figures(public, out, metadata.get("notes", [])),
-                     f"<p>{metadata['train_size']:,} training and {metadata['test_size']:,} test images, "
+    sections.append(("Data", data_figures(public, out, list(info.notes)),
+                     f"<p>{info.train_size:,} training and {info.test_size:,} test images, "
                      f"{height}x{width} {'grey' if channels == 1 else 'colour'}, {len(classes)} classes, scored by "
-                     f"{metric.name} ({metric.direction}); test split: {html.escape(metadata['split'])}.</p>"))
+                     f"{metric.name} ({metric.direction}); test split: {html.escape(info.split)}.</p>"))
     sections.append(("Training", [curve_figure(run_dir, out)], score_table(metrics)))
 
     final_logits = logits["submission"]
@@ -313,7 +313,7 @@ def write_report(run_dir: Path, paths: CompetitionPaths) -> Path:
                                            "<code>python -m competition select</code> has picked the final "
                                            "submissions (then run <code>report</code> again).</p>"))
     elif paths.has_answers():
-        form = SubmissionForm.from_dict(metadata["submission"])
+        form = info.submission
         solution = read_solution(paths.solution, form, load_test_ids(paths.public))
         probabilities = (final_logits.double() / metrics.get("temperature", 1.0)).softmax(1).numpy()
         predicted = probabilities.argmax(1)
@@ -337,7 +337,7 @@ def write_report(run_dir: Path, paths: CompetitionPaths) -> Path:
         sections.append(("Submission", [], "<p>No answers for this competition: nothing to score.</p>"))
 
     body = [f"<h1>Run {html.escape(run_dir.name)}</h1>",
-            f"<p class='meta'>{html.escape(metadata['name'])} · model {html.escape('+'.join(config['models']))} · "
+            f"<p class='meta'>{html.escape(info.name)} · model {html.escape('+'.join(config['models']))} · "
             f"{config['folds']} fold(s) x {config['seeds']} seed(s) · {len(metrics['rounds']) - 1} pseudo-label "
             f"round(s) of at most {config['pseudo_rounds']} · {config['epochs']} epochs max · "
             f"CV {metrics['cv']['metric']} {metrics['cv']['value']:.4f} ({html.escape(metrics['cv']['kind'])}) · "

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .errors import SubmissionLimitError
 from .metrics import get_metric
+from .prepared import read_prepared
 from .sources import atomic_write_text
 
 MAX_SELECTED = 2        # Kaggle's final-submission count
@@ -95,9 +96,7 @@ def private_leaderboard(root: Path) -> list[dict]:
     (how many places it moved: positive is up). Final picks are marked."""
     rules = read_rules(root)
     rows = read_ledger(root)
-    metadata = Path(root) / "public" / "competition.json"
-    metric = get_metric(json.loads(metadata.read_text()).get("metric", "accuracy")
-                        if metadata.is_file() else "accuracy")
+    metric = get_metric(read_prepared(Path(root) / "public").metric)
     sign = -1 if metric.higher_is_better else 1
     public_rank = {id(r): i for i, r in enumerate(sorted(rows, key=lambda r: sign * r["public"]), start=1)}
     ranked = sorted(rows, key=lambda r: sign * r["private"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
 import subprocess
 import time
 from dataclasses import asdict, dataclass
@@ -20,17 +21,22 @@ from typing import Callable
 
 from . import __version__
 from .competitions import Competition, get_competition
+from . import policy
 from .config import RunConfig
-from .data import load_metadata
 from .errors import ConfigError, RunStateError
 from .executors import Executor
 from .fit import FitResult, fit
 from .prepare import (CompetitionPaths, SplitOptions, competition_lock, kaggle_folder_name, prepare,
                       prepare_kaggle_folder)
 from .folders import folder_signature
+from .models import check_weights, model_slug
+from .train import training_device
+from .images import SizeRequest
 from .publish import Published, publish
 from .rules import check_daily_limit, read_rules
 from .sources import atomic_write_text
+from .stopping import StopRequested, stop_on_signals
+from . import stopping
 
 
 @dataclass(frozen=True)
@@ -55,9 +61,11 @@ class Workspace:
 
 
 def ensure_prepared(workspace: Workspace, competition: str, kaggle_dir: Path | None,
-                    options: SplitOptions, log: Callable[[str], None], metric: str | None = None) -> CompetitionPaths:
+                    options: SplitOptions, log: Callable[[str], None], metric: str | None = None,
+                    sizes: SizeRequest | None = None) -> CompetitionPaths:
     """The prepared competition, (re)preparing it if it is missing or was split with other options
-    (or, for a Kaggle folder, is scored by another metric than `metric` asks)."""
+    or its images stored at another size request than `sizes` (None: any size will do; for a
+    Kaggle folder, also if its files changed or it is scored by another metric than `metric` asks)."""
     name = kaggle_folder_name(kaggle_dir) if kaggle_dir is not None else competition
     paths = workspace.competition(name)
     if kaggle_dir is None:
@@ -65,18 +73,22 @@ def ensure_prepared(workspace: Workspace, competition: str, kaggle_dir: Path | N
     # under the lock, so two runs starting together prepare it once and the second reuses it
     with competition_lock(paths.root):
         if paths.is_prepared():
-            metadata = load_metadata(paths.public)
-            same_split = all(metadata.get(k) == v for k, v in asdict(options).items())
-            same_source = kaggle_dir is None or metadata.get("source_signature") == folder_signature(kaggle_dir)
-            if same_split and same_source and metric in (None, metadata.get("metric")):
+            info = paths.read()
+            same_split = info.split_options == asdict(options)
+            same_source = kaggle_dir is None or info.source_signature == folder_signature(kaggle_dir)
+            same_size = sizes is None or sizes.accepts(info.size_request, info.image_shape, info.resize)
+            if same_split and same_source and same_size and metric in (None, info.metric):
                 return paths
             why = "other split options" if not same_split else \
-                f"another metric than {metric}" if same_source else f"files that changed in {kaggle_dir} since"
+                f"files that changed in {kaggle_dir} since" if not same_source else \
+                f"another image size request ({info.size_request}; now {sizes.key})" if not same_size else \
+                f"another metric than {metric}"
             log(f"{paths.root} was prepared from {why}; preparing it again")
-            metric = metric or metadata.get("metric")       # a new split keeps the folder's metric
+            metric = metric or info.metric       # a new split keeps the folder's metric
+        sizes = sizes or SizeRequest()
         if kaggle_dir is not None:
-            return prepare_kaggle_folder(kaggle_dir, workspace.data, options, metric, log)
-        return prepare(name, workspace.data, options, log=log)
+            return prepare_kaggle_folder(kaggle_dir, workspace.data, options, metric, log, sizes)
+        return prepare(name, workspace.data, options, log=log, sizes=sizes)
 
 
 def check_fixed_metric(competition: Competition, metric: str | None) -> None:
@@ -101,7 +113,7 @@ def new_run_dir(workspace: Workspace, cfg: RunConfig) -> Path:
     """A fresh folder submissions/<UTC time>-<competition>-<model>[-N]: made atomically, so two
     runs started in the same second get two folders."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    base = f"{stamp}-{cfg.competition}-{'+'.join(cfg.models)}"
+    base = f"{stamp}-{cfg.competition}-{'+'.join(model_slug(m) for m in cfg.models)}"
     workspace.submissions.mkdir(parents=True, exist_ok=True)
     for attempt in range(1, 1000):
         run_dir = workspace.submissions / (base if attempt == 1 else f"{base}-{attempt}")
@@ -137,7 +149,7 @@ def git_commit() -> str | None:
 
 def run_record(paths: CompetitionPaths) -> dict:
     """What a run must match to be resumed: the split its members trained on and the code."""
-    return {"fingerprint": load_metadata(paths.public).get("fingerprint"), "version": __version__,
+    return {"fingerprint": paths.read().fingerprint, "version": __version__,
             "code": code_fingerprint(), "git_commit": git_commit(), "competition_dir": str(paths.root)}
 
 
@@ -171,23 +183,36 @@ def run(cfg: RunConfig, workspace: Workspace, kaggle_dir: Path | None = None, re
     if resume:
         run_dir, cfg, paths = open_resumed_run(workspace, resume)
     else:
-        paths = ensure_prepared(workspace, cfg.competition, kaggle_dir, split, log, metric)
+        # the weights' file is found (or refused) before anything is prepared or trained, and
+        # recorded, so config.json repeats the run from the same file
+        cfg = cfg.replace(weights=check_weights(cfg.models, cfg.pretrained, cfg.weights))
+        paths = ensure_prepared(workspace, cfg.competition, kaggle_dir, split, log, metric,
+                                policy.size_request(cfg, training_device().type))
         # refuse before training, not after: the day's limit may already be used up
         check_daily_limit(paths.root, paths.root.name, read_rules(paths.root))
-        metadata = load_metadata(paths.public)
-        cfg = cfg.replace(competition=paths.root.name).for_data(metadata["image_shape"][2], metadata["train_size"])
+        info = paths.read()
+        # the stored size is the training size: config.json records it, so --config repeats it
+        cfg = policy.resolve(cfg.replace(competition=paths.root.name, image_size=info.height if
+                                         info.height == info.width else cfg.image_size),
+                             channels=info.channels, labelled=info.train_size)
         run_dir = new_run_dir(workspace, cfg)
         atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
         atomic_write_text(run_dir / "run.json", json.dumps(run_record(paths), indent=2) + "\n")
     stage_s = {"prepare": time.perf_counter() - start}
     log(f"run {run_dir.name} -> {run_dir}")
     fit_start = time.perf_counter()
-    try:
-        fitted = fit(cfg, paths.public, run_dir, executor, log)
-    except (KeyboardInterrupt, SystemExit):     # Lightning turns Ctrl+C into a clean SystemExit(1)
-        log(f"interrupted: finished members and the last finished epoch are saved; continue with\n"
-            f"  python -m competition run --resume {run_dir.name}")
-        raise
+    with stop_on_signals():
+        try:
+            fitted = fit(cfg, paths.public, run_dir, executor, log)
+        except BaseException as e:
+            signum = stopping.requested() or (signal.SIGINT if isinstance(e, KeyboardInterrupt) else None)
+            if signum is None:
+                raise
+            # however the stop surfaced (our StopRequested, Lightning's SIGTERMException, a second
+            # Ctrl+C), it ends the same way: the resume command and 128 + the signal's number
+            log(f"interrupted: finished members and the last finished epoch are saved; continue with\n"
+                f"  python -m competition run --resume {run_dir.name}")
+            raise StopRequested(signum) from None
     stage_s["fit"] = time.perf_counter() - fit_start
     published = publish(fitted, paths, workspace.root, workspace.leaderboard, time.perf_counter() - start,
                         stage_s, resumed=bool(resume), log=log)

@@ -19,6 +19,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint
 
+from . import stopping
 from .config import RunConfig
 from .data import DeviceBatches
 from .module import Classifier
@@ -108,6 +109,17 @@ class EpochHistory(L.Callback):
         })
 
 
+class StopOnSignal(L.Callback):
+    """Ends the fit at the next batch once SIGINT or SIGTERM asked the run to stop (see stopping.py):
+    last.ckpt then holds the last finished epoch, where `--resume` picks the member up."""
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: object) -> None:
+        stopping.check()
+
+    def on_validation_batch_end(self, trainer: L.Trainer, *args: object) -> None:
+        stopping.check()
+
+
 class EpochOrder(L.Callback):
     """Tells the batch iterator which epoch is starting, so each epoch's order is a function of
     (seed, epoch number) and a fit resumed from last.ckpt sees the same batches as one never stopped."""
@@ -168,7 +180,7 @@ def train_model(data: TrainingData, cfg: RunConfig, model: str, seed: int, out_d
     checkpoint = ModelCheckpoint(dirpath=out_dir, filename="best", monitor="val_acc", mode="max",
                                  save_top_k=1, save_last=True, enable_version_counter=False)
     callbacks: list[L.Callback] = [checkpoint, EarlyStopping("val_acc", mode="max", patience=cfg.patience), history,
-                                   EpochOrder(train_batches)]
+                                   EpochOrder(train_batches), StopOnSignal()]
     if cfg.averaging == "ema":
         # validation, the checkpoint and so prediction all see the averaged weights
         callbacks.append(EMAWeightAveraging(decay=ema_decay(cfg.ema_half_life, len(train_batches))))
@@ -198,7 +210,7 @@ def _train_fixed_epochs(data: TrainingData, cfg: RunConfig, model: str, seed: in
                                     mean=data.mean, std=data.std, steps_per_epoch=len(batches),
                                     hflip_safe=data.hflip_safe, seed=seed)
     history = EpochHistory()
-    callbacks: list[L.Callback] = [history, EpochOrder(batches)]
+    callbacks: list[L.Callback] = [history, EpochOrder(batches), StopOnSignal()]
     if cfg.averaging == "ema":
         callbacks.append(EMAWeightAveraging(decay=ema_decay(cfg.ema_half_life, len(batches))))
     trainer = L.Trainer(

@@ -79,7 +79,7 @@ def test_leaderboard_command_prints_the_tables(workspace, capsys):
 def test_ci_runs_the_readme_commands():
     readme = (REPO / "README.md").read_text()
     ci = (REPO / ".ci" / "run").read_text()
-    setup = 'pip install "torch==2.13.0" -e ".[test]"'
+    setup = 'pip install "torch==2.14.1" "torchvision==0.29.1" -e ".[test]"'
     assert setup in readme and setup in ci
     assert "python -m pytest" in readme and "python -m pytest" in ci
     assert "python -m competition run" in readme.split("\n\n## ")[0]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from competition.config import LARGE_DATA, Augmentation, RunConfig, build_config
+from competition.config import Augmentation, RunConfig, build_config
+from competition.policy import LARGE_DATA, resolve
 from competition.errors import ConfigError
 
 
@@ -78,11 +79,13 @@ def test_pseudo_rounds_take_a_count_or_auto_and_nothing_else(tmp_path):
 
 def test_auto_settings_follow_the_data_and_explicit_ones_are_kept():
     small, large = LARGE_DATA - 1, LARGE_DATA
-    assert (RunConfig().for_data(1, small).models, RunConfig().for_data(1, small).pseudo_rounds) == (("fastnet",), 1)
-    assert (RunConfig().for_data(1, large).models, RunConfig().for_data(1, large).pseudo_rounds) == \
-        (("fastnet-wide",), 0)
-    assert RunConfig().for_data(3, large).models == ("resnet-small",)
-    explicit = RunConfig(models=("fastnet", "lenet5"), pseudo_rounds=2).for_data(1, large)
+    def auto(channels: int, labelled: int, cfg: RunConfig = RunConfig()) -> RunConfig:
+        return resolve(cfg, channels=channels, labelled=labelled)
+
+    assert (auto(1, small).models, auto(1, small).pseudo_rounds) == (("fastnet",), 1)
+    assert (auto(1, large).models, auto(1, large).pseudo_rounds) == (("fastnet-wide",), 0)
+    assert auto(3, large).models == ("resnet-small",)
+    explicit = auto(1, large, RunConfig(models=("fastnet", "lenet5"), pseudo_rounds=2))
     assert (explicit.models, explicit.pseudo_rounds) == (("fastnet", "lenet5"), 2)
-    resolved = RunConfig().for_data(1, large)
+    resolved = auto(1, large)
     assert RunConfig.from_dict(resolved.to_dict()) == resolved

@@ -77,8 +77,11 @@ def test_a_fixed_threshold_above_the_cap_would_select_nothing_but_ours_does():
 
 
 def test_tta_is_switched_on_only_by_a_significant_out_of_fold_gain():
-    from competition.fit import tta_pays
+    from competition.ensemble import OutOfFold
     labels = torch.zeros(1000, dtype=torch.long)
+
+    def tta_pays(plain: torch.Tensor, tta: torch.Tensor, labels: torch.Tensor) -> bool:
+        return OutOfFold(logits=plain, labels=labels).beaten_by(OutOfFold(logits=tta, labels=labels))
     right, wrong = torch.tensor([2.0, 0.0]), torch.tensor([0.0, 2.0])
 
     def logits(correct: int) -> torch.Tensor:

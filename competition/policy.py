@@ -1,0 +1,60 @@
+"""Every `auto` of a run made concrete, in one place: the model, the pseudo-label rounds, the image size.
+
+`resolve` runs once, before the run folder is named; the run's config.json holds what it chose,
+so `run --config submissions/RUN/config.json` repeats it with nothing left to choose.
+"""
+
+from __future__ import annotations
+
+from .config import RunConfig
+from .images import SizeRequest
+from .models import AUTO, TIMM_PREFIX, pretrained_config
+
+# From this many labelled images a run's `auto` settings spend the time on capacity instead of a
+# pseudo-label round: on fashion-mnist (60,000) the round added +0.03 pp out of fold for 55% of the
+# run's time, while a 2x wider fastnet gained +1.4 pp on a validation fold (benchmarks/README.md §9).
+# Below it (mnist-5k, digits) the round paid +0.23 pp and the wider net nothing clear.
+LARGE_DATA = 20_000
+
+# The largest side `image_size = auto` stores photos of varied sizes at (benchmarks/README.md §11):
+# a from-scratch net gains little past 64 px on few thousand photos, and on a CPU a pretrained
+# backbone at its own 224 px trains ~3x slower than at 128 px.
+SCRATCH_LIMIT = {"cpu": 64, "cuda": 128}
+PRETRAINED_CPU_LIMIT = 128
+
+
+def default_model(channels: int, labelled: int = 0) -> str:
+    """`auto`: the small conv net for grey digits and letters (twice as wide from `LARGE_DATA`
+    labelled images, where it stops underfitting), the residual net for colour."""
+    if channels != 1:
+        return "resnet-small"
+    return "fastnet-wide" if labelled >= LARGE_DATA else "fastnet"
+
+
+def resolve_models(models: tuple[str, ...], channels: int, labelled: int = 0) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(default_model(channels, labelled) if m == AUTO else m for m in models))
+
+
+def resolve(cfg: RunConfig, *, channels: int, labelled: int) -> RunConfig:
+    """The model by channels and the labelled count, the pseudo-label rounds by the count."""
+    rounds = cfg.pseudo_rounds
+    if rounds == "auto":
+        rounds = 0 if labelled >= LARGE_DATA else 1
+    return cfg.replace(models=resolve_models(cfg.models, channels, labelled), pseudo_rounds=rounds)
+
+
+def size_request(cfg: RunConfig, device_type: str) -> SizeRequest:
+    """What `image_size` asks of prepare. auto: a set sharing one size keeps it; photos of varied
+    sizes go to their median shorter side, at most a pretrained model's own input size (capped on a
+    CPU) or the from-scratch limit of the device."""
+    size = None if cfg.image_size == "auto" else int(cfg.image_size)
+    pretrained = [pretrained_config(m) for m in cfg.models if m.startswith(TIMM_PREFIX)]
+    if pretrained and (cfg.pretrained or cfg.weights):
+        own = min(int(p["input_size"][-1]) for p in pretrained)
+        limit = own if device_type == "cuda" else min(own, PRETRAINED_CPU_LIMIT)
+        reason = f"{'+'.join(cfg.models)} ({own} px pretrained" + \
+            ("" if limit == own else f", {limit} on a {device_type.upper()}") + ")"
+    else:
+        limit = SCRATCH_LIMIT.get(device_type, SCRATCH_LIMIT["cpu"])
+        reason = f"a from-scratch model on a {device_type.upper()}"
+    return SizeRequest(size=size, limit=limit, limit_reason=reason, resize=cfg.resize)

@@ -1,0 +1,89 @@
+"""The one description of a prepared competition: written once by prepare, read once by `read_prepared`.
+
+`public/competition.json` holds a `PreparedCompetition` as JSON, with a format number. Every
+stage downstream (fit, publish, score, report, rules) takes this object, never the raw dict:
+the name, the classes and their spellings, the images' stored size and how the originals
+reached it, the metric, the submission form, the split and its fingerprint, and whether a
+mirrored image keeps its class. A file of another format is not trusted: the competition
+counts as not prepared and is prepared again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import DataSourceError
+from .submission import SubmissionForm
+
+FORMAT = 2          # 2: image size policy, .npy image arrays; 1 (unnumbered): images.npz
+
+
+@dataclass(frozen=True, kw_only=True)
+class PreparedCompetition:
+    name: str
+    source: str                         # where the data came from, for people
+    form: str                           # the Kaggle form of its public files: pixel-csv | image-folder | ...
+    classes: tuple[str, ...]            # class k's name
+    image_shape: tuple[int, int, int]   # (height, width, channels) of the stored uint8 images
+    resize: str = "none"                # how the originals reached image_shape: none | crop | pad
+    original_sizes: str = ""            # the originals' sizes (e.g. "min 120x98, median 375x499, max ..."), for people
+    size_request: str = ""              # what chose image_shape (images.SizeRequest.key): another is prepared again
+    metric: str = "accuracy"
+    submission: SubmissionForm = field(default_factory=SubmissionForm)
+    hflip: bool = False                 # a mirrored image keeps its class (photos; never digits or letters)
+    train_size: int
+    test_size: int
+    split: str                          # what the hidden test set is (official, a stratified split, ...)
+    split_seed: int
+    test_fraction: float
+    public_fraction: float
+    fingerprint: str                    # of the arrays training reads: runs record it, --resume checks it
+    source_signature: str | None = None  # of a --data folder's files: a changed folder is prepared again
+    notes: tuple[str, ...] = ()         # curation counts, printed by prepare
+    format: int = FORMAT
+
+    @property
+    def height(self) -> int:
+        return self.image_shape[0]
+
+    @property
+    def width(self) -> int:
+        return self.image_shape[1]
+
+    @property
+    def channels(self) -> int:
+        return self.image_shape[2]
+
+    @property
+    def split_options(self) -> dict[str, float | int]:
+        return {"split_seed": self.split_seed, "test_fraction": self.test_fraction,
+                "public_fraction": self.public_fraction}
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "competition.json") -> "PreparedCompetition":
+        try:
+            values = json.loads(text)
+            if values.get("format") != FORMAT:
+                raise DataSourceError(f"{source}: prepared by another version of the harness (format "
+                                      f"{values.get('format', 1)}, this one reads {FORMAT}); prepare it again")
+            values["submission"] = SubmissionForm.from_dict(values["submission"])
+            for name in ("classes", "image_shape", "notes"):
+                values[name] = tuple(values[name])
+            return cls(**values)
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            raise DataSourceError(f"{source}: not a competition description ({type(e).__name__}: {e}); "
+                                  f"prepare it again") from e
+
+
+def read_prepared(public_dir: Path) -> PreparedCompetition:
+    """The competition.json of a prepared competition's public folder."""
+    path = Path(public_dir) / "competition.json"
+    if not path.is_file():
+        raise DataSourceError(f"{public_dir}: not a prepared competition (no competition.json); run prepare first")
+    return PreparedCompetition.from_json(path.read_text(), source=str(path))
