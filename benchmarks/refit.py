@@ -36,9 +36,9 @@ OUTER_FRACTION = 0.2
 def subset_data(public: PublicData, train: np.ndarray, val: np.ndarray, device: torch.device) -> TrainingData:
     images = public.train_images[train]
     mean, std = pixel_stats(images)
-    return TrainingData(images.to(device), public.train_labels[train].to(device),
-                        public.train_images[val].to(device), public.train_labels[val].to(device),
-                        public.num_classes, mean, std, device, public.hflip)
+    return TrainingData(train_images=images.to(device), train_labels=public.train_labels[train].to(device),
+                        val_images=public.train_images[val].to(device), val_labels=public.train_labels[val].to(device),
+                        num_classes=public.num_classes, mean=mean, std=std, device=device, hflip_safe=public.hflip)
 
 
 def one_repeat(public: PublicData, cfg: RunConfig, repeat: int, work: Path) -> dict:

@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 from . import leaderboard
@@ -14,14 +13,13 @@ from .competitions import COMPETITIONS, DEFAULT_COMPETITION, get_competition
 from .config import build_config
 from .errors import ConfigError, DataSourceError, HarnessError, RunStateError
 from .executors import make_executor
-from .grading import format_score, score_submission
+from .grading import format_score
 from .members import MemberSpec, train_member
 from .prepare import SplitOptions, competition_lock, kaggle_folder_name, prepare, prepare_kaggle_folder
 from .report import write_report
-from .rules import (Rules, check_daily_limit, format_private_leaderboard, private_leaderboard, read_rules,
-                    record_scored, select_final, write_rules)
+from .rules import Rules, format_private_leaderboard, private_leaderboard, read_rules, select_final, write_rules
 from .metrics import METRICS
-from .publish import submission_form
+from .scoring import Row, grade_and_record
 from .stopping import StopRequested
 from .run import Workspace, check_fixed_metric, ensure_prepared, run
 
@@ -124,28 +122,20 @@ def cmd_score(args: argparse.Namespace) -> int:
     if not paths.has_answers():
         raise DataSourceError(f"{paths.solution}: no answers for {paths.root.name}, so nothing can be scored")
     info = paths.read()
-    classes, name = info.classes, info.name
-    rules = read_rules(paths.root)
-    # the rules are checked before the answers are read: a refused submission learns nothing
-    check_daily_limit(paths.root, name, rules)
-    form, ids = submission_form(paths)
-    _, score = score_submission(Path(args.submission), paths.solution, form, ids, info.metric)
     submission_id = args.run_id or Path(args.submission).name
-    if rules.daily_limit is not None or rules.sealed:       # the ledger is what the rules count and reveal from
-        record_scored(paths.root, submission_id, score.public.value, score.private.value)
-    print(f"{args.submission} on {name}:")
-    if rules.hides_private:
+    graded = grade_and_record(Path(args.submission), paths, Row(submission_id=submission_id, run=submission_id,
+                                                                model=args.model or "-"),
+                              None if args.no_leaderboard else workspace.leaderboard)
+    score = graded.score
+    print(f"{args.submission} on {info.name}:")
+    if graded.sealed:
         print(f"public {score.metric}:  {score.public}\nprivate {score.metric}: sealed until "
-              f"`python -m competition select {name} ...` picks the final submissions (per-class and confusion "
-              f"figures read private rows too)")
+              f"`python -m competition select {info.name} ...` picks the final submissions (per-class and "
+              f"confusion figures read private rows too)")
     else:
-        print(format_score(score, classes))
-    if not args.no_leaderboard:
-        entry = leaderboard.Entry(name, score.public.value, None if rules.hides_private else score.private.value,
-                                  None, submission_id, args.model or "-", "-", "-", "-",
-                                  datetime.now(timezone.utc).strftime("%Y-%m-%d"), score.metric)
-        rank = leaderboard.add_entry(workspace.leaderboard, entry)
-        print(f"leaderboard: rank {rank} for {name} in {workspace.leaderboard}")
+        print(format_score(score, info.classes))
+    if graded.rank is not None:
+        print(f"leaderboard: rank {graded.rank} for {info.name} in {workspace.leaderboard}")
     return 0
 
 

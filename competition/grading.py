@@ -16,7 +16,7 @@ from .submission import Solution, SubmissionForm, read_solution, validate_submis
 __all__ = ["Estimate", "InvalidSubmissionError", "Score", "accuracy_of", "clopper_pearson", "format_score",
            "score_probabilities", "score_submission"]
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Score:
     metric: str
     public: Estimate
@@ -35,9 +35,9 @@ def score_probabilities(probabilities: np.ndarray, solution: Solution, metric: M
     hits = predicted == solution.labels
     per_class = [accuracy_of(hits[solution.labels == k]) for k in range(num_classes)]
     part = solution.public
-    return Score(metric.name, metric.estimate(solution.labels[part], probabilities[part]),
-                 metric.estimate(solution.labels[~part], probabilities[~part]),
-                 metric.estimate(solution.labels, probabilities), per_class, confusion)
+    return Score(metric=metric.name, public=metric.estimate(solution.labels[part], probabilities[part]),
+                 private=metric.estimate(solution.labels[~part], probabilities[~part]),
+                 overall=metric.estimate(solution.labels, probabilities), per_class=per_class, confusion=confusion)
 
 
 def score_submission(path: Path, solution_path: Path, form: SubmissionForm, ids: np.ndarray,

@@ -32,7 +32,7 @@ ALIGN = ("---:", "---:", "---:", "---:", "---", "---", "---", "---:", "---:", "-
 OLD_COLUMNS = 9         # files written before the CV column: no CV cell
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Entry:
     competition: str
     public: float
@@ -75,7 +75,10 @@ def parse(text: str) -> list[Entry]:
             cells.insert(3, "-")
         cv = None if cells[3] == "-" else float(cells[3])
         private = None if cells[2] == "sealed" else float(cells[2])
-        entries.append(Entry(competition, float(cells[1]), private, cv, *cells[4:], metric=metric))
+        run, model, members, pseudo_rounds, wall_time, date = cells[4:]
+        entries.append(Entry(competition=competition, public=float(cells[1]), private=private, cv=cv, run=run,
+                             model=model, members=members, pseudo_rounds=pseudo_rounds, wall_time=wall_time,
+                             date=date, metric=metric))
     return entries
 
 

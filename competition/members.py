@@ -64,7 +64,7 @@ class MemberSpec:
         return cls(**values)
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class MemberResult:
     name: str
     round: int
@@ -122,9 +122,11 @@ def fold_data(public: PublicData, cfg: RunConfig, fold: int, device: torch.devic
     train_images = public.train_images[train]
     mean, std = pixel_stats(train_images)
     where = placement(public.train_images, device)
-    data = TrainingData(to_placement(train_images, device, where), public.train_labels[train].to(device),
-                        to_placement(public.train_images[val], device, where), public.train_labels[val].to(device),
-                        public.num_classes, mean, std, device, public.hflip)
+    data = TrainingData(train_images=to_placement(train_images, device, where),
+                        train_labels=public.train_labels[train].to(device),
+                        val_images=to_placement(public.train_images[val], device, where),
+                        val_labels=public.train_labels[val].to(device), num_classes=public.num_classes,
+                        mean=mean, std=std, device=device, hflip_safe=public.hflip)
     return data, val
 
 
@@ -172,9 +174,11 @@ def train_member(spec: MemberSpec, public: PublicData | None = None) -> MemberRe
              "test": {IDENTITY[0].name: test_plain[0]}}
     save_logits(out_dir, torch.from_numpy(val_rows), views)
     val_acc = float((val_views[0].argmax(1) == public.train_labels[val_rows]).float().mean())
-    result = MemberResult(spec.name, spec.round, spec.fold, spec.seed, spec.model, val_acc, len(val_rows),
-                          trained.best_epoch, trained.epochs_run, trained.wall_s, device.type, str(out_dir),
-                          file_digest(spec.pseudo_labels), precision_for(cfg, device), trained.history)
+    result = MemberResult(name=spec.name, round=spec.round, fold=spec.fold, seed=spec.seed, model=spec.model,
+                          val_acc=val_acc, val_size=len(val_rows), best_epoch=trained.best_epoch,
+                          epochs_run=trained.epochs_run, wall_s=trained.wall_s, device=device.type,
+                          out_dir=str(out_dir), pseudo_labels_sha=file_digest(spec.pseudo_labels),
+                          precision=precision_for(cfg, device), history=trained.history)
     atomic_write_text(out_dir / "spec.json", spec.to_json())
     atomic_write_text(out_dir / "result.json", json.dumps(asdict(result), indent=2) + "\n")
     return result

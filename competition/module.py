@@ -79,6 +79,13 @@ class Classifier(L.LightningModule):
         # augmentation and dropout draw from the global generator: seeding it from (seed, step)
         # makes every step's randomness the same whether or not the fit was resumed before it
         torch.manual_seed(self.hparams.seed * 1_000_003 + self.global_step)
+        if self.hparams.get("weights"):
+            # a fine-tuned backbone keeps ImageNet's batch-norm statistics: batches of a few dozen
+            # photos would replace them with noisy ones (benchmarks/README.md §11). Set here, per
+            # step, because Lightning restores each layer's train/eval mode around validation.
+            for layer in self.net.modules():
+                if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm):
+                    layer.eval()
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, labels = batch

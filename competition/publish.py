@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import resource
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -22,11 +21,12 @@ from .errors import SubmissionLimitError
 from .ensemble import probabilities
 from .fit import FitResult
 from .grading import Score, score_probabilities
-from .leaderboard import Entry, add_entry, format_duration
+from .leaderboard import format_duration
 from .metrics import get_metric, one_hot
 from .prepare import CompetitionPaths
 from .report import write_report
-from .rules import check_daily_limit, read_rules, record_scored
+from .scoring import Row, grade_and_record
+from .rules import read_rules
 from .sources import atomic_write_text
 from .submission import Solution, SubmissionForm, read_solution, validate_submission, write_submission
 
@@ -45,9 +45,9 @@ def submission_form(paths: CompetitionPaths) -> tuple[SubmissionForm, np.ndarray
     return paths.read().submission, load_test_ids(paths.public)
 
 
-def grade_fit(fit: FitResult, solution: Solution, submitted: np.ndarray) -> tuple[dict[str, Score], dict[int, float]]:
-    """Score every member, every round's ensemble and the submission (as submitted: labels one-hot,
-    or probabilities) with the competition's metric; measure pseudo-label precision."""
+def grade_fit(fit: FitResult, solution: Solution) -> tuple[dict[str, Score], dict[int, float]]:
+    """Score every member and every round's ensemble (as a submission would hold them: labels
+    one-hot, or probabilities) with the competition's metric; measure pseudo-label precision."""
     metric = get_metric(fit.metric)
     scores, precision = {}, {}
 
@@ -63,7 +63,6 @@ def grade_fit(fit: FitResult, solution: Solution, submitted: np.ndarray) -> tupl
         if rnd.pseudo is not None and len(rnd.pseudo.indices):
             truth = solution.labels[rnd.pseudo.indices.numpy()]
             precision[rnd.round] = float((rnd.pseudo.labels.numpy() == truth).mean())
-    scores["submission"] = score_probabilities(submitted, solution, metric)
     return scores, precision
 
 
@@ -148,31 +147,27 @@ def publish(fit: FitResult, paths: CompetitionPaths, workspace_root: Path, leade
     run_dir, cfg = fit.run_dir, fit.config
     form, ids = submission_form(paths)
     write_submission(run_dir / "submission.csv", form, ids, fit.probabilities)
-    submitted = validate_submission(run_dir / "submission.csv", form, ids)     # what the grader will read
+    validate_submission(run_dir / "submission.csv", form, ids)     # the file passes the grader's checks, answers or not
     write_submission(workspace_root / "submission.csv", form, ids, fit.probabilities)
     published = Published(workspace_root / "submission.csv")
     tmp = run_dir / "test_logits.pt.tmp"
     torch.save({f"round{r.round}": r.test_logits for r in fit.rounds} | {"submission": fit.final.test_logits}, tmp)
     tmp.replace(run_dir / "test_logits.pt")
-    name, rules = paths.read().name, read_rules(paths.root)
-    sealed = rules.hides_private
+    name, sealed = paths.read().name, read_rules(paths.root).hides_private
     limit = None
     if paths.has_answers():
+        report_link = f"[{run_dir.name}]({(run_dir / 'report.html').relative_to(workspace_root).as_posix()})"
+        row = Row(submission_id=run_dir.name, run=report_link, model="+".join(cfg.models), members=members_text(fit),
+                  pseudo_rounds=str(len(fit.rounds) - 1), cv=fit.final.cv.value, is_run=True,
+                  wall_time=format_duration(wall_s) + (" (resumed)" if resumed else ""))
         try:
-            check_daily_limit(paths.root, name, rules)
+            graded = grade_and_record(run_dir / "submission.csv", paths, row, leaderboard)
         except SubmissionLimitError as e:
             limit = str(e)
-    if paths.has_answers() and limit is None:
-        published.scores, published.pseudo_precision = grade_fit(fit, read_solution(paths.solution, form, ids),
-                                                                 submitted)
-        final = published.scores["submission"]
-        record_scored(paths.root, run_dir.name, final.public.value, final.private.value)
-        report_link = f"[{run_dir.name}]({(run_dir / 'report.html').relative_to(workspace_root).as_posix()})"
-        published.rank = add_entry(leaderboard, Entry(
-            name, final.public.value, None if sealed else final.private.value, fit.final.cv.value,
-            report_link, "+".join(cfg.models), members_text(fit), str(len(fit.rounds) - 1),
-            format_duration(wall_s) + (" (resumed)" if resumed else ""),
-            datetime.now(timezone.utc).strftime("%Y-%m-%d"), fit.metric))
+        else:
+            published.rank = graded.rank
+            published.scores, published.pseudo_precision = grade_fit(fit, read_solution(paths.solution, form, ids))
+            published.scores["submission"] = graded.score
     atomic_write_text(run_dir / "metrics.json",
                       json.dumps(metrics(fit, published, wall_s, stage_s, sealed), indent=2) + "\n")
     published.report = write_report(run_dir, paths)

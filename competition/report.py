@@ -28,7 +28,7 @@ from .prepare import CompetitionPaths  # noqa: E402
 from .errors import RunStateError  # noqa: E402
 from .rules import read_rules  # noqa: E402
 from .sources import atomic_write_text  # noqa: E402
-from .submission import SubmissionForm, read_solution  # noqa: E402
+from .submission import read_solution  # noqa: E402
 
 DPI = 100
 MAX_CLASS_ROWS = 20         # figures with a row per class show at most this many classes

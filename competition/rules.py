@@ -50,10 +50,13 @@ def read_ledger(root: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
 
-def record_scored(root: Path, run: str, public: float, private: float, now: datetime | None = None) -> None:
-    """Append one scored submission to the ledger (rewritten atomically, so never half a line)."""
+def record_scored(root: Path, run: str, public: float, private: float, now: datetime | None = None,
+                  replace: bool = False) -> None:
+    """Append one scored submission to the ledger (rewritten atomically, so never half a line).
+    `replace`: a run publishing again (resumed) replaces its earlier row instead of counting twice."""
     now = now or datetime.now(timezone.utc)
-    rows = read_ledger(root) + [{"time": now.isoformat(), "run": run, "public": public, "private": private}]
+    rows = [r for r in read_ledger(root) if not (replace and r["run"] == run)]
+    rows += [{"time": now.isoformat(), "run": run, "public": public, "private": private}]
     atomic_write_text(Path(root) / "scored.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
 
 

@@ -98,7 +98,7 @@ def check_fixed_metric(competition: Competition, metric: str | None) -> None:
                           f"--metric picks the metric of a --data folder")
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class RunResult:
     fit: FitResult
     published: Published
@@ -216,4 +216,4 @@ def run(cfg: RunConfig, workspace: Workspace, kaggle_dir: Path | None = None, re
     stage_s["fit"] = time.perf_counter() - fit_start
     published = publish(fitted, paths, workspace.root, workspace.leaderboard, time.perf_counter() - start,
                         stage_s, resumed=bool(resume), log=log)
-    return RunResult(fitted, published, time.perf_counter() - start)
+    return RunResult(fit=fitted, published=published, wall_s=time.perf_counter() - start)

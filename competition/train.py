@@ -31,7 +31,7 @@ warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 warnings.filterwarnings("ignore", message=".*no `val_dataloader`.*")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrainingData:
     """One fold of the public data (uint8 images), on the training device or pinned in host memory
     when too big for it (`placement`); batches always reach the model on `device`."""
@@ -51,7 +51,7 @@ class TrainingData:
         return int(c), int(h), int(w)
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class TrainedModel:
     module: Classifier              # the best checkpoint's weights (EMA weights when averaging)
     best_epoch: int
@@ -74,10 +74,14 @@ def native_bf16(device: torch.device) -> bool:
 
 
 def precision_for(cfg: RunConfig, device: torch.device) -> str:
-    """`auto`: bf16 autocast where the hardware has it (about 1.3x faster members on a Zen 4 CPU,
-    accuracy within noise: benchmarks/README.md), float32 elsewhere."""
+    """`auto`: bf16 autocast where the hardware has it, float32 elsewhere; and float32 for timm
+    models on a CPU. The project's own dense-conv nets train 1.3-2x faster in bf16 on a Zen 4 CPU
+    (accuracy within noise), but timm's depthwise-conv backbones train 1.7x slower there
+    (EfficientNet-Lite0 at 96 px: 63 against 106 images/s; benchmarks/README.md §11)."""
     if cfg.precision != "auto":
         return cfg.precision
+    if device.type == "cpu" and any(m.startswith("timm/") for m in cfg.models):
+        return "32-true"
     return "bf16-mixed" if native_bf16(device) else "32-true"
 
 
@@ -195,8 +199,8 @@ def train_model(data: TrainingData, cfg: RunConfig, model: str, seed: int, out_d
     module.load_state_dict(best["state_dict"])
     module.to(device).eval()
     best_row = max(history.rows, key=lambda r: r["val_acc"])
-    return TrainedModel(module, int(best_row["epoch"]), len(history.rows), time.perf_counter() - start,
-                        history.rows)
+    return TrainedModel(module=module, best_epoch=int(best_row["epoch"]), epochs_run=len(history.rows),
+                        wall_s=time.perf_counter() - start, history=history.rows)
 
 
 def _train_fixed_epochs(data: TrainingData, cfg: RunConfig, model: str, seed: int, out_dir: Path) -> TrainedModel:
@@ -220,4 +224,5 @@ def _train_fixed_epochs(data: TrainingData, cfg: RunConfig, model: str, seed: in
         enable_progress_bar=sys.stderr.isatty(), default_root_dir=out_dir)
     trainer.fit(module, batches)
     module.to(device).eval()
-    return TrainedModel(module, len(history.rows), len(history.rows), time.perf_counter() - start, history.rows)
+    return TrainedModel(module=module, best_epoch=len(history.rows), epochs_run=len(history.rows),
+                        wall_s=time.perf_counter() - start, history=history.rows)

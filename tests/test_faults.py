@@ -119,11 +119,13 @@ def test_a_broken_input_gets_one_line_naming_it_and_exit_1(tmp_path, capsys, nam
             assert (public / "competition.json").is_file() == (public / "train.csv").is_file()
 
 
-def test_a_full_disk_keeps_the_previous_leaderboard_and_says_so(workspace, capsys, monkeypatch):
+def test_a_full_disk_keeps_the_previous_ledger_and_leaderboard_and_says_so(workspace, capsys, monkeypatch):
     assert _cli(workspace, "prepare", "digits") == 0
     sample = workspace.competition("digits").public / "sample_submission.csv"
     assert _cli(workspace, "score", str(sample), "--competition", "digits") == 0
     before = workspace.leaderboard.read_bytes()
+    ledger = workspace.competition("digits").root / "scored.jsonl"
+    ledger_before = ledger.read_bytes()
     capsys.readouterr()
 
     class FullDisk(io.StringIO):
@@ -135,8 +137,8 @@ def test_a_full_disk_keeps_the_previous_leaderboard_and_says_so(workspace, capsy
     assert _cli(workspace, "score", str(sample), "--competition", "digits", "--run-id", "second") == 1
     monkeypatch.setattr(sources.os, "fdopen", real_fdopen)
     err = capsys.readouterr().err.strip()
-    assert "leaderboard.md: cannot write (No space left on device); the previous file is unchanged" in err
-    assert workspace.leaderboard.read_bytes() == before
+    assert "scored.jsonl: cannot write (No space left on device); the previous file is unchanged" in err
+    assert workspace.leaderboard.read_bytes() == before and ledger.read_bytes() == ledger_before
     assert not list(workspace.root.rglob("*.tmp"))
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -21,7 +23,7 @@ QUIET = dict(log=lambda s: None)
 GREY_RAMP = np.tile(np.arange(0, 256, 16, dtype=np.uint8), (8, 1))        # (8, 16) grey levels 0..240
 
 
-def _saved(tmp_path, image: Image.Image, name: str = "image.png", **kwargs) -> "Path":
+def _saved(tmp_path: Path, image: Image.Image, name: str = "image.png", **kwargs) -> Path:
     path = tmp_path / name
     image.save(path, **kwargs)
     return path

@@ -10,7 +10,8 @@ from competition.leaderboard import Entry, add_entry, read
 
 
 def _entry(competition="digits", public=0.9, run="r", private=0.8):
-    return Entry(competition, public, private, 0.95, run, "fastnet", "4 folds x 1 seed", "1", "1m 02s", "2026-11-23")
+    return Entry(competition=competition, public=public, private=private, cv=0.95, run=run, model="fastnet",
+                 members="4 folds x 1 seed", pseudo_rounds="1", wall_time="1m 02s", date="2026-11-23")
 
 
 def test_rows_rank_by_public_score_in_one_table_per_competition(tmp_path):

@@ -15,7 +15,8 @@ from competition.config import RunConfig                            # noqa: E402
 from competition.errors import ConfigError                          # noqa: E402
 from competition.models import create_model, resolve_weights        # noqa: E402
 from competition.module import Classifier                           # noqa: E402
-from competition.policy import size_request                         # noqa: E402
+from competition.config import FINE_TUNE, SCRATCH                   # noqa: E402
+from competition.policy import PRETRAINED_CPU_LIMIT, size_request   # noqa: E402
 
 from test_images import write_dogs_vs_cats                          # noqa: E402
 
@@ -95,12 +96,19 @@ def test_weights_that_are_not_there_or_for_a_registry_model_are_refused(tmp_path
 
 
 def test_auto_image_size_follows_the_pretrained_model_and_the_device(backbone_weights):
-    cfg = RunConfig(models=(MODEL,), weights=str(backbone_weights))
-    own = timm.models.get_pretrained_cfg("test_efficientnet").input_size[-1]          # 160
-    assert size_request(cfg, "cuda").limit == own
-    assert size_request(cfg, "cpu").limit == min(own, 128)
+    cfg = RunConfig(models=("timm/efficientnet_lite0",), weights=str(backbone_weights))
+    assert size_request(cfg, "cuda").limit == 224                                      # the model's own
+    assert size_request(cfg, "cpu").limit == PRETRAINED_CPU_LIMIT == 160
     assert size_request(cfg.replace(weights=""), "cpu").limit == 64                   # from scratch
     assert size_request(cfg.replace(image_size=96), "cpu").size == 96
+
+
+def test_a_pretrained_backbone_gets_the_fine_tuning_recipe_unless_told_otherwise(backbone_weights):
+    tuned = RunConfig(models=(MODEL,), weights=str(backbone_weights))
+    assert (tuned.epochs, tuned.batch_size, tuned.lr) == (FINE_TUNE["epochs"], FINE_TUNE["batch_size"],
+                                                          FINE_TUNE["lr"])
+    assert (RunConfig().epochs, RunConfig().batch_size, RunConfig().lr) == tuple(SCRATCH.values())
+    assert RunConfig(models=(MODEL,), weights=str(backbone_weights), epochs=5).epochs == 5
 
 
 @pytest.mark.slow
