@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from competition.config import RunConfig
+from competition.policy import resolve
 from competition.executors import Executor, InProcess, RayExecutor
 from competition.members import plan_members, train_member
 
@@ -39,7 +40,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     add_output_flag(parser)
     args = parser.parse_args(argv)
     public, paths = public_data(args.competition)
-    cfg = RunConfig(competition=args.competition, folds=args.members, epochs=args.epochs, pseudo_rounds=0)
+    cfg = resolve(RunConfig(competition=args.competition, folds=args.members, epochs=args.epochs, pseudo_rounds=0),
+                  channels=public.image_shape[0], labelled=len(public.train_labels))
     rows = []
     wall = time_members(InProcess(), cfg, public, paths.public)
     rows.append({"executor": "in-process", "startup_s": 0.0, "members": args.members, "members_wall_s": wall,

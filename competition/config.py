@@ -24,7 +24,6 @@ TestTimeAugmentation = Literal["auto", "on", "off"]     # auto: on when it raise
 Precision = Literal["auto", "32-true", "bf16-mixed", "16-mixed"]
 Switch = Literal["auto", "on", "off"]
 Resize = Literal["crop", "pad"]
-PHOTO_CROP = 0.35       # random resized crops keep 35-100% of a photo's area (timm's default keeps 8-100%)
 
 
 @dataclass(frozen=True)
@@ -40,18 +39,19 @@ class Augmentation:
     hflip: Switch = "auto"              # mirror half of each batch; auto: where the competition says
                                         # mirrored images keep their class (photos; never digits or letters)
     crop: float | Literal["auto"] = "auto"  # random resized crop: least share of the area kept; 0 = off;
-                                        # auto: PHOTO_CROP where mirrored images keep their class (photos), else 0
+                                        # auto: FINE_TUNE_CROP when fine-tuning a pretrained backbone (the
+                                        # recipe measured), else off (not measured to pay from scratch)
 
     @property
     def is_identity(self) -> bool:
         return not self.enabled or not (self.rotation or self.shift or self.zoom or self.shear or self.elastic
                                         or self.hflip == "on" or self.crop not in (0, "auto"))
 
-    def resolved(self, hflip_safe: bool) -> "Augmentation":
-        """`hflip` and `crop` = auto made concrete for one competition: on for photos (a mirrored
-        image keeps its class), off for digits and letters."""
+    def resolved(self, hflip_safe: bool, fine_tuning: bool = False) -> "Augmentation":
+        """`auto` made concrete for one competition: mirrors for photos (a mirrored image keeps its
+        class), never for digits and letters; random resized crops when fine-tuning."""
         hflip = self.hflip if self.hflip != "auto" else ("on" if hflip_safe else "off")
-        crop = self.crop if self.crop != "auto" else (PHOTO_CROP if hflip_safe else 0.0)
+        crop = self.crop if self.crop != "auto" else (FINE_TUNE_CROP if fine_tuning else 0.0)
         return dataclasses.replace(self, hflip=hflip, crop=crop)
 
 
@@ -61,6 +61,7 @@ SCRATCH = {"epochs": 15, "batch_size": 256, "lr": 6e-3}
 # of the head's rate): on a Dogs vs. Cats fold at 160 px the validation accuracy peaks at epoch 2-3
 # of a one-cycle schedule; 3e-3 beat 1e-3 and 1e-2 at 96 px (benchmarks/README.md §11).
 FINE_TUNE = {"epochs": 3, "batch_size": 32, "lr": 3e-3}
+FINE_TUNE_CROP = 0.35   # random resized crops keep 35-100% of a photo's area (timm's ImageNet recipe: 8-100%)
 
 
 @dataclass(frozen=True)
@@ -119,14 +120,14 @@ class RunConfig:
             "pseudo_share": 0.0 < self.pseudo_share < 1.0, "label_smoothing": 0.0 <= self.label_smoothing < 1.0,
             "ema_half_life": self.ema_half_life > 0, "threads": self.threads >= 0,
             "backbone_lr": 0 < self.backbone_lr <= 1,
-            "augment.crop": self.augment.crop == "auto" or (isinstance(self.augment.crop, (int, float))
+            "augment.crop": self.augment.crop == "auto" or (type(self.augment.crop) in (int, float)
                                                             and 0 <= self.augment.crop < 1),
             "image_size": self.image_size == "auto" or (type(self.image_size) is int and 8 <= self.image_size <= 1024),
         }
         bad = [name for name, ok in ranges.items() if not ok]
         if bad:
             raise ConfigError("invalid config value: " + "; ".join(
-                f"{name} = {getattr(self, name.removeprefix('augment.')) if not name.startswith('augment.') else self.augment.crop!r} ({RANGES[name]})" for name in bad))
+                f"{name} = {self.value(name)!r} ({RANGES[name]})" for name in bad))
         from .models import check_model_name     # the registry is the one source of model names
         if not self.models:
             raise ConfigError("models: give at least one registry model")
@@ -138,6 +139,11 @@ class RunConfig:
         if (self.pretrained or self.weights) and not all(m.startswith("timm/") for m in self.models):
             raise ConfigError(f"pretrained weights are for timm models (--model timm/<name>); "
                               f"models = {list(self.models)}")
+
+    def value(self, name: str) -> Any:
+        """A field by name, `augment.<field>` for augmentation's."""
+        return getattr(self.augment, name.removeprefix("augment.")) if name.startswith("augment.") \
+            else getattr(self, name)
 
     @property
     def members_per_round(self) -> int:

@@ -57,7 +57,7 @@ class Classifier(L.LightningModule):
         settings = dict(model=model, num_classes=num_classes, in_chans=channels, image_size=(height, width),
                         mean=tuple(mean), std=tuple(std), lr=cfg.lr, weight_decay=cfg.weight_decay,
                         label_smoothing=cfg.label_smoothing, schedule=cfg.schedule, epochs=cfg.epochs,
-                        steps_per_epoch=steps_per_epoch, augmentation=asdict(cfg.augment.resolved(hflip_safe)),
+                        steps_per_epoch=steps_per_epoch, augmentation=asdict(cfg.augment.resolved(hflip_safe, bool(cfg.weights))),
                         model_kwargs=cfg.model_kwargs, weights=cfg.weights,
                         backbone_lr=cfg.backbone_lr if cfg.weights else 1.0)
         return cls(**{**settings, **overrides})

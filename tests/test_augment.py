@@ -146,3 +146,19 @@ def test_mirrored_views_exist_only_where_the_competition_allows_mirrors():
     assert torch.equal(shift(x, View(1, 0, mirror=True)), shift(x.flip(-1), View(1, 0)))
     assert tta_views(False) == TTA_VIEWS and not any(v.mirror for v in tta_views(False))
     assert len(tta_views(True)) == 2 * len(TTA_VIEWS) and len({v.name for v in tta_views(True)}) == 18
+
+
+def test_random_resized_crops_stay_inside_the_image_and_keep_at_least_their_share_of_it():
+    from competition.data import random_crop
+    crop = random_crop(4096, 0.35, torch.device("cpu"), torch.Generator().manual_seed(0))
+    width, height = crop[:, 0, 0], crop[:, 1, 1]
+    assert (width * height >= 0.35 - 1e-6).all() and (width <= 1).all() and (height <= 1).all()
+    assert (crop[:, 0, 2].abs() + width <= 1 + 1e-6).all() and (crop[:, 1, 2].abs() + height <= 1 + 1e-6).all()
+    assert width.min() < 0.65 and (width * height).max() > 0.95             # the whole range is drawn
+
+
+def test_crops_are_on_when_fine_tuning_and_off_from_scratch_unless_set():
+    from competition.config import FINE_TUNE_CROP
+    assert Augmentation().resolved(hflip_safe=True, fine_tuning=True).crop == FINE_TUNE_CROP
+    assert Augmentation().resolved(hflip_safe=True).crop == 0.0
+    assert Augmentation(crop=0.5).resolved(hflip_safe=False).crop == 0.5
