@@ -62,11 +62,21 @@ def shift(images: torch.Tensor, view: View) -> torch.Tensor:
     return padded[..., top:top + height, left:left + width]
 
 
+PIXELS_PER_BATCH = 2 ** 19     # ~half a megapixel a batch: 668 digits of 28 px, 20 photos of 160 px
+
+
+def prediction_batch(height: int, width: int) -> int:
+    """Images a prediction batch holds: bounded in pixels, as a photo's activations outgrow the CPU's
+    caches (EfficientNet-Lite0 at 160 px predicted 27 images/s in batches of 256, 48 in batches of 16)."""
+    return max(16, min(1024, PIXELS_PER_BATCH // (height * width)))
+
+
 @torch.inference_mode()
 def predict(module: Classifier, images: torch.Tensor, views: tuple[View, ...] = IDENTITY,
-            batch_size: int = 1024) -> torch.Tensor:
+            batch_size: int | None = None) -> torch.Tensor:
     """Logits (V, N, K), float32 on the CPU, one slice per view, evaluation mode."""
     module.eval()
+    batch_size = batch_size or prediction_batch(*images.shape[-2:])
     device = next(module.parameters()).device
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     out = []
