@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     public, paths = public_data(args.competition)
     base = RunConfig(competition=args.competition, tta="auto",
                      **({"epochs": args.epochs} if args.epochs else {}))
-    base = resolve(base, channels=public.image_shape[0], labelled=len(public.train_labels))      # run's `auto` choices
+    base = resolve(base, channels=public.image_shape[0], labelled=len(public.train_labels),
+                   hflip_safe=public.hflip)      # run's `auto` choices
     pseudo_rounds = base.pseudo_rounds if args.pseudo_rounds is None else args.pseudo_rounds
     rows, raw = [], {}
     for name in args.levers:

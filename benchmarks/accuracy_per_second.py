@@ -23,7 +23,7 @@ from competition.train import train_model
 from .common import add_output_flag, command, training_data, write_result
 from .reference import ReferenceModule, loaders
 
-SEED_001_AUG = Augmentation(rotation=10, shift=0.0, zoom=0.1, shear=0.1)
+SEED_001_AUG = Augmentation(rotation=10, shift=0.0, zoom=0.1, shear=0.1, hflip="off", crop=0.0)
 
 
 class Timeline(L.Callback):

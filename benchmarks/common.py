@@ -53,7 +53,7 @@ def training_data(competition: str, **overrides) -> tuple[RunConfig, TrainingDat
     if "model" in values:
         values["models"] = (values.pop("model"),)
     cfg = resolve(RunConfig(competition=competition, **{"folds": 1, **values}), channels=public.image_shape[0],
-                  labelled=len(public.train_labels))        # run's `auto` choices
+                  labelled=len(public.train_labels), hflip_safe=public.hflip)        # run's `auto` choices
     data, _ = fold_data(public, cfg, 0, training_device())
     return cfg, data
 

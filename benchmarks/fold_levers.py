@@ -19,7 +19,7 @@ from pathlib import Path
 from competition.config import Augmentation, RunConfig
 from competition.members import fold_data
 from competition.metrics import accuracy_of
-from competition.policy import resolve_models
+from competition.policy import resolve
 from competition.predict import predict, tta_views
 from competition.train import precision_for, train_model, training_device
 
@@ -44,12 +44,13 @@ LEVERS: dict[str, dict] = {
 
 
 def measure(public, cfg: RunConfig, fold: int) -> dict:
-    model = resolve_models(cfg.models, public.image_shape[0], len(public.train_labels))[0]
+    cfg = resolve(cfg, channels=public.image_shape[0], labelled=len(public.train_labels), hflip_safe=public.hflip)
+    model = cfg.models[0]
     data, _ = fold_data(public, cfg, fold, training_device())
     start = time.perf_counter()
     trained = train_model(data, cfg, model, seed=7, out_dir=Path(tempfile.mkdtemp(prefix="bench-fold-")))
     wall = time.perf_counter() - start
-    views = tta_views(trained.module.augmentation.hflip == "on")
+    views = tta_views(cfg.augment.hflip == "on")
     logits = predict(trained.module, data.val_images, views)
     labels = data.val_labels.cpu().numpy()
     plain = accuracy_of(logits[0].argmax(1).numpy() == labels)

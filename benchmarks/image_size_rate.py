@@ -24,9 +24,10 @@ from .common import add_output_flag, command, write_result
 def rate(model: str, size: int, batch_size: int, steps: int, precision: str) -> float:
     device = training_device()
     cfg = RunConfig(models=(model,), precision=precision)
+    cfg = cfg.replace(augment=cfg.augment.resolved(hflip_safe=True))
     module = Classifier.from_config(cfg, model=model, num_classes=2, image_shape=(3, size, size),
                                     mean=(0.5,) * 3, std=(0.25,) * 3, steps_per_epoch=steps + 2,
-                                    hflip_safe=True).to(device).train()
+                                    ).to(device).train()
     optimizer = module.configure_optimizers()["optimizer"]
     images = torch.randint(0, 256, (batch_size, 3, size, size), dtype=torch.uint8, device=device)
     labels = torch.randint(0, 2, (batch_size,), device=device)

@@ -49,7 +49,8 @@ def measure(folder: Path, cfg: RunConfig, fold: int, workspace: Path) -> dict:
     sizes = policy.size_request(cfg, training_device().type)
     paths = prepare_kaggle_folder(folder, workspace / sizes.key.replace(" ", "_"), log=lambda s: None, sizes=sizes)
     public = load_public(paths.public)
-    cfg = policy.resolve(cfg, channels=public.image_shape[0], labelled=len(public.train_labels))
+    cfg = policy.resolve(cfg, channels=public.image_shape[0], labelled=len(public.train_labels),
+                         hflip_safe=public.hflip)
     data, _ = fold_data(public, cfg, fold, training_device())
     start = time.perf_counter()
     trained = train_model(data, cfg, cfg.models[0], seed=7, out_dir=Path(tempfile.mkdtemp(prefix="bench-photo-")))

@@ -23,7 +23,7 @@ import torch
 from competition.config import RunConfig
 from competition.data import PublicData, pixel_stats
 from competition.grading import accuracy_of
-from competition.policy import resolve_models
+from competition.policy import resolve
 from competition.predict import predict
 from competition.splits import stratified_split, training_rows, validation_folds
 from competition.train import TrainingData, train_model, training_device
@@ -38,7 +38,7 @@ def subset_data(public: PublicData, train: np.ndarray, val: np.ndarray, device: 
     mean, std = pixel_stats(images)
     return TrainingData(train_images=images.to(device), train_labels=public.train_labels[train].to(device),
                         val_images=public.train_images[val].to(device), val_labels=public.train_labels[val].to(device),
-                        num_classes=public.num_classes, mean=mean, std=std, device=device, hflip_safe=public.hflip)
+                        num_classes=public.num_classes, mean=mean, std=std, device=device)
 
 
 def one_repeat(public: PublicData, cfg: RunConfig, repeat: int, work: Path) -> dict:
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     public, _ = public_data(args.competition)
     cfg = RunConfig(competition=args.competition, pseudo_rounds=0, **({"epochs": args.epochs} if args.epochs else {}))
-    cfg = cfg.replace(models=resolve_models(cfg.models, public.image_shape[0], len(public.train_labels)))
+    cfg = resolve(cfg, channels=public.image_shape[0], labelled=len(public.train_labels), hflip_safe=public.hflip)
     work = Path(tempfile.mkdtemp(prefix="bench-refit-"))
     runs = []
     for r in range(args.repeats):

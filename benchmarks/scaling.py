@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     public, paths = public_data(args.competition)
     cfg = resolve(RunConfig(competition=args.competition, folds=args.members, epochs=args.epochs, pseudo_rounds=0),
-                  channels=public.image_shape[0], labelled=len(public.train_labels))
+                  channels=public.image_shape[0], labelled=len(public.train_labels), hflip_safe=public.hflip)
     rows = []
     wall = time_members(InProcess(), cfg, public, paths.public)
     rows.append({"executor": "in-process", "startup_s": 0.0, "members": args.members, "members_wall_s": wall,

@@ -24,7 +24,7 @@ from competition.train import precision_for, training_device
 from .common import add_output_flag, command, training_data, write_result
 from .reference import ReferenceModule, loaders
 
-AUG = Augmentation(rotation=10, shift=0.08, zoom=0.1, shear=0.1)
+AUG = Augmentation(rotation=10, shift=0.08, zoom=0.1, shear=0.1, hflip="off", crop=0.0)
 
 
 def _trainer(epochs: int, device: torch.device, precision: str) -> L.Trainer:

@@ -36,6 +36,25 @@ VIEW_SETS: dict[str, tuple[View, ...]] = {
 REFERENCE = "4 straight shifts"
 
 
+def mirrored(views: tuple[View, ...]) -> tuple[View, ...]:
+    return views + tuple(View(v.dx, v.dy, mirror=True) for v in views)
+
+
+def view_sets(mirror: bool, side: int) -> dict[str, tuple[View, ...]]:
+    """The candidates: the shift sets above; where training mirrored images, the mirror alone (the
+    default there) and the shifts with their mirrors, by one pixel and by 1/28 of the side."""
+    if not mirror:
+        return VIEW_SETS
+    step = max(1, round(side / 28))
+    shifts = VIEW_SETS["8 shifts (3x3, the default)"]
+    sets = {"identity": (View(),), "identity + mirror (the default)": mirrored((View(),)),
+            REFERENCE: VIEW_SETS[REFERENCE], "4 straight shifts + mirrors": mirrored(VIEW_SETS[REFERENCE]),
+            "8 shifts + mirrors (one pixel)": mirrored(shifts)}
+    if step > 1:
+        sets[f"8 shifts + mirrors ({step} px)"] = mirrored(tuple(View(v.dx * step, v.dy * step) for v in shifts))
+    return sets
+
+
 def oof_logits_by_view(member_dirs: list[Path], public, views: tuple[View, ...]) -> dict[str, torch.Tensor]:
     """Each view's out-of-fold logits (N, K), the mean over the members that validated a row (seeds);
     rows no member validated are NaN."""
@@ -59,15 +78,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
     record = json.loads((args.run_dir / "run.json").read_text())
     public = load_public(Path(record["competition_dir"]) / "public")
     members = sorted(p for p in (args.run_dir / f"round{args.round}").iterdir() if (p / "best.ckpt").is_file())
-    every_view = tuple(dict.fromkeys(v for views in VIEW_SETS.values() for v in views))
+    config = json.loads((args.run_dir / "config.json").read_text())
+    mirror = config["augment"]["hflip"] == "on" or (config["augment"]["hflip"] == "auto" and public.hflip)
+    candidates = view_sets(mirror, min(public.image_shape[1:]))
+    every_view = tuple(dict.fromkeys(v for views in candidates.values() for v in views))
     by_view = oof_logits_by_view(members, public, every_view)
     labels = public.train_labels
     right = {}
-    for name, views in VIEW_SETS.items():
+    for name, views in candidates.items():
         mean = torch.stack([by_view[v.name] for v in views]).mean(0)
         right[name] = (mean.argmax(1) == labels)[~torch.isnan(mean).any(1)]
     rows = []
-    for name, views in VIEW_SETS.items():
+    for name, views in candidates.items():
         estimate = accuracy_of(right[name].numpy())
         b = int((right[name] & ~right[REFERENCE]).sum())
         c = int((right[REFERENCE] & ~right[name]).sum())

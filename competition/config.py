@@ -47,6 +47,10 @@ class Augmentation:
         return not self.enabled or not (self.rotation or self.shift or self.zoom or self.shear or self.elastic
                                         or self.hflip == "on" or self.crop not in (0, "auto"))
 
+    @property
+    def is_resolved(self) -> bool:
+        return self.hflip != "auto" and self.crop != "auto"
+
     def resolved(self, hflip_safe: bool, fine_tuning: bool = False) -> "Augmentation":
         """`auto` made concrete for one competition: mirrors for photos (a mirrored image keeps its
         class), never for digits and letters; random resized crops when fine-tuning."""

@@ -42,16 +42,23 @@ def ensemble(logits: torch.Tensor, method: str = "logits", weights: torch.Tensor
     raise ValueError(f"unknown ensemble method {method!r}; use 'logits', 'probs' or 'greedy'")
 
 
-def greedy_weights(logits: torch.Tensor, labels: torch.Tensor, steps: int = 25) -> torch.Tensor:
+def greedy_weights(logits: torch.Tensor, labels: torch.Tensor, steps: int = 25,
+                   metric: Metric | None = None) -> torch.Tensor:
     """Caruana forward selection with replacement on validation logits (G, N, K): weights (G,)
-    summing to 1, each the share of `steps` picks that went to that input."""
+    summing to 1, each the share of `steps` picks that went to that input. Picks by the
+    competition's `metric` (accuracy when none), log-loss breaking ties."""
     picks = torch.zeros(len(logits))
     total = torch.zeros_like(logits[0], dtype=torch.float32)
+    truth = labels.numpy()
     for step in range(1, steps + 1):
         candidates = (total + logits.float()) / step                           # (G, N, K)
-        correct = (candidates.argmax(-1) == labels).float().mean(-1)           # (G,)
+        if metric is None or metric.name == "accuracy":
+            score = (candidates.argmax(-1) == labels).float().mean(-1)         # (G,)
+        else:
+            sign = 1.0 if metric.higher_is_better else -1.0
+            score = torch.tensor([sign * metric.value(truth, probabilities(c)) for c in candidates])
         loss = torch.stack([F.cross_entropy(c, labels) for c in candidates])   # (G,)
-        best = int(torch.argmax(correct - 1e-6 * loss / (1 + loss.max())))     # accuracy first, log-loss breaks ties
+        best = int(torch.argmax(score - 1e-6 * loss / (1 + loss.max())))
         picks[best] += 1
         total += logits[best].float()
     return picks / picks.sum()
@@ -70,7 +77,11 @@ class OutOfFold:
     of a round (TTA, weights, temperature, the round itself) is made on. Rows no member validated
     (a holdout's training rows) are NaN and left out of every score."""
     logits: torch.Tensor            # (N, K)
-    labels: torch.Tensor            # (N,)
+    labels: torch.Tensor            # (N,) class indices; (N, L) 0/1 for a multi-label competition
+
+    @property
+    def multi_label(self) -> bool:
+        return self.labels.ndim == 2
 
     @cached_property
     def covered(self) -> torch.Tensor:
@@ -79,25 +90,45 @@ class OutOfFold:
 
     @cached_property
     def right(self) -> torch.Tensor:
-        """(covered,) bool: whether the ensemble's class is the label."""
+        """(covered,) bool: whether the ensemble's class is the label (multi-label: every label right,
+        each decided at probability 1/2)."""
+        if self.multi_label:
+            return ((self.logits[self.covered] > 0) == self.labels[self.covered].bool()).all(-1)
         return self.logits[self.covered].argmax(-1) == self.labels[self.covered]
 
     def accuracy(self) -> Estimate:
         return accuracy_of(self.right.numpy())
 
-    def probabilities(self, temperature: float = 1.0) -> np.ndarray:
-        return probabilities(self.logits[self.covered], temperature)
+    def probabilities(self, temperature: float = 1.0, decision: str = "argmax") -> np.ndarray:
+        return probabilities(self.logits[self.covered], temperature, decision, self.multi_label)
 
-    def score(self, metric: Metric, temperature: float = 1.0) -> Estimate:
+    def score(self, metric: Metric, temperature: float = 1.0, decision: str = "argmax") -> Estimate:
         """The competition's metric on the validated rows."""
-        return metric.estimate(self.labels[self.covered].numpy(), self.probabilities(temperature))
+        return metric.estimate(self.labels[self.covered].numpy(), self.probabilities(temperature, decision))
+
+    def best_decision(self, metric: Metric) -> str:
+        """For an ordinal metric (quadratic kappa), the decision with the better OOF score; for F1 of
+        several labels an image, the one probability threshold (of 0.05, 0.10, ..., 0.95) with the
+        best OOF score; else argmax. Of tied candidates the usual one (argmax, 0.5) wins."""
+        truth = self.labels[self.covered].numpy()
+        if metric.name == "qwk":
+            candidates = list(DECISIONS)
+        elif self.multi_label and metric.name in ("micro-f1", "macro-f1"):
+            candidates = ["argmax"] + [f"threshold {t:.2f}" for t in THRESHOLDS]
+        else:
+            return "argmax"
+        values = {d: metric.value(truth, self.probabilities(decision=d)) for d in candidates}
+        return max(candidates, key=lambda d: (values[d], d == "argmax"))
 
     def fit_temperature(self) -> float:
         """The softmax temperature minimising the log-loss (one number, so barely fitted to the
         rows it is judged on). Label smoothing trains under-confident probabilities; this undoes it."""
         x, y = self.logits[self.covered].double(), self.labels[self.covered]
         grid = torch.logspace(-1.5, 1.5, 121, dtype=torch.float64)
-        losses = torch.stack([F.cross_entropy(x / t, y) for t in grid])
+        if self.multi_label:
+            losses = torch.stack([F.binary_cross_entropy_with_logits(x / t, y.double()) for t in grid])
+        else:
+            losses = torch.stack([F.cross_entropy(x / t, y) for t in grid])
         return float(grid[int(losses.argmin())])
 
     def beaten_by(self, other: "OutOfFold") -> bool:
@@ -107,9 +138,43 @@ class OutOfFold:
         b, c = int((other.right & ~self.right).sum()), int((self.right & ~other.right).sum())
         return b - c > 2 * (b + c) ** 0.5
 
+    def beaten_on(self, metric: Metric, other: "OutOfFold") -> bool:
+        """`other` wins on the competition's metric by more than chance: McNemar's test for
+        accuracy, else the paired bootstrap (`Metric.beats`), each side's probabilities at its own
+        fitted temperature where the metric reads probabilities."""
+        if metric.name == "accuracy":
+            return self.beaten_by(other)
 
-def probabilities(logits: torch.Tensor, temperature: float = 1.0) -> np.ndarray:
-    return (logits.double() / temperature).softmax(-1).numpy()
+        def scored(oof: OutOfFold) -> tuple[np.ndarray, np.ndarray]:
+            temperature = oof.fit_temperature() if metric.needs_probabilities else 1.0
+            return oof.labels[oof.covered].numpy(), oof.probabilities(temperature)
+        return metric.beats(scored(other), scored(self))
+
+
+def probabilities(logits: torch.Tensor, temperature: float = 1.0, decision: str = "argmax",
+                  multi_label: bool = False) -> np.ndarray:
+    """Class probabilities (N, K), float64; under the `expected-class` decision, one-hot rows of it.
+    Multi-label: each label's own probability (a sigmoid), not a distribution over the labels."""
+    scaled = logits.double() / temperature
+    return decide(scaled.sigmoid().numpy() if multi_label else scaled.softmax(-1).numpy(), decision)
+
+
+# How labels are read off rows of probabilities: the most probable class (several labels an image:
+# each from probability 1/2); for an ordinal metric (quadratic kappa), the expected class rounded,
+# which a one-class miss costs less; for F1 of several labels an image, "threshold T": each label
+# from probability T, as 0/1 rows.
+DECISIONS = ("argmax", "expected-class")
+THRESHOLDS = np.round(np.arange(0.05, 0.96, 0.05), 2)
+
+
+def decide(probabilities: np.ndarray, decision: str) -> np.ndarray:
+    if decision == "argmax":
+        return probabilities
+    if decision.startswith("threshold "):
+        return (probabilities >= float(decision.split()[1])).astype(np.float64)
+    k = probabilities.shape[1]
+    expected = np.clip(np.rint(probabilities @ np.arange(k)), 0, k - 1).astype(np.int64)
+    return np.eye(k)[expected]
 
 
 def within_model(logits: torch.Tensor, method: str) -> torch.Tensor:

@@ -48,7 +48,8 @@ class RoundResult:
     oof_plain: float                      # OOF accuracy without TTA ...
     oof_tta: float                        # ... and with it: what TTA buys, whichever was chosen
     cv: Estimate                          # the competition's metric on the OOF predictions (the CV score)
-    temperature: float = 1.0              # logits / T before softmax, T fitted on OOF (log-loss only)
+    temperature: float = 1.0              # logits / T before softmax, T fitted on OOF (probability metrics)
+    decision: str = "argmax"              # how labels are read off probabilities (ensemble.DECISIONS), on OOF
     pseudo: PseudoLabels | None = None    # the pseudo-labels this round trained on
     train_s: float = 0.0
     ensemble_s: float = 0.0
@@ -65,20 +66,19 @@ class FitResult:
     device: str
     executor: str
     metric: str = "accuracy"
+    multi_label: bool = False             # several labels an image: sigmoid probabilities, 0/1 label rows
     stage_s: dict[str, float] = field(default_factory=dict)
 
     @property
     def final(self) -> RoundResult:
         return self.rounds[self.chosen]
 
-    @property
-    def predictions(self) -> np.ndarray:
-        return self.final.test_logits.argmax(1).numpy()
 
     @property
     def probabilities(self) -> np.ndarray:
-        """The submission's class probabilities (N_test, K), calibrated on OOF for log-loss."""
-        return probabilities(self.final.test_logits, self.final.temperature)
+        """The submission's class probabilities (N_test, K), calibrated on OOF for probability
+        metrics; one-hot rows of the chosen class under the `expected-class` decision."""
+        return probabilities(self.final.test_logits, self.final.temperature, self.final.decision, self.multi_label)
 
     @property
     def cv_kind(self) -> str:
@@ -132,13 +132,15 @@ def fit(cfg: RunConfig, public_dir: Path, run_dir: Path, executor: Executor | No
     metric = get_metric(public.competition.metric)
     labels, k = public.train_labels, public.num_classes
     channels, height, width = public.image_shape
-    cfg = policy.resolve(cfg, channels=channels, labelled=len(labels))
+    cfg = policy.resolve(cfg, channels=channels, labelled=len(labels), hflip_safe=public.hflip,
+                         multi_label=public.competition.multi_label)
     device = training_device()
     where = {"device": f"resident on {device.type}" if device.type == "cuda" else "in memory",
              "host": "batched from pinned host memory (too big for the GPU)"}[placement(public.train_images, device)]
     colour = "grey" if channels == 1 else f"{channels}-channel"
     log(f"{public.name}: {len(labels):,} labelled / {len(public.test_images):,} test {colour} images of "
-        f"{height}x{width}, {k} classes, scored by {metric.name}; {cfg.folds} fold(s) x {cfg.seeds} seed(s) x "
+        f"{height}x{width}, {k} {'labels (several an image)' if public.competition.multi_label else 'classes'}, "
+        f"scored by {metric.name}; {cfg.folds} fold(s) x {cfg.seeds} seed(s) x "
         f"{'+'.join(cfg.models)} = {cfg.members_per_round} members a round, up to {cfg.pseudo_rounds} "
         f"pseudo-label round(s), on {device.type} in "
         f"{precision_for(cfg, device)} (images {where}), {executor.name}")
@@ -186,7 +188,7 @@ def fit(cfg: RunConfig, public_dir: Path, run_dir: Path, executor: Executor | No
     log(f"the submission takes round {chosen}: the best out-of-fold {metric.name}, {rounds[chosen].cv.value:.4f}")
     return FitResult(config=cfg, run_dir=Path(run_dir), rounds=rounds, chosen=chosen, classes=public.classes,
                      fingerprint=public.competition.fingerprint, device=device.type, executor=executor.name,
-                     metric=metric.name)
+                     metric=metric.name, multi_label=public.competition.multi_label)
 
 
 def best_round(rounds: list[RoundResult], metric: Metric) -> int:
@@ -208,6 +210,7 @@ class RoundEnsemble:
     oof_tta: float
     cv: Estimate
     temperature: float
+    decision: str
 
 
 def ensemble_round(cfg: RunConfig, round_number: int, members: list[MemberResult], labels: torch.Tensor,
@@ -216,20 +219,21 @@ def ensemble_round(cfg: RunConfig, round_number: int, members: list[MemberResult
     """OOF logits, the TTA and weight choices made on them, and the test logits they imply."""
     models = cfg.models
     # mirrored views where training mirrored images: the competition allows it and hflip was on
-    test_views = tta_views(cfg.augment.resolved(public.hflip).hflip == "on")
+    test_views = tta_views(cfg.augment.hflip == "on")
     plain = grouped_oof(members, IDENTITY, len(labels), num_classes, models, cfg.ensemble)
     tta_groups = grouped_oof(members, test_views, len(labels), num_classes, models, cfg.ensemble)
     weights = None
     if cfg.ensemble == "greedy" and len(models) > 1:
         covered = OutOfFold(logits=plain[0], labels=labels).covered
-        weights = greedy_weights(plain[:, covered], labels[covered])
+        weights = greedy_weights(plain[:, covered], labels[covered], metric=metric)
     plain_oof = OutOfFold(logits=combine(plain, cfg.ensemble, weights), labels=labels)
     tta_oof = OutOfFold(logits=combine(tta_groups, cfg.ensemble, weights), labels=labels)
-    if use_tta is None:     # decided once, in round 0, on OOF logits
-        pays = plain_oof.beaten_by(tta_oof)
+    if use_tta is None:     # decided once, in round 0, on OOF logits, by the competition's metric
+        pays = plain_oof.beaten_on(metric, tta_oof)
         use_tta = cfg.tta == "on" or (cfg.tta == "auto" and pays)
-        log(f"  test-time augmentation {'on' if use_tta else 'off'}: out-of-fold accuracy "
-            f"{tta_oof.accuracy().value:.4f} with {len(test_views)} views, {plain_oof.accuracy().value:.4f} without "
+        log(f"  test-time augmentation {'on' if use_tta else 'off'}: out-of-fold {metric.name} "
+            f"{tta_oof.score(metric).value:.4f} with {len(test_views)} views, {plain_oof.score(metric).value:.4f} "
+            f"without "
             f"({'forced by tta = ' + cfg.tta if cfg.tta != 'auto' else 'chosen on OOF'}; the gain is "
             f"{'' if pays else 'not '}significant)")
     views = test_views if use_tta else IDENTITY
@@ -242,16 +246,18 @@ def ensemble_round(cfg: RunConfig, round_number: int, members: list[MemberResult
     weight_map = {m: float(w) for m, w in zip(models, weights if weights is not None
                                               else torch.full((len(models),), 1 / len(models)))}
     temperature = chosen.fit_temperature() if metric.needs_probabilities else 1.0
-    cv = chosen.score(metric, temperature)
+    decision = chosen.best_decision(metric)
+    cv = chosen.score(metric, temperature, decision)
     log(f"  round {round_number} ensemble of {len(members)}: out-of-fold accuracy {oof.value:.4f} "
         f"(95% CI {oof.low:.4f}-{oof.high:.4f}, {oof.correct:,}/{oof.total:,} labelled images)"
         + ("" if metric.name == "accuracy" else f"; out-of-fold {metric.name} {cv}")
         + ("" if temperature == 1.0 else f"; softmax temperature {temperature:.3f} fitted on OOF")
+        + ("" if decision == "argmax" else f"; labels by the {decision}, chosen on OOF")
         + ("" if len(models) == 1 else f"; weights {weight_map}"))
     return RoundEnsemble(oof=oof, oof_logits=chosen.logits, test_logits=combine(groups, cfg.ensemble, weights),
                          member_test_logits=member_test, weights=weight_map, tta=use_tta,
                          oof_plain=plain_oof.accuracy().value, oof_tta=tta_oof.accuracy().value, cv=cv,
-                         temperature=temperature)
+                         temperature=temperature, decision=decision)
 
 
 def predict_member_views_of(job: tuple[str, tuple[View, ...]], public: PublicData | None = None) -> str:

@@ -22,19 +22,26 @@ class Score:
     public: Estimate
     private: Estimate
     overall: Estimate
-    per_class: list[Estimate]       # accuracy (recall) of each true class, all test rows
-    confusion: np.ndarray           # (K, K): rows true class, columns predicted
+    per_class: list[Estimate]       # accuracy (recall) of each true class, all test rows; multi-label:
+                                    # each label's accuracy, decided at probability 1/2
+    confusion: np.ndarray | None    # (K, K): rows true class, columns predicted; None for multi-label
 
 
 def score_probabilities(probabilities: np.ndarray, solution: Solution, metric: Metric) -> Score:
     """Score class probabilities (N, K) (one-hot rows for labels) on the Public and Private rows."""
     num_classes = probabilities.shape[1]
+    part = solution.public
+    if solution.labels.ndim == 2:           # several labels an image: no confusion matrix
+        hits = (probabilities >= 0.5) == solution.labels.astype(bool)
+        return Score(metric=metric.name, public=metric.estimate(solution.labels[part], probabilities[part]),
+                     private=metric.estimate(solution.labels[~part], probabilities[~part]),
+                     overall=metric.estimate(solution.labels, probabilities),
+                     per_class=[accuracy_of(hits[:, k]) for k in range(num_classes)], confusion=None)
     predicted = probabilities.argmax(1)
     confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
     np.add.at(confusion, (solution.labels, predicted), 1)
     hits = predicted == solution.labels
     per_class = [accuracy_of(hits[solution.labels == k]) for k in range(num_classes)]
-    part = solution.public
     return Score(metric=metric.name, public=metric.estimate(solution.labels[part], probabilities[part]),
                  private=metric.estimate(solution.labels[~part], probabilities[~part]),
                  overall=metric.estimate(solution.labels, probabilities), per_class=per_class, confusion=confusion)
@@ -57,7 +64,7 @@ def format_score(score: Score, classes: tuple[str, ...]) -> str:
              f"all test rows:    {score.overall}", f"95% intervals: {how}.", "",
              "per-class accuracy (all test rows):"]
     lines += [f"  {name:>{width}}  {acc}" for name, acc in zip(classes, score.per_class)]
-    if len(classes) <= 30:
+    if score.confusion is not None and len(classes) <= 30:
         lines += ["", "confusion matrix (rows: true class, columns: predicted):",
                   " " * (width + 2) + "".join(f"{name[:6]:>7}" for name in classes)]
         for name, row in zip(classes, score.confusion):

@@ -28,6 +28,7 @@ from .config import RunConfig
 from .data import PublicData, load_public, pixel_stats, placement, to_placement
 from .errors import HarnessError, RunStateError
 from .models import model_slug
+from .module import hit_rate
 from .predict import IDENTITY, View, load_classifier, predict, tta_views
 from .sources import atomic_write_text
 from .splits import training_rows, validation_folds
@@ -126,7 +127,7 @@ def fold_data(public: PublicData, cfg: RunConfig, fold: int, device: torch.devic
                         train_labels=public.train_labels[train].to(device),
                         val_images=to_placement(public.train_images[val], device, where),
                         val_labels=public.train_labels[val].to(device), num_classes=public.num_classes,
-                        mean=mean, std=std, device=device, hflip_safe=public.hflip)
+                        mean=mean, std=std, device=device)
     return data, val
 
 
@@ -167,13 +168,13 @@ def train_member(spec: MemberSpec, public: PublicData | None = None) -> MemberRe
     trained = train_model(data, cfg, spec.model, spec.rng_seed, out_dir, pseudo_images, pseudo_targets)
     # every test-time view of the validation rows (cheap), so TTA can be chosen on OOF without
     # predicting again; the test set only in the plain view until TTA is chosen
-    val_view_set = tta_views(trained.module.augmentation.hflip == "on")
+    val_view_set = tta_views(cfg.augment.hflip == "on")
     val_views = predict(trained.module, data.val_images, val_view_set)
     test_plain = predict(trained.module, public.test_images, IDENTITY)
     views = {"val": dict(zip((v.name for v in val_view_set), val_views)),
              "test": {IDENTITY[0].name: test_plain[0]}}
     save_logits(out_dir, torch.from_numpy(val_rows), views)
-    val_acc = float((val_views[0].argmax(1) == public.train_labels[val_rows]).float().mean())
+    val_acc = float(hit_rate(val_views[0], public.train_labels[val_rows]))
     result = MemberResult(name=spec.name, round=spec.round, fold=spec.fold, seed=spec.seed, model=spec.model,
                           val_acc=val_acc, val_size=len(val_rows), best_epoch=trained.best_epoch,
                           epochs_run=trained.epochs_run, wall_s=trained.wall_s, device=device.type,

@@ -11,7 +11,25 @@ import torch.nn.functional as F
 
 from .config import Augmentation, RunConfig
 from .data import augment, normalize, to_unit
+from .errors import ConfigError
 from .models import create_model, head_parameters, pretrained_config
+
+
+def loss_of(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy of class indices (N,); for multi-label 0/1 rows (N, L), each label's own binary
+    cross-entropy (sigmoid outputs), smoothed towards 1/2 alike."""
+    if labels.ndim == 2:
+        targets = labels.float() * (1 - label_smoothing) + label_smoothing / 2
+        return F.binary_cross_entropy_with_logits(logits.float(), targets)
+    return F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+
+
+def hit_rate(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The share right: the most probable class; for multi-label, each label decided at probability
+    1/2 (logit 0), averaged over every image's every label."""
+    if labels.ndim == 2:
+        return ((logits > 0) == labels.bool()).float().mean()
+    return (logits.argmax(1) == labels).float().mean()
 
 
 class Classifier(L.LightningModule):
@@ -43,10 +61,13 @@ class Classifier(L.LightningModule):
 
     @classmethod
     def from_config(cls, cfg: RunConfig, *, model: str, num_classes: int, image_shape: tuple[int, int, int],
-                    mean: tuple[float, ...], std: tuple[float, ...], steps_per_epoch: int, hflip_safe: bool = False,
+                    mean: tuple[float, ...], std: tuple[float, ...], steps_per_epoch: int,
                     **overrides: Any) -> "Classifier":
         """The one place a run's settings become a module. `image_shape` is (channels, height, width);
-        `hflip_safe`: the competition says mirrored images keep their class (resolves `hflip = auto`)."""
+        `cfg` as `policy.resolve` made it: its augmentation has no `auto` left."""
+        if not cfg.augment.is_resolved:
+            raise ConfigError("the augmentation's `auto` settings are made concrete by policy.resolve "
+                              "(they depend on the competition) before a module is made")
         channels, height, width = image_shape
         if cfg.weights:
             # a pretrained backbone sees images normalised as in its own training, not by this data's statistics
@@ -57,7 +78,7 @@ class Classifier(L.LightningModule):
         settings = dict(model=model, num_classes=num_classes, in_chans=channels, image_size=(height, width),
                         mean=tuple(mean), std=tuple(std), lr=cfg.lr, weight_decay=cfg.weight_decay,
                         label_smoothing=cfg.label_smoothing, schedule=cfg.schedule, epochs=cfg.epochs,
-                        steps_per_epoch=steps_per_epoch, augmentation=asdict(cfg.augment.resolved(hflip_safe, bool(cfg.weights))),
+                        steps_per_epoch=steps_per_epoch, augmentation=asdict(cfg.augment),
                         model_kwargs=cfg.model_kwargs, weights=cfg.weights,
                         backbone_lr=cfg.backbone_lr if cfg.weights else 1.0)
         return cls(**{**settings, **overrides})
@@ -90,15 +111,15 @@ class Classifier(L.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, labels = batch
         logits = self.net(self.preprocess(images, train=True))
-        loss = F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
+        loss = loss_of(logits, labels, self.hparams.label_smoothing)
         self.log("train_loss", loss, on_step=False, on_epoch=True)
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         images, labels = batch
         logits = self(images)
-        self.log("val_loss", F.cross_entropy(logits, labels), on_epoch=True)
-        self.log("val_acc", (logits.argmax(1) == labels).float().mean(), on_epoch=True, prog_bar=True)
+        self.log("val_loss", loss_of(logits, labels), on_epoch=True)
+        self.log("val_acc", hit_rate(logits, labels), on_epoch=True, prog_bar=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams

@@ -7,6 +7,7 @@ so `run --config submissions/RUN/config.json` repeats it with nothing left to ch
 from __future__ import annotations
 
 from .config import RunConfig
+from .errors import ConfigError
 from .images import SizeRequest
 from .models import AUTO, TIMM_PREFIX, pretrained_config
 
@@ -36,12 +37,25 @@ def resolve_models(models: tuple[str, ...], channels: int, labelled: int = 0) ->
     return tuple(dict.fromkeys(default_model(channels, labelled) if m == AUTO else m for m in models))
 
 
-def resolve(cfg: RunConfig, *, channels: int, labelled: int) -> RunConfig:
-    """The model by channels and the labelled count, the pseudo-label rounds by the count."""
+def resolve(cfg: RunConfig, *, channels: int, labelled: int, hflip_safe: bool,
+            multi_label: bool = False) -> RunConfig:
+    """The model by channels and the labelled count, the pseudo-label rounds by the count, the
+    augmentation by the competition (`hflip_safe`: a mirrored image keeps its class) and by whether
+    a pretrained backbone is fine-tuned. Every later stage reads these values, never `auto`.
+    A multi-label competition (several labels an image) has no pseudo-label rounds and averages
+    logits: the confidence rule and probability averaging are written for one class an image."""
     rounds = cfg.pseudo_rounds
+    if multi_label:
+        if rounds not in ("auto", 0):
+            raise ConfigError(f"pseudo_rounds = {rounds}: pseudo-labels are not made for a multi-label "
+                              f"competition yet; use 0 or auto")
+        if cfg.ensemble != "logits":
+            raise ConfigError(f"ensemble = {cfg.ensemble}: a multi-label competition averages logits; use logits")
+        rounds = 0
     if rounds == "auto":
         rounds = 0 if labelled >= LARGE_DATA else 1
-    return cfg.replace(models=resolve_models(cfg.models, channels, labelled), pseudo_rounds=rounds)
+    return cfg.replace(models=resolve_models(cfg.models, channels, labelled), pseudo_rounds=rounds,
+                       augment=cfg.augment.resolved(hflip_safe, fine_tuning=bool(cfg.weights)))
 
 
 def size_request(cfg: RunConfig, device_type: str) -> SizeRequest:

@@ -31,13 +31,13 @@ import pandas as pd
 
 from .competitions import Competition, Images, RawData, get_competition
 from .errors import ConfigError, DataSourceError, WriteError
-from .folders import folder_signature, read_kaggle_folder
+from .folders import folder_signature, read_kaggle_folder, sample_header
 from .images import SizeRequest, decode_into, describe_sizes, fit_to_size, read_headers
 from .metrics import get_metric, one_hot
 from .prepared import PreparedCompetition, read_prepared
 from .sources import atomic_write_text, write_pixel_csv
 from .splits import public_private_usage, stratified_split
-from .submission import SubmissionForm, write_solution, write_submission
+from .submission import SubmissionForm, form_for, write_solution, write_submission
 
 TRAIN_IMAGES, TEST_IMAGES, LABELS = "train_images.npy", "test_images.npy", "labels.npz"
 
@@ -153,8 +153,8 @@ class Layout:
 
 def layout_of(competition: Competition) -> Layout:
     labels = competition.labels or tuple(str(k) for k in range(len(competition.classes)))
-    form = SubmissionForm(competition.id_column, competition.label_column, labels,
-                          probabilities=get_metric(competition.metric).needs_probabilities)
+    form = form_for(get_metric(competition.metric), id_column=competition.id_column,
+                    label_column=competition.label_column, labels=labels)
     return Layout(competition.form, form, competition.metric, competition.hflip)
 
 
@@ -174,8 +174,11 @@ def prepare_kaggle_folder(folder: Path, data_dir: Path, options: SplitOptions = 
     read = read_kaggle_folder(folder, log)
     metric_name = metric or "accuracy"
     # a folder's submissions spell each class as its training labels do
-    submission = SubmissionForm(read.id_column, read.label_column, read.classes,
-                                probabilities=get_metric(metric_name).needs_probabilities)
+    multi_label = read.raw.train_labels.ndim == 2
+    if multi_label and metric is None:
+        metric_name = "mean-roc-auc"        # accuracy of several labels is all-or-nothing: not a default
+    submission = form_for(get_metric(metric_name), id_column=read.id_column, label_column=read.label_column,
+                          labels=read.classes, sample_header=sample_header(folder), multi_label=multi_label)
     name = kaggle_folder_name(folder)
     paths = CompetitionPaths(Path(data_dir) / name)
     # Kaggle's photo competitions (cats, cactus, leaves, cells, skin) keep their class in a mirror;
@@ -248,13 +251,15 @@ def write_competition(paths: CompetitionPaths, *, name: str, classes: tuple[str,
             write_pixel_csv(public / "train.csv", stored_train[..., 0], train_labels)
             write_pixel_csv(public / "test.csv", stored_test[..., 0], None)
         else:
-            labels = pd.DataFrame({form.id_column: train_ids,
-                                   form.label_column: np.asarray(form.labels, dtype=object)[train_labels]})
+            names = np.asarray(form.labels, dtype=object)
+            spelled = [" ".join(names[row == 1]) for row in train_labels] if form.multi_label else names[train_labels]
+            labels = pd.DataFrame({form.id_column: train_ids, form.label_column: spelled})
             atomic_write_text(public / "train_labels.csv", labels.to_csv(index=False, lineterminator="\n"))
         del stored_train, stored_test           # the memory maps close before the folder moves
         np.savez(public / LABELS, train_labels=train_labels.astype(np.int64), test_ids=np.asarray(test_ids, str))
-        sample = np.full((len(test_ids), len(classes)), 1.0 / len(classes)) if form.probabilities else \
-            one_hot(np.zeros(len(test_ids), np.int64), len(classes))
+        # Kaggle's sample submissions: a uniform guess where the form holds probabilities, else the first class
+        sample = one_hot(np.zeros(len(test_ids), np.int64), len(classes)) if form.values in ("label", "top-k") \
+            else np.full((len(test_ids), len(classes)), 1.0 / len(classes))
         write_submission(public / "sample_submission.csv", form, test_ids, sample)
         atomic_write_text(public / "competition.json", info.to_json())
         if test_labels is not None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from .errors import DataSourceError
 from .submission import SubmissionForm
 
-FORMAT = 2          # 2: image size policy, .npy image arrays; 1 (unnumbered): images.npz
+FORMAT = 3          # 3: submission forms by value kind; 2: image size policy, .npy arrays; 1: images.npz
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,6 +44,11 @@ class PreparedCompetition:
     source_signature: str | None = None  # of a --data folder's files: a changed folder is prepared again
     notes: tuple[str, ...] = ()         # curation counts, printed by prepare
     format: int = FORMAT
+
+    @property
+    def multi_label(self) -> bool:
+        """Several labels an image: the labels are 0/1 rows (N, L) and `classes` name the labels."""
+        return self.submission.multi_label
 
     @property
     def height(self) -> int:

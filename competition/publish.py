@@ -22,7 +22,7 @@ from .ensemble import probabilities
 from .fit import FitResult
 from .grading import Score, score_probabilities
 from .leaderboard import format_duration
-from .metrics import get_metric, one_hot
+from .metrics import get_metric
 from .prepare import CompetitionPaths
 from .report import write_report
 from .scoring import Row, grade_and_record
@@ -45,21 +45,20 @@ def submission_form(paths: CompetitionPaths) -> tuple[SubmissionForm, np.ndarray
     return paths.read().submission, load_test_ids(paths.public)
 
 
-def grade_fit(fit: FitResult, solution: Solution) -> tuple[dict[str, Score], dict[int, float]]:
-    """Score every member and every round's ensemble (as a submission would hold them: labels
-    one-hot, or probabilities) with the competition's metric; measure pseudo-label precision."""
+def grade_fit(fit: FitResult, solution: Solution, form: SubmissionForm) -> tuple[dict[str, Score], dict[int, float]]:
+    """Score every member and every round's ensemble as a submission file of the competition's
+    form would hold them, with the competition's metric; measure pseudo-label precision."""
     metric = get_metric(fit.metric)
     scores, precision = {}, {}
 
-    def as_submitted(logits, temperature: float = 1.0) -> np.ndarray:
-        p = probabilities(logits, temperature)
-        return p if metric.needs_probabilities else one_hot(p.argmax(1), p.shape[1])
+    def as_submitted(logits, temperature: float = 1.0, decision: str = "argmax") -> np.ndarray:
+        return form.as_submitted(probabilities(logits, temperature, decision, fit.multi_label))
 
     for rnd in fit.rounds:
         for member, logits in zip(rnd.members, rnd.member_test_logits):
-            scores[member.name] = score_probabilities(as_submitted(logits), solution, metric)
-        scores[f"round {rnd.round} ensemble"] = score_probabilities(as_submitted(rnd.test_logits, rnd.temperature),
-                                                                    solution, metric)
+            scores[member.name] = score_probabilities(as_submitted(logits, decision=rnd.decision), solution, metric)
+        scores[f"round {rnd.round} ensemble"] = score_probabilities(
+            as_submitted(rnd.test_logits, rnd.temperature, rnd.decision), solution, metric)
         if rnd.pseudo is not None and len(rnd.pseudo.indices):
             truth = solution.labels[rnd.pseudo.indices.numpy()]
             precision[rnd.round] = float((rnd.pseudo.labels.numpy() == truth).mean())
@@ -111,7 +110,7 @@ def metrics(fit: FitResult, published: Published, wall_s: float, stage_s: dict[s
     return {
         "run_id": fit.run_dir.name, "wall_s": wall_s, "device": fit.device, "executor": fit.executor,
         "fingerprint": fit.fingerprint, "stage_s": stage_s, "chosen_round": fit.chosen, "tta": final.tta,
-        "metric": fit.metric, "temperature": final.temperature,
+        "metric": fit.metric, "temperature": final.temperature, "decision": final.decision,
         "cv": {"kind": fit.cv_kind, "metric": fit.metric, "value": final.cv.value,
                "ci": [final.cv.low, final.cv.high], "interval": final.cv.interval,
                "accuracy": final.oof.value, "accuracy_ci": [final.oof.low, final.oof.high],
@@ -166,7 +165,8 @@ def publish(fit: FitResult, paths: CompetitionPaths, workspace_root: Path, leade
             limit = str(e)
         else:
             published.rank = graded.rank
-            published.scores, published.pseudo_precision = grade_fit(fit, read_solution(paths.solution, form, ids))
+            solution = read_solution(paths.solution, form, ids)
+            published.scores, published.pseudo_precision = grade_fit(fit, solution, form)
             published.scores["submission"] = graded.score
     atomic_write_text(run_dir / "metrics.json",
                       json.dumps(metrics(fit, published, wall_s, stage_s, sealed), indent=2) + "\n")

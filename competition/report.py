@@ -22,6 +22,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from .data import load_public, load_test_ids  # noqa: E402
+from .ensemble import decide, probabilities as ensemble_probabilities  # noqa: E402
 from .grading import accuracy_of, clopper_pearson, score_probabilities  # noqa: E402
 from .metrics import get_metric  # noqa: E402
 from .prepare import CompetitionPaths  # noqa: E402
@@ -77,7 +78,7 @@ def per_class_samples(images: np.ndarray, labels: np.ndarray, num_classes: int, 
     """The first `per_class` images of each class, padded with blanks; and how many were real."""
     grid, counts = [], []
     for k in range(num_classes):
-        chosen = images[labels == k][:per_class]
+        chosen = images[(labels[:, k] == 1) if labels.ndim == 2 else (labels == k)][:per_class]
         counts.append(len(chosen))
         blanks = np.zeros((per_class - len(chosen), *images.shape[1:]), np.uint8)
         grid.append(np.concatenate([chosen, blanks]))
@@ -103,7 +104,8 @@ def data_figures(public, out: Path, notes: list[str]) -> list[Figure]:
     grid, _ = per_class_samples(train_images, train_labels, shown, 12)
     _save(image_grid(grid, row_labels=list(public.classes[:shown])), out, "train_samples")
     _save(image_grid(nhwc(public.test_images[:48])), out, "test_samples")
-    counts = np.bincount(train_labels, minlength=k)
+    # images per class; in a multi-label competition, images having each label
+    counts = train_labels.sum(0) if train_labels.ndim == 2 else np.bincount(train_labels, minlength=k)
     fig, ax = plt.subplots(figsize=(max(7, 0.12 * k), 2.8))
     ax.bar(range(k), counts, color="#4c72b0")
     ax.set_xticks(range(k), public.classes, rotation=30 if max(map(len, public.classes)) > 2 else 0,
@@ -312,12 +314,25 @@ def write_report(run_dir: Path, paths: CompetitionPaths) -> Path:
                                            "pseudo-label precision read private rows, so they appear once "
                                            "<code>python -m competition select</code> has picked the final "
                                            "submissions (then run <code>report</code> again).</p>"))
+    elif paths.has_answers() and info.multi_label:
+        solution = read_solution(paths.solution, info.submission, load_test_ids(paths.public))
+        probabilities = ensemble_probabilities(final_logits, metrics.get("temperature", 1.0),
+                                               metrics.get("decision", "argmax"), multi_label=True)
+        score = score_probabilities(info.submission.as_submitted(probabilities), solution, metric)
+        per_label = "".join(f"<tr><td>{html.escape(c)}</td><td>{a.value:.4f} <small>({a.low:.4f}–{a.high:.4f})"
+                            f"</small></td><td>{a.correct:,}/{a.total:,}</td></tr>"
+                            for c, a in zip(classes, score.per_class))
+        sections.append(("Submission", [], f"<p>All test rows: {metric.name} {score.overall}</p>"
+                         f"<table><tr><th>label</th><th>accuracy at probability 1/2</th><th>right</th></tr>"
+                         f"{per_label}</table>"))
     elif paths.has_answers():
         form = info.submission
         solution = read_solution(paths.solution, form, load_test_ids(paths.public))
-        probabilities = (final_logits.double() / metrics.get("temperature", 1.0)).softmax(1).numpy()
-        predicted = probabilities.argmax(1)
-        score = score_probabilities(probabilities, solution, metric)
+        probabilities = ensemble_probabilities(final_logits, metrics.get("temperature", 1.0),
+                                               multi_label=info.multi_label)
+        submitted = form.as_submitted(decide(probabilities, metrics.get("decision", "argmax")))
+        predicted = submitted.argmax(1)
+        score = score_probabilities(submitted, solution, metric)
         per_class = "".join(f"<tr><td>{html.escape(c)}</td><td>{a.value:.4f} <small>({a.low:.4f}–{a.high:.4f})"
                             f"</small></td><td>{a.correct:,}/{a.total:,}</td></tr>"
                             for c, a in zip(classes, score.per_class))

@@ -194,7 +194,8 @@ def run(cfg: RunConfig, workspace: Workspace, kaggle_dir: Path | None = None, re
         # the stored size is the training size: config.json records it, so --config repeats it
         cfg = policy.resolve(cfg.replace(competition=paths.root.name, image_size=info.height if
                                          info.height == info.width else cfg.image_size),
-                             channels=info.channels, labelled=info.train_size)
+                             channels=info.channels, labelled=info.train_size, hflip_safe=info.hflip,
+                             multi_label=info.multi_label)
         run_dir = new_run_dir(workspace, cfg)
         atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
         atomic_write_text(run_dir / "run.json", json.dumps(run_record(paths), indent=2) + "\n")

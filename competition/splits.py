@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import numpy as np
+from iterstrat.ml_stratifiers import MultilabelStratifiedKFold, MultilabelStratifiedShuffleSplit
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from .errors import ConfigError
@@ -35,8 +36,16 @@ def public_private_usage(num_rows: int, public_fraction: float, seed: int) -> np
 
 def validation_folds(labels: np.ndarray, folds: int, val_fraction: float, seed: int) -> list[np.ndarray]:
     """The validation rows of each fold, sorted. K >= 2: disjoint stratified folds covering every
-    row; K = 1: one stratified holdout of `val_fraction`."""
+    row; K = 1: one stratified holdout of `val_fraction`. Multi-label 0/1 rows (N, L) are stratified
+    label by label together: iterative stratification (Sechidis et al. 2011, the
+    `iterative-stratification` package)."""
     labels = np.asarray(labels)
+    if labels.ndim == 2:
+        if folds == 1:
+            splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=val_fraction, random_state=seed)
+        else:
+            splitter = MultilabelStratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+        return [np.sort(val) for _, val in splitter.split(np.zeros(len(labels)), labels)]
     if folds == 1:
         return [np.sort(stratified_split(labels, val_fraction, seed)[1])]
     smallest = np.bincount(labels).min(initial=len(labels))

@@ -43,7 +43,6 @@ class TrainingData:
     mean: tuple[float, ...]         # per-channel pixel statistics of train_images, in [0, 1] units
     std: tuple[float, ...]
     device: torch.device = torch.device("cpu")
-    hflip_safe: bool = False        # the competition says mirrored images keep their class
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -178,7 +177,7 @@ def train_model(data: TrainingData, cfg: RunConfig, model: str, seed: int, out_d
     val_batches = DeviceBatches(data.val_images, data.val_labels, 1024, shuffle=False, device=device)
     module = Classifier.from_config(cfg, model=model, num_classes=data.num_classes, image_shape=data.image_shape,
                                     mean=data.mean, std=data.std, steps_per_epoch=len(train_batches),
-                                    hflip_safe=data.hflip_safe, seed=seed)
+                                    seed=seed)
     history = EpochHistory()
     # best.ckpt: the best validation epoch; last.ckpt: every finished epoch, to resume a stopped fit
     checkpoint = ModelCheckpoint(dirpath=out_dir, filename="best", monitor="val_acc", mode="max",
@@ -212,7 +211,7 @@ def _train_fixed_epochs(data: TrainingData, cfg: RunConfig, model: str, seed: in
                             device=device)
     module = Classifier.from_config(cfg, model=model, num_classes=data.num_classes, image_shape=data.image_shape,
                                     mean=data.mean, std=data.std, steps_per_epoch=len(batches),
-                                    hflip_safe=data.hflip_safe, seed=seed)
+                                    seed=seed)
     history = EpochHistory()
     callbacks: list[L.Callback] = [history, EpochOrder(batches), StopOnSignal()]
     if cfg.averaging == "ema":

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from competition import competitions
+from competition import competitions, policy
 from competition.config import RunConfig
 from competition.run import Workspace
 
@@ -176,6 +176,16 @@ def tiny_config() -> RunConfig:
     confidence rule loose enough that the pseudo-label round always has rows."""
     return RunConfig(competition="digits", models=("fastnet",), folds=2, seeds=1, epochs=3, pseudo_rounds=1,
                      batch_size=64, patience=5, pseudo_threshold=0.3)
+
+
+@pytest.fixture
+def resolve_for():
+    """`cfg` made concrete for a prepared competition, as `fit` makes it before planning members:
+    what a test that plans or trains members itself must pass them."""
+    def resolve_for(cfg: RunConfig, paths) -> RunConfig:
+        info = paths.read()
+        return policy.resolve(cfg, channels=info.channels, labelled=info.train_size, hflip_safe=info.hflip)
+    return resolve_for
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from competition.config import Augmentation, RunConfig, build_config
+from competition.config import FINE_TUNE_CROP, Augmentation, RunConfig, build_config
+from competition.module import Classifier
 from competition.policy import LARGE_DATA, resolve
 from competition.errors import ConfigError
 
@@ -80,12 +81,21 @@ def test_pseudo_rounds_take_a_count_or_auto_and_nothing_else(tmp_path):
 def test_auto_settings_follow_the_data_and_explicit_ones_are_kept():
     small, large = LARGE_DATA - 1, LARGE_DATA
     def auto(channels: int, labelled: int, cfg: RunConfig = RunConfig()) -> RunConfig:
-        return resolve(cfg, channels=channels, labelled=labelled)
+        return resolve(cfg, channels=channels, labelled=labelled, hflip_safe=channels == 3)
 
     assert (auto(1, small).models, auto(1, small).pseudo_rounds) == (("fastnet",), 1)
     assert (auto(1, large).models, auto(1, large).pseudo_rounds) == (("fastnet-wide",), 0)
     assert auto(3, large).models == ("resnet-small",)
     explicit = auto(1, large, RunConfig(models=("fastnet", "lenet5"), pseudo_rounds=2))
     assert (explicit.models, explicit.pseudo_rounds) == (("fastnet", "lenet5"), 2)
+    assert (auto(1, small).augment.hflip, auto(3, small).augment.hflip) == ("off", "on")
+    fine_tuning = auto(3, small, RunConfig(models=("timm/test_efficientnet",), weights="w.pth"))
+    assert fine_tuning.augment.crop == FINE_TUNE_CROP and auto(3, small).augment.crop == 0.0
     resolved = auto(1, large)
-    assert RunConfig.from_dict(resolved.to_dict()) == resolved
+    assert resolved.augment.is_resolved and RunConfig.from_dict(resolved.to_dict()) == resolved
+
+
+def test_a_module_is_made_only_from_a_resolved_augmentation():
+    with pytest.raises(ConfigError, match="policy.resolve"):
+        Classifier.from_config(RunConfig(), model="fastnet", num_classes=10, image_shape=(1, 28, 28),
+                               mean=(0.1,), std=(0.3,), steps_per_epoch=4)

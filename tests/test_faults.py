@@ -156,9 +156,9 @@ def test_a_corrupt_image_array_is_prepared_again_not_trusted(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_corrupt_checkpoint_is_reported_with_its_path(tmp_path, tiny_config):
+def test_a_corrupt_checkpoint_is_reported_with_its_path(tmp_path, tiny_config, resolve_for):
     paths = prepare("digits", tmp_path / "data", log=lambda s: None)
-    [spec, _] = plan_members(tiny_config.replace(epochs=1), 0, paths.public, tmp_path / "run")
+    [spec, _] = plan_members(resolve_for(tiny_config.replace(epochs=1), paths), 0, paths.public, tmp_path / "run")
     train_member(spec)
     _truncate(Path(spec.out_dir) / "best.ckpt", 0.4)
     with pytest.raises(DataSourceError, match=r"best.ckpt: not a readable checkpoint .*delete the member's folder"):

@@ -150,6 +150,27 @@ def test_a_log_loss_folder_submits_calibrated_probabilities_and_ranks_lowest_fir
         result.published.scores["submission"].overall.value)
 
 
+@pytest.mark.slow
+def test_a_binary_folder_scored_by_roc_auc_submits_one_probability_column(tmp_path, workspace, tiny_config):
+    """Aerial Cactus' form: id,has_cactus with P(the second class) in each row, graded by ROC AUC."""
+    folder = write_image_folder(tmp_path / "cactus", string_labels=False, num_classes=2)
+    for name in ("sampleSubmission.csv", "solution.csv", "trainLabels.csv"):
+        frame = pd.read_csv(folder / name, dtype=str)
+        frame.rename(columns={"label": "has_cactus"}).to_csv(folder / name, index=False)
+    result = run(tiny_config.replace(epochs=2, pseudo_rounds=0), workspace, folder, log=lambda s: None,
+                 metric="roc-auc")
+    text = result.published.submission.read_text().splitlines()
+    assert text[0] == "id,has_cactus"
+    submission = pd.read_csv(result.published.submission)
+    assert submission["has_cactus"].between(0, 1).all() and submission["has_cactus"].nunique() > 2
+    assert result.fit.final.cv.interval == "bootstrap" and "## cactus (roc-auc, higher is better)" in \
+        workspace.leaderboard.read_text()
+    form, ids = submission_form(workspace.competition("cactus"))
+    _, score = score_submission(result.published.submission, workspace.competition("cactus").solution, form, ids,
+                                "roc-auc")
+    assert score.overall.value == result.published.scores["submission"].overall.value
+
+
 def test_ids_that_name_the_image_file_with_its_suffix_are_found(tmp_path):
     """Kaggle's Aerial Cactus form: train.csv (id,has_cactus) whose ids are file names, 0/1 labels."""
     folder = write_image_folder(tmp_path / "comp", string_labels=False, with_solution=False)

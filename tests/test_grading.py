@@ -150,7 +150,7 @@ def test_macro_f1_matches_scikit_learn_with_a_bootstrap_interval(tmp_path, fruit
     assert score.overall.interval == "bootstrap" and score.overall.low <= score.overall.value <= score.overall.high
 
 
-PROBABILITIES = FRUITS.__class__("id", "label", FRUITS.labels, probabilities=True)
+PROBABILITIES = SubmissionForm("id", "label", FRUITS.labels, values="probabilities")
 
 
 def _probability_file(tmp_path, rows, header="id,apple,banana,cherry"):

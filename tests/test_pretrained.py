@@ -43,8 +43,9 @@ def test_a_weights_file_initialises_the_backbone_and_a_new_head_for_the_classes(
 
 def test_fine_tuning_normalises_as_the_backbone_learnt_and_gives_it_a_share_of_the_heads_rate(backbone_weights):
     cfg = RunConfig(models=(MODEL,), weights=str(backbone_weights), lr=1e-3, backbone_lr=0.1)
+    cfg = cfg.replace(augment=cfg.augment.resolved(hflip_safe=True, fine_tuning=True))
     module = Classifier.from_config(cfg, model=MODEL, num_classes=2, image_shape=(3, 32, 32), mean=(0.5,) * 3,
-                                    std=(0.2,) * 3, steps_per_epoch=4, hflip_safe=True)
+                                    std=(0.2,) * 3, steps_per_epoch=4)
     assert module.mean == timm.models.get_pretrained_cfg("test_efficientnet").mean
     optimizer = module.configure_optimizers()["optimizer"]
     head = {id(p) for p in module.net.get_classifier().parameters()}

@@ -30,9 +30,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-def test_a_member_spec_trains_identically_in_a_fresh_process(tmp_path, tiny_config):
+def test_a_member_spec_trains_identically_in_a_fresh_process(tmp_path, tiny_config, resolve_for):
     paths = prepare("digits", tmp_path / "data", log=lambda s: None)
-    cfg = tiny_config.replace(epochs=1, threads=1)
+    cfg = resolve_for(tiny_config.replace(epochs=1, threads=1), paths)
     [spec, other_fold] = plan_members(cfg, 0, paths.public, tmp_path / "here")
     train_member(spec)
     spec_file = tmp_path / "spec.json"
@@ -173,9 +173,10 @@ def test_tta_adds_views_from_the_checkpoint_without_retraining(tmp_path, tiny_co
 
 
 @pytest.mark.slow
-def test_ema_checkpoints_hold_the_averaged_weights(tmp_path, tiny_config):
+def test_ema_checkpoints_hold_the_averaged_weights(tmp_path, tiny_config, resolve_for):
     paths = prepare("digits", tmp_path / "data", log=lambda s: None)
-    [spec, _] = plan_members(tiny_config.replace(averaging="ema", epochs=2), 0, paths.public, tmp_path / "run")
+    cfg = resolve_for(tiny_config.replace(averaging="ema", epochs=2), paths)
+    [spec, _] = plan_members(cfg, 0, paths.public, tmp_path / "run")
     train_member(spec)
     saved = torch.load(Path(spec.out_dir) / "best.ckpt", weights_only=False)
     averaged, current = saved["state_dict"], saved["current_model_state"]
@@ -195,11 +196,12 @@ def test_a_kaggle_folder_without_answers_gets_a_submission_but_no_score(workspac
 
 
 @pytest.mark.slow
-def test_a_finished_member_whose_pseudo_labels_changed_is_not_reused(tmp_path, tiny_config):
+def test_a_finished_member_whose_pseudo_labels_changed_is_not_reused(tmp_path, tiny_config, resolve_for):
     paths = prepare("digits", tmp_path / "data", log=lambda s: None)
     pseudo = tmp_path / "pseudo_labels.csv"
     pseudo.write_text("ImageId,Label,Confidence\n1,3,0.9\n2,4,0.9\n")
-    [spec, _] = plan_members(tiny_config.replace(epochs=1), 1, paths.public, tmp_path / "run", pseudo)
+    cfg = resolve_for(tiny_config.replace(epochs=1), paths)
+    [spec, _] = plan_members(cfg, 1, paths.public, tmp_path / "run", pseudo)
     assert train_member(spec).pseudo_labels_sha is not None
     assert train_member(spec).resumed                       # same file: loaded
     pseudo.write_text("ImageId,Label,Confidence\n1,5,0.9\n")
