@@ -97,7 +97,7 @@ class RunConfig:
     augment: Augmentation = field(default_factory=Augmentation)
     # prediction, ensemble and pseudo-labels: every choice reads out-of-fold logits only
     tta: TestTimeAugmentation = "auto"  # shifted views, on where they win on OOF beyond chance (McNemar)
-    ensemble: EnsembleMethod = "logits"
+    ensemble: EnsembleMethod = "logits"     # logits, for every metric: probabilities measured no better (§12)
     pseudo_rounds: int | Literal["auto"] = "auto"   # most rounds (a round that lowers OOF ends them); auto: 1
                                         # under policy.LARGE_DATA labelled images, else 0
     pseudo_threshold: float = 0.95      # share of the label-smoothing cap the confidence must reach

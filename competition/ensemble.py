@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .metrics import Estimate, Metric, accuracy_of
+from .metrics import Estimate, Metric, accuracy_of, get_metric
 
 
 def average_logits(logits: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
@@ -108,17 +108,15 @@ class OutOfFold:
 
     def best_decision(self, metric: Metric) -> str:
         """For an ordinal metric (quadratic kappa), the decision with the better OOF score; for F1 of
-        several labels an image, the one probability threshold (of 0.05, 0.10, ..., 0.95) with the
-        best OOF score; else argmax. Of tied candidates the usual one (argmax, 0.5) wins."""
+        several labels an image, thresholds (`best_thresholds`); else argmax. Of tied candidates the
+        usual one (argmax) wins."""
         truth = self.labels[self.covered].numpy()
-        if metric.name == "qwk":
-            candidates = list(DECISIONS)
-        elif self.multi_label and metric.name in ("micro-f1", "macro-f1"):
-            candidates = ["argmax"] + [f"threshold {t:.2f}" for t in THRESHOLDS]
-        else:
+        if self.multi_label and metric.name in ("micro-f1", "macro-f1"):
+            return best_thresholds(truth, self.probabilities(), metric)
+        if metric.name != "qwk":
             return "argmax"
-        values = {d: metric.value(truth, self.probabilities(decision=d)) for d in candidates}
-        return max(candidates, key=lambda d: (values[d], d == "argmax"))
+        values = {d: metric.value(truth, self.probabilities(decision=d)) for d in DECISIONS}
+        return max(DECISIONS, key=lambda d: (values[d], d == "argmax"))
 
     def fit_temperature(self) -> float:
         """The softmax temperature minimising the log-loss (one number, so barely fitted to the
@@ -151,6 +149,38 @@ class OutOfFold:
         return metric.beats(scored(other), scored(self))
 
 
+def fit_thresholds(truth: np.ndarray, probabilities: np.ndarray, metric: Metric, per_label: bool) -> np.ndarray:
+    """The threshold(s) of `THRESHOLDS` with the best score: one for every label, or each label's own
+    (the one maximising that label's F1, which is micro-F1's best too where labels do not interact)."""
+    labels = truth.shape[1]
+    if not per_label:
+        values = [metric.value(truth, (probabilities >= t).astype(np.float64)) for t in THRESHOLDS]
+        return np.full(labels, THRESHOLDS[int(np.argmax(values))])
+    f1 = get_metric("micro-f1")
+    return np.array([THRESHOLDS[int(np.argmax([f1.value(truth[:, [c]], (probabilities[:, [c]] >= t).astype(float))
+                                              for t in THRESHOLDS]))] for c in range(labels)])
+
+
+def best_thresholds(truth: np.ndarray, probabilities: np.ndarray, metric: Metric) -> str:
+    """One threshold for every label, or each label its own, chosen on OOF. Which of the two is
+    chosen by cross-fitting (each fitted on one half of the rows and scored on the other, both
+    ways), since per-label thresholds always win on the rows they were fitted on; then fitted on all."""
+    def as_decision(thresholds: np.ndarray) -> str:
+        return "thresholds " + " ".join(f"{t:.2f}" for t in thresholds)
+
+    def held_out_score(per_label: bool) -> float:
+        halves = np.random.default_rng(0).permutation(len(truth)) % 2 == 0
+        scores = []
+        for fit, score in ((halves, ~halves), (~halves, halves)):
+            thresholds = fit_thresholds(truth[fit], probabilities[fit], metric, per_label)
+            scores.append(metric.value(truth[score], decide(probabilities[score], as_decision(thresholds))))
+        return float(np.mean(scores))
+
+    per_label = held_out_score(True) > held_out_score(False)
+    chosen = fit_thresholds(truth, probabilities, metric, per_label)
+    return as_decision(chosen) if per_label else f"threshold {chosen[0]:.2f}"
+
+
 def probabilities(logits: torch.Tensor, temperature: float = 1.0, decision: str = "argmax",
                   multi_label: bool = False) -> np.ndarray:
     """Class probabilities (N, K), float64; under the `expected-class` decision, one-hot rows of it.
@@ -170,8 +200,9 @@ THRESHOLDS = np.round(np.arange(0.05, 0.96, 0.05), 2)
 def decide(probabilities: np.ndarray, decision: str) -> np.ndarray:
     if decision == "argmax":
         return probabilities
-    if decision.startswith("threshold "):
-        return (probabilities >= float(decision.split()[1])).astype(np.float64)
+    if decision.startswith("threshold"):        # "threshold T" (every label) or "thresholds T1 T2 ..." (each)
+        thresholds = np.array([float(t) for t in decision.split()[1:]])
+        return (probabilities >= thresholds[None, :]).astype(np.float64)
     k = probabilities.shape[1]
     expected = np.clip(np.rint(probabilities @ np.arange(k)), 0, k - 1).astype(np.int64)
     return np.eye(k)[expected]

@@ -118,7 +118,10 @@ def grouped_test(members: list[MemberResult], member_test: torch.Tensor, models:
 
 
 def write_pseudo_labels(path: Path, pseudo: PseudoLabels) -> None:
-    frame = pd.DataFrame({"ImageId": pseudo.indices.numpy() + 1, "Label": pseudo.labels.numpy(),
+    labels = pseudo.labels.numpy()
+    if labels.ndim == 2:        # several labels an image: the indices of the labels it has, space-separated
+        labels = [" ".join(str(k) for k in np.flatnonzero(row)) for row in labels]
+    frame = pd.DataFrame({"ImageId": pseudo.indices.numpy() + 1, "Label": labels,
                           "Confidence": pseudo.confidence.numpy().round(5)})
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, frame.to_csv(index=False, lineterminator="\n"))
@@ -170,7 +173,7 @@ def fit(cfg: RunConfig, public_dir: Path, run_dir: Path, executor: Executor | No
                     f"{rounds[best].cv.value:.4f}): no further rounds")
         elif round_number < cfg.pseudo_rounds:
             next_pseudo = select_pseudo_labels(ens.test_logits, ens.member_test_logits, cfg.pseudo_threshold,
-                                               cfg.label_smoothing)
+                                               cfg.label_smoothing, multi_label=public.competition.multi_label)
             if not len(next_pseudo.indices):
                 stop = "  no test image passed the confidence rule: no further rounds"
         rounds.append(RoundResult(round=round_number, members=members, pseudo=pseudo,

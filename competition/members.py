@@ -107,12 +107,19 @@ def fold_rows(labels: np.ndarray, cfg: RunConfig, fold: int) -> tuple[np.ndarray
     return training_rows(len(labels), val), val
 
 
-def read_pseudo_labels(path: Path, num_test: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(test rows, labels) from a pseudo-label CSV written by the run."""
-    frame = pd.read_csv(path, dtype={"ImageId": np.int64, "Label": np.int64})
+def read_pseudo_labels(path: Path, num_test: int, num_labels: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(test rows, labels) from a pseudo-label CSV written by the run; with `num_labels` (several
+    labels an image), each row's space-separated label indices as 0/1 rows (P, L)."""
+    frame = pd.read_csv(path, dtype={"ImageId": np.int64, "Label": str}, keep_default_na=False)
     rows = frame["ImageId"].to_numpy() - 1
     assert rows.min(initial=0) >= 0 and rows.max(initial=-1) < num_test, f"{path}: ImageId outside the test set"
-    return torch.from_numpy(rows.copy()), torch.from_numpy(frame["Label"].to_numpy().copy())
+    if num_labels is None:
+        labels = frame["Label"].astype(np.int64).to_numpy().copy()
+    else:
+        labels = np.zeros((len(frame), num_labels), np.int64)
+        for row, cell in enumerate(frame["Label"]):
+            labels[row, [int(k) for k in cell.split()]] = 1
+    return torch.from_numpy(rows.copy()), torch.from_numpy(labels)
 
 
 def fold_data(public: PublicData, cfg: RunConfig, fold: int, device: torch.device
@@ -156,7 +163,8 @@ def train_member(spec: MemberSpec, public: PublicData | None = None) -> MemberRe
     data, val_rows = fold_data(public, cfg, spec.fold, device)
     pseudo_images = pseudo_targets = None
     if spec.pseudo_labels is not None:
-        rows, labels = read_pseudo_labels(Path(spec.pseudo_labels), len(public.test_images))
+        rows, labels = read_pseudo_labels(Path(spec.pseudo_labels), len(public.test_images),
+                                          public.num_classes if public.competition.multi_label else None)
         pseudo_images = to_placement(public.test_images[rows], device, placement(public.train_images, device))
         pseudo_targets = labels.to(device)
 

@@ -42,16 +42,11 @@ def resolve(cfg: RunConfig, *, channels: int, labelled: int, hflip_safe: bool,
     """The model by channels and the labelled count, the pseudo-label rounds by the count, the
     augmentation by the competition (`hflip_safe`: a mirrored image keeps its class) and by whether
     a pretrained backbone is fine-tuned. Every later stage reads these values, never `auto`.
-    A multi-label competition (several labels an image) has no pseudo-label rounds and averages
-    logits: the confidence rule and probability averaging are written for one class an image."""
+    A multi-label competition (several labels an image) averages logits: probability averaging and
+    greedy weights are written for one class an image."""
     rounds = cfg.pseudo_rounds
-    if multi_label:
-        if rounds not in ("auto", 0):
-            raise ConfigError(f"pseudo_rounds = {rounds}: pseudo-labels are not made for a multi-label "
-                              f"competition yet; use 0 or auto")
-        if cfg.ensemble != "logits":
-            raise ConfigError(f"ensemble = {cfg.ensemble}: a multi-label competition averages logits; use logits")
-        rounds = 0
+    if multi_label and cfg.ensemble != "logits":
+        raise ConfigError(f"ensemble = {cfg.ensemble}: a multi-label competition averages logits; use logits")
     if rounds == "auto":
         rounds = 0 if labelled >= LARGE_DATA else 1
     return cfg.replace(models=resolve_models(cfg.models, channels, labelled), pseudo_rounds=rounds,

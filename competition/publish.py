@@ -61,7 +61,8 @@ def grade_fit(fit: FitResult, solution: Solution, form: SubmissionForm) -> tuple
             as_submitted(rnd.test_logits, rnd.temperature, rnd.decision), solution, metric)
         if rnd.pseudo is not None and len(rnd.pseudo.indices):
             truth = solution.labels[rnd.pseudo.indices.numpy()]
-            precision[rnd.round] = float((rnd.pseudo.labels.numpy() == truth).mean())
+            right = rnd.pseudo.labels.numpy() == truth
+            precision[rnd.round] = float((right.all(1) if right.ndim == 2 else right).mean())   # every label right
     return scores, precision
 
 

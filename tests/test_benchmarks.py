@@ -7,8 +7,8 @@ import tempfile
 
 import pytest
 
-from benchmarks import (accuracy_levers, accuracy_per_second, efficiency, end_to_end, fold_levers, inference, refit,
-                        scaling, throughput, time_to_accuracy, tta_views)
+from benchmarks import (accuracy_levers, accuracy_per_second, efficiency, end_to_end, ensemble_average, fold_levers,
+                        inference, refit, scaling, throughput, time_to_accuracy, tta_views)
 from competition.cli import main
 
 pytestmark = pytest.mark.slow
@@ -127,3 +127,15 @@ def test_tta_views_scores_view_sets_out_of_fold_from_a_finished_run(tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert abs(metrics["rounds"][0]["oof_acc_with_tta"] - default["oof"]) < 1e-9
     _result(tmp_path, "tta_views_digits")
+
+
+def test_ensemble_average_compares_logits_and_probabilities_on_oof_of_two_seeds(tmp_path):
+    root = tmp_path / "ws"
+    assert main(["--root", str(root), "run", "--competition", "digits", "--epochs", "1", "--folds", "2",
+                 "--seeds", "2", "--pseudo-rounds", "0"]) == 0
+    run_dir = next((root / "submissions").iterdir())
+    rows = ensemble_average.main([str(run_dir), "--out", str(tmp_path)])
+    assert [r["average"] for r in rows] == ["logits", "probs"]
+    assert all(0 < r["log-loss"] and 0 <= r["accuracy"] <= 1 and 0.5 < r["mean-roc-auc"] <= 1 for r in rows)
+    assert rows[0]["log-loss"] != rows[1]["log-loss"]          # two members a row: the averages differ
+    _result(tmp_path, "ensemble_average_digits")

@@ -14,6 +14,7 @@ from competition.ensemble import OutOfFold, greedy_weights
 from competition.errors import ConfigError, InvalidSubmissionError
 from competition.metrics import METRICS, get_metric
 from competition.policy import resolve
+from competition.pseudo_label import select_pseudo_labels
 from competition.splits import validation_folds
 from competition.submission import SubmissionForm, form_for, validate_submission, write_submission
 
@@ -236,20 +237,34 @@ def test_multi_label_folds_are_stratified_label_by_label():
     assert np.abs(shares - labels.mean(0)).max() < 0.03                        # each label's share in every fold
 
 
-def test_a_multi_label_competition_has_no_pseudo_rounds_and_averages_logits():
-    assert resolve(RunConfig(), channels=3, labelled=100, hflip_safe=True, multi_label=True).pseudo_rounds == 0
-    with pytest.raises(ConfigError, match="pseudo-labels are not made for a multi-label competition"):
-        resolve(RunConfig(pseudo_rounds=1), channels=3, labelled=100, hflip_safe=True, multi_label=True)
+def test_a_multi_label_competition_averages_logits():
+    assert resolve(RunConfig(), channels=3, labelled=100, hflip_safe=True, multi_label=True).pseudo_rounds == 1
     with pytest.raises(ConfigError, match="averages logits"):
         resolve(RunConfig(ensemble="probs"), channels=3, labelled=100, hflip_safe=True, multi_label=True)
 
 
-def test_the_f1_threshold_of_a_multi_label_competition_is_chosen_on_oof(multi_label_predictions):
+def test_multi_label_pseudo_labels_need_every_label_confident_and_every_member_agreeing():
+    teacher = torch.tensor([[4.0, -4.0, 4.0], [4.0, 0.1, -4.0], [-4.0, -4.0, -4.0], [4.0, 4.0, -4.0]])
+    members = torch.stack([teacher, teacher.clone()])
+    members[1, 3, 1] = -1.0                              # one member says row 3 lacks label 1
+    pseudo = select_pseudo_labels(teacher, members, threshold=0.9, label_smoothing=0.1, multi_label=True)
+    assert pseudo.indices.tolist() == [0, 2]             # row 1: label 1 unsure; row 3: members disagree
+    assert pseudo.labels.tolist() == [[1, 0, 1], [0, 0, 0]] and pseudo.per_class(3) == [1, 0, 1]
+
+
+def test_the_f1_thresholds_of_a_multi_label_competition_are_chosen_on_oof(multi_label_predictions):
     truth, p = multi_label_predictions
-    under_confident = torch.logit(torch.tensor(p)) - 1.5          # every label's probability too low
-    oof = OutOfFold(logits=under_confident, labels=torch.tensor(truth))
     metric = get_metric("micro-f1")
-    decision = oof.best_decision(metric)
-    assert decision.startswith("threshold ") and float(decision.split()[1]) < 0.5
-    assert oof.score(metric, decision=decision).value > oof.score(metric).value
-    assert oof.best_decision(get_metric("mean-roc-auc")) == "argmax"           # AUC reads no threshold
+    logits = torch.logit(torch.tensor(p))
+    under_confident = OutOfFold(logits=logits - 1.5, labels=torch.tensor(truth))   # every label too low
+    decision = under_confident.best_decision(metric)
+    assert np.mean([float(t) for t in decision.split()[1:]]) < 0.5
+    assert under_confident.score(metric, decision=decision).value > under_confident.score(metric).value
+    # labels mis-calibrated in opposite directions need a threshold each
+    noise = torch.tensor(np.random.default_rng(4).normal(size=truth.shape))
+    separable = torch.tensor(truth * 2 - 1) * 2.5 + noise
+    skewed = OutOfFold(logits=separable + torch.tensor([-2.5, 2.5, -2.5, 2.5, -2.5, 2.5]), labels=torch.tensor(truth))
+    decision = skewed.best_decision(metric)
+    thresholds = [float(t) for t in decision.split()[1:]]
+    assert decision.startswith("thresholds ") and thresholds[0] < 0.5 < thresholds[1]
+    assert under_confident.best_decision(get_metric("mean-roc-auc")) == "argmax"     # AUC reads no threshold
