@@ -18,7 +18,7 @@ from .members import MemberSpec, train_member
 from .prepare import SplitOptions, competition_lock, kaggle_folder_name, prepare, prepare_kaggle_folder
 from .report import write_report
 from .rules import Rules, format_private_leaderboard, private_leaderboard, read_rules, select_final, write_rules
-from .metrics import METRICS
+from .metrics import METRICS, get_metric
 from .scoring import Row, grade_and_record
 from .stopping import StopRequested
 from .run import Workspace, check_fixed_metric, ensure_prepared, run
@@ -182,6 +182,14 @@ class OneLineHelp(argparse.HelpFormatter):
         return super()._format_action(action)
 
 
+def metric_name(text: str) -> str:
+    """A metric `get_metric` knows (map@k for any k), for argparse."""
+    try:
+        return get_metric(text).name
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m competition",
                                      description="A Kaggle-style competition harness for image classification.",
@@ -192,8 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     def split_flags(p: argparse.ArgumentParser) -> None:
         defaults = SplitOptions()
-        p.add_argument("--metric", choices=list(METRICS),
-                       help="the metric of a --data folder (default accuracy; log-loss: probability submissions)")
+        p.add_argument("--metric", type=metric_name, metavar="METRIC",
+                       help=f"the metric of a --data folder: {', '.join(METRICS)} or map@k (default accuracy; "
+                       f"mean-roc-auc where images have several labels)")
         p.add_argument("--split-seed", type=int, default=defaults.split_seed, help="seed of the test and usage splits")
         p.add_argument("--test-fraction", type=float, default=defaults.test_fraction,
                        help="share held out as hidden test, for sources without an official test set")

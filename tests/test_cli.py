@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from competition.cli import main
+from competition.cli import build_parser, main
 
 from conftest import write_kaggle_folder
 
@@ -92,3 +92,11 @@ def test_pseudo_rounds_flag_takes_auto_or_a_count_and_names_a_bad_value(capsys):
         main(["run", "--pseudo-rounds", "two"])
     assert exit_info.value.code == 2
     assert "--pseudo-rounds: expected a whole number or auto, got 'two'" in capsys.readouterr().err
+
+
+def test_the_metric_flag_takes_every_metric_and_map_at_any_k(capsys):
+    assert build_parser().parse_args(["run", "--data", "d", "--metric", "map@3"]).metric == "map@3"
+    assert build_parser().parse_args(["run", "--data", "d", "--metric", "qwk"]).metric == "qwk"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "--data", "d", "--metric", "auc"])
+    assert "unknown metric 'auc'; choose one of accuracy" in capsys.readouterr().err
