@@ -19,7 +19,7 @@ from .prepare import SplitOptions, competition_lock, kaggle_folder_name, prepare
 from .report import write_report
 from .rules import Rules, format_private_leaderboard, private_leaderboard, read_rules, select_final, write_rules
 from .metrics import METRICS, get_metric
-from .scoring import Row, grade_and_record
+from .scoring import Row, grade_and_record, sync_leaderboard
 from .stopping import StopRequested
 from .run import Workspace, check_fixed_metric, ensure_prepared, run
 
@@ -147,7 +147,8 @@ def cmd_select(args: argparse.Namespace) -> int:
         raise DataSourceError(f"{paths.root}: no prepared competition {args.name!r}")
     select_final(paths.root, args.name, args.run_ids)
     rows = private_leaderboard(paths.root)
-    leaderboard.reveal(workspace.leaderboard, paths.read().name,
+    sync_leaderboard(workspace.leaderboard, workspace.data)        # the ledger's private scores, now shown
+    leaderboard.reveal(workspace.leaderboard, paths.read().name,   # and those of rows older than the ledger's
                        {r["run"]: r["private"] for r in rows})
     print(f"final submissions of {args.name}: {', '.join(args.run_ids)}")
     print(format_private_leaderboard(args.name, rows))
@@ -166,7 +167,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    print(leaderboard.show(_workspace(args).leaderboard, args.competition))
+    workspace = _workspace(args)
+    sync_leaderboard(workspace.leaderboard, workspace.data)        # a crash may have left a row out
+    print(leaderboard.show(workspace.leaderboard, args.competition))
     return 0
 
 

@@ -3,9 +3,12 @@
 Each table is scored by its competition's metric (accuracy unless its heading names another,
 e.g. `## cifar10-folder (log-loss, lower is better)`), and ranked in that metric's direction.
 
-The Markdown file is the record. Adding a row takes an exclusive lock on a lock file
-beside it, re-reads the file, and replaces it with a rewritten temporary file, so
-concurrent scorers lose no row and a reader never sees half a file.
+The record is each competition's ledger (`data/NAME/scored.jsonl`, written first); the Markdown
+file is rendered from the ledgers (`rebuild`), under an exclusive lock on a lock file beside it,
+as a rewritten temporary file renamed into place: concurrent scorers lose no row, a reader never
+sees half a file, and a crash between the ledger row and the board leaves a board that the next
+rebuild (any later score, run or `leaderboard` command) completes. Rows of boards written before
+the ledgers held board entries are kept as they are.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import re
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from .metrics import get_metric
 from .sources import atomic_write_text
@@ -120,19 +123,25 @@ def read(path: Path) -> list[Entry]:
     return parse(path.read_text()) if path.is_file() else []
 
 
-def add_entry(path: Path, entry: Entry) -> int:
-    """Add a row under the lock and return its rank within its competition. A run's row (a link
-    to its report) replaces an earlier row of the same run, so a resumed run that publishes
-    again is not counted twice; rows of `score` (file names) always add."""
+def rebuild(path: Path, ledger_entries: Callable[[], list[Entry]]) -> list[Entry]:
+    """Render the board from the ledgers' entries (read under the lock), keeping the rows of runs
+    no ledger entry names (boards of earlier versions); returns every entry, in board order."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with locked(path):
-        entries = [e for e in read(path) if not (entry.run.startswith("[") and e.run == entry.run
-                                                 and e.competition == entry.competition)]
-        entries.append(entry)
-        atomic_write_text(path, render(entries))
-    return ranked([e for e in entries if (e.competition, e.metric) == (entry.competition, entry.metric)]
-                  ).index(entry) + 1
+        entries = ledger_entries()
+        recorded = {(e.competition, e.run) for e in entries}
+        entries += [e for e in read(path) if (e.competition, e.run) not in recorded]
+        text = render(entries)
+        if not path.is_file() or path.read_text() != text:
+            atomic_write_text(path, text)
+    return entries
+
+
+def rank_of(entries: list[Entry], entry: Entry) -> int:
+    """`entry`'s rank within its competition's table (the last of equal entries: the newest)."""
+    table = ranked([e for e in entries if (e.competition, e.metric) == (entry.competition, entry.metric)])
+    return len(table) - table[::-1].index(entry)
 
 
 def reveal(path: Path, competition: str, private_by_run: dict[str, float]) -> None:

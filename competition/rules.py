@@ -17,6 +17,7 @@ from pathlib import Path
 from .errors import SubmissionLimitError
 from .metrics import get_metric
 from .prepared import read_prepared
+from .leaderboard import locked
 from .sources import atomic_write_text
 
 MAX_SELECTED = 2        # Kaggle's final-submission count
@@ -51,13 +52,18 @@ def read_ledger(root: Path) -> list[dict]:
 
 
 def record_scored(root: Path, run: str, public: float, private: float, now: datetime | None = None,
-                  replace: bool = False) -> None:
-    """Append one scored submission to the ledger (rewritten atomically, so never half a line).
-    `replace`: a run publishing again (resumed) replaces its earlier row instead of counting twice."""
+                  replace: bool = False, entry: dict | None = None) -> None:
+    """Append one scored submission to the ledger, under its lock (two scorers lose no row), rewritten
+    atomically (never half a line). `replace`: a run publishing again (resumed) replaces its earlier
+    row instead of counting twice. `entry`: its leaderboard row (`leaderboard.Entry` fields, the
+    private score unhidden), from which the board is rendered; None for a score kept off the board."""
     now = now or datetime.now(timezone.utc)
-    rows = [r for r in read_ledger(root) if not (replace and r["run"] == run)]
-    rows += [{"time": now.isoformat(), "run": run, "public": public, "private": private}]
-    atomic_write_text(Path(root) / "scored.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    path = Path(root) / "scored.jsonl"
+    with locked(path):
+        rows = [r for r in read_ledger(root) if not (replace and r["run"] == run)]
+        rows += [{"time": now.isoformat(), "run": run, "public": public, "private": private,
+                  **({} if entry is None else {"entry": entry})}]
+        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def check_daily_limit(root: Path, name: str, rules: Rules, now: datetime | None = None) -> None:

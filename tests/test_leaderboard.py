@@ -1,12 +1,24 @@
-"""leaderboard.md: ranking, one table per competition, atomic and concurrent writes."""
+"""leaderboard.md: ranking, one table per competition, rendered from the ledgers; concurrent writers;
+a crash between the ledger row and the board."""
 
 from __future__ import annotations
 
 import multiprocessing
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 from competition import leaderboard
-from competition.leaderboard import Entry, add_entry, read
+from competition.leaderboard import Entry, rank_of, read
+from competition.rules import record_scored
+from competition.scoring import sync_leaderboard
+
+
+def add_entry(path, entry: Entry) -> int:
+    """What grading does once a file is scored: the ledger row (with its board entry) of the entry's
+    competition under data/ beside the board, then the board rendered from every ledger."""
+    root = path.parent / "data" / entry.competition
+    root.mkdir(parents=True, exist_ok=True)
+    record_scored(root, entry.run, entry.public, entry.private, entry=asdict(entry))
+    return rank_of(sync_leaderboard(path, path.parent / "data"), entry)
 
 
 def _entry(competition="digits", public=0.9, run="r", private=0.8):

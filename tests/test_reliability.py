@@ -11,7 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from competition.cli import main
 from competition.leaderboard import read
+from competition.prepare import prepare
+from competition.rules import read_ledger
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = ["run", "--competition", "digits", "--epochs", "6", "--folds", "2", "--pseudo-rounds", "1",
@@ -134,3 +137,27 @@ def test_two_prepares_at_once_leave_one_good_copy(tmp_path):
          "train_images.npy"]
     assert not list(competition.glob(".prepare-*"))
     _finish(tmp_path, "score", str(competition / "public" / "sample_submission.csv"), "--competition", "digits")
+
+
+KILLED_BETWEEN_LEDGER_AND_BOARD = """
+import os, signal, sys
+from competition import scoring
+from competition.cli import main
+scoring.sync_leaderboard = lambda *args: os.kill(os.getpid(), signal.SIGKILL)   # the ledger row is written
+main(sys.argv[1:])
+"""
+
+
+def test_a_kill_between_the_ledger_and_the_board_leaves_them_consistent_at_the_next_read(tmp_path):
+    root = tmp_path / "ws"
+    paths = prepare("digits", root / "data", log=lambda s: None)
+    score = ["--root", str(root), "score", str(paths.public / "sample_submission.csv"), "--competition", "digits"]
+    killed = subprocess.run([sys.executable, "-c", KILLED_BETWEEN_LEDGER_AND_BOARD, *score], cwd=REPO,
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL
+    assert len(read_ledger(paths.root)) == 1 and read(root / "leaderboard.md") == []     # the crash window
+    assert main(["--root", str(root), "leaderboard"]) == 0                                # any later read renders it
+    [entry] = read(root / "leaderboard.md")
+    assert entry.run == "sample_submission.csv" and entry.public == round(read_ledger(paths.root)[0]["public"], 4)
+    assert main(score) == 0                                                               # and later scores add to it
+    assert len(read(root / "leaderboard.md")) == len(read_ledger(paths.root)) == 2
