@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -71,6 +72,19 @@ def _fmt(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) < 1000 else f"{value:,.0f}"
     return str(value)
+
+
+def finished_run_args(description: str, argv: list[str] | None) -> tuple[argparse.ArgumentParser,
+                                                                         argparse.Namespace, PublicData]:
+    """The arguments of a benchmark that reads a finished run (RUN_DIR [--round R] [--out DIR]), and the
+    public data of the competition it played (as its run.json names it)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--round", type=int, default=0)
+    add_output_flag(parser)
+    args = parser.parse_args(argv)
+    record = json.loads((args.run_dir / "run.json").read_text())
+    return parser, args, load_public(Path(record["competition_dir"]) / "public")
 
 
 def write_result(name: str, rows: list[dict], extra: dict | None = None, out_dir: Path | None = None) -> Path:

@@ -12,30 +12,19 @@ so the comparison needs `--seeds 2` or more. The test answers are never read.
 
 from __future__ import annotations
 
-import argparse
-import json
-from pathlib import Path
-
-from competition.data import load_public
 from competition.ensemble import OutOfFold
 from competition.fit import grouped_oof
 from competition.members import load_member_result
 from competition.metrics import get_metric
 from competition.predict import IDENTITY
 
-from .common import add_output_flag, command, write_result
+from .common import command, finished_run_args, write_result
 
 METRICS = ("accuracy", "log-loss", "mean-roc-auc")
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--round", type=int, default=0)
-    add_output_flag(parser)
-    args = parser.parse_args(argv)
-    record = json.loads((args.run_dir / "run.json").read_text())
-    public = load_public(Path(record["competition_dir"]) / "public")
+    parser, args, public = finished_run_args(__doc__.splitlines()[0], argv)
     members = [load_member_result(p) for p in sorted((args.run_dir / f"round{args.round}").iterdir())
                if (p / "result.json").is_file()]
     if len(members) <= len({m.fold for m in members}):

@@ -10,18 +10,16 @@ gets right that the four straight shifts get wrong, and the reverse (McNemar's b
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import torch
 
-from competition.data import load_public
 from competition.members import load_logits
 from competition.metrics import accuracy_of
 from competition.predict import View, load_classifier, predict
 
-from .common import add_output_flag, command, write_result
+from .common import command, finished_run_args, write_result
 
 STRAIGHT = (View(1, 0), View(-1, 0), View(0, 1), View(0, -1))
 DIAGONAL = (View(1, 1), View(1, -1), View(-1, 1), View(-1, -1))
@@ -70,13 +68,7 @@ def oof_logits_by_view(member_dirs: list[Path], public, views: tuple[View, ...])
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--round", type=int, default=0)
-    add_output_flag(parser)
-    args = parser.parse_args(argv)
-    record = json.loads((args.run_dir / "run.json").read_text())
-    public = load_public(Path(record["competition_dir"]) / "public")
+    _, args, public = finished_run_args(__doc__.splitlines()[0], argv)
     members = sorted(p for p in (args.run_dir / f"round{args.round}").iterdir() if (p / "best.ckpt").is_file())
     config = json.loads((args.run_dir / "config.json").read_text())
     mirror = config["augment"]["hflip"] == "on" or (config["augment"]["hflip"] == "auto" and public.hflip)
