@@ -87,6 +87,14 @@ def finished_run_args(description: str, argv: list[str] | None) -> tuple[argpars
     return parser, args, load_public(Path(record["competition_dir"]) / "public")
 
 
+def write_run_result(benchmark: str, public: PublicData, rows: list[dict], argv: list[str] | None,
+                     args: argparse.Namespace, member_names: list[str]) -> Path:
+    """`write_result` for a benchmark of `finished_run_args`: the run, round and members beside the rows."""
+    return write_result(f"{benchmark}_{public.name}", rows,
+                        {"command": command(benchmark, argv), "run": args.run_dir.name, "round": args.round,
+                         "members": member_names}, args.out)
+
+
 def write_result(name: str, rows: list[dict], extra: dict | None = None, out_dir: Path | None = None) -> Path:
     """Print the table and write {machine, rows, ...} to results/<name>.json."""
     print_table(rows)

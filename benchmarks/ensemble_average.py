@@ -18,7 +18,7 @@ from competition.members import load_member_result
 from competition.metrics import get_metric
 from competition.predict import IDENTITY
 
-from .common import command, finished_run_args, write_result
+from .common import finished_run_args, write_run_result
 
 METRICS = ("accuracy", "log-loss", "mean-roc-auc")
 
@@ -42,9 +42,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             row[name] = round(estimate.value, 5)
             row[f"{name}_ci"] = [round(estimate.low, 5), round(estimate.high, 5)]
         rows.append(row)
-    write_result(f"ensemble_average_{public.name}", rows,
-                 {"command": command("ensemble_average", argv), "run": args.run_dir.name, "round": args.round,
-                  "members": [m.name for m in members]}, args.out)
+    write_run_result("ensemble_average", public, rows, argv, args, [m.name for m in members])
     return rows
 
 

@@ -19,7 +19,7 @@ from competition.members import load_logits
 from competition.metrics import accuracy_of
 from competition.predict import View, load_classifier, predict
 
-from .common import command, finished_run_args, write_result
+from .common import finished_run_args, write_run_result
 
 STRAIGHT = (View(1, 0), View(-1, 0), View(0, 1), View(0, -1))
 DIAGONAL = (View(1, 1), View(1, -1), View(-1, 1), View(-1, -1))
@@ -88,9 +88,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         rows.append({"views": name, "count": len(views), "oof": estimate.value, "oof_ci": [estimate.low, estimate.high],
                      "oof_rows": estimate.total, f"right_only_vs_{REFERENCE}": b, f"wrong_only_vs_{REFERENCE}": c})
         print(rows[-1], flush=True)
-    write_result(f"tta_views_{public.name}", rows,
-                 {"command": command("tta_views", argv), "run": args.run_dir.name, "round": args.round,
-                  "members": [m.name for m in members]}, args.out)
+    write_run_result("tta_views", public, rows, argv, args, [m.name for m in members])
     return rows
 
 
