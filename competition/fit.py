@@ -89,8 +89,9 @@ class FitResult:
 def member_line(result: MemberResult, done: int, total: int) -> str:
     status = "loaded from an earlier run" if result.resumed else \
         f"{result.wall_s:.1f}s on {result.device} ({result.precision})"
+    cut = ", stopped by the time limit" if result.out_of_time else ""
     return (f"  [{done}/{total}] {result.name}: val acc {result.val_acc:.4f} of {result.val_size:,} "
-            f"(best epoch {result.best_epoch}/{result.epochs_run}), {status}; {total - done} to go")
+            f"(best epoch {result.best_epoch}/{result.epochs_run}{cut}), {status}; {total - done} to go")
 
 
 def grouped_oof(members: list[MemberResult], views: tuple[View, ...], num_rows: int, num_classes: int,
@@ -128,8 +129,10 @@ def write_pseudo_labels(path: Path, pseudo: PseudoLabels) -> None:
 
 
 def fit(cfg: RunConfig, public_dir: Path, run_dir: Path, executor: Executor | None = None,
-        log: Callable[[str], None] = print) -> FitResult:
-    """Train every round's members and ensemble them; reads `public_dir` only, writes under `run_dir`."""
+        log: Callable[[str], None] = print, deadline: float | None = None) -> FitResult:
+    """Train every round's members and ensemble them; reads `public_dir` only, writes under `run_dir`.
+    `deadline` (a `time.time()`, from the run's time limit): members stop at the epoch boundary
+    before it, and a pseudo-label round that would not end before it is not started."""
     executor = executor or InProcess()
     public = load_public(public_dir)
     metric = get_metric(public.competition.metric)
@@ -150,8 +153,15 @@ def fit(cfg: RunConfig, public_dir: Path, run_dir: Path, executor: Executor | No
     rounds: list[RoundResult] = []
     pseudo, pseudo_path, use_tta = None, None, None
     for round_number in range(cfg.pseudo_rounds + 1):
+        if deadline is not None and rounds:
+            # measured, not modelled: round 0's time with the pseudo-labelled rows added to each batch
+            needed = rounds[0].train_s / (1 - cfg.pseudo_share)
+            if time.time() + needed > deadline:
+                log(f"round {round_number} not started: it needs ~{needed:.0f}s and the time limit leaves "
+                    f"{max(deadline - time.time(), 0):.0f}s")
+                break
         start = time.perf_counter()
-        specs = plan_members(cfg, round_number, public_dir, run_dir, pseudo_path)
+        specs = plan_members(cfg, round_number, public_dir, run_dir, pseudo_path, deadline)
         extra = "" if pseudo is None else (f", with {len(pseudo.indices):,} pseudo-labelled test images "
                                            f"({cfg.pseudo_share:.0%} of each batch)")
         log(f"round {round_number}: {len(specs)} members, up to {cfg.epochs} epochs{extra}")

@@ -45,6 +45,7 @@ class MemberSpec:
     public_dir: str                     # the competition's public/ folder: all the data it may read
     out_dir: str
     pseudo_labels: str | None = None    # CSV (ImageId,Label) of pseudo-labelled test rows, rounds >= 1
+    deadline: float | None = None       # time.time() its training must end by (the run's time limit)
 
     @property
     def name(self) -> str:
@@ -83,6 +84,7 @@ class MemberResult:
     precision: str = "32-true"          # Lightning's precision it trained in
     history: list[dict[str, float]] = field(default_factory=list)
     resumed: bool = False               # loaded from an earlier run, not trained now
+    out_of_time: bool = False           # stopped early by the run's time limit
 
     def summary(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k not in ("history", "resumed")}
@@ -93,11 +95,11 @@ def member_dir(run_dir: Path, round_number: int, fold: int, seed: int, model: st
 
 
 def plan_members(cfg: RunConfig, round_number: int, public_dir: Path, run_dir: Path,
-                 pseudo_labels: Path | None = None) -> list[MemberSpec]:
+                 pseudo_labels: Path | None = None, deadline: float | None = None) -> list[MemberSpec]:
     """Every member of one round: folds x seeds x models."""
     return [MemberSpec(round_number, fold, seed, model, cfg, str(public_dir),
                        str(member_dir(run_dir, round_number, fold, seed, model)),
-                       None if pseudo_labels is None else str(pseudo_labels))
+                       None if pseudo_labels is None else str(pseudo_labels), deadline)
             for model in cfg.models for fold in range(cfg.folds) for seed in range(cfg.seeds)]
 
 
@@ -173,7 +175,11 @@ def train_member(spec: MemberSpec, public: PublicData | None = None) -> MemberRe
     except OSError as e:
         raise HarnessError(f"{out_dir}: this member cannot write its outputs here ({e.strerror}); on a multi-node "
                            f"Ray cluster the run folder (--root) must be on storage every node shares") from e
-    trained = train_model(data, cfg, spec.model, spec.rng_seed, out_dir, pseudo_images, pseudo_targets)
+    # consistency training reads the test images without labels, as pseudo-labelling does
+    unlabelled = None if cfg.consistency == "none" else \
+        to_placement(public.test_images, device, placement(public.train_images, device))
+    trained = train_model(data, cfg, spec.model, spec.rng_seed, out_dir, pseudo_images, pseudo_targets,
+                          unlabelled=unlabelled, deadline=spec.deadline)
     # every test-time view of the validation rows (cheap), so TTA can be chosen on OOF without
     # predicting again; the test set only in the plain view until TTA is chosen
     val_view_set = tta_views(cfg.augment.hflip == "on")
@@ -187,7 +193,8 @@ def train_member(spec: MemberSpec, public: PublicData | None = None) -> MemberRe
                           val_acc=val_acc, val_size=len(val_rows), best_epoch=trained.best_epoch,
                           epochs_run=trained.epochs_run, wall_s=trained.wall_s, device=device.type,
                           out_dir=str(out_dir), pseudo_labels_sha=file_digest(spec.pseudo_labels),
-                          precision=precision_for(cfg, device), history=trained.history)
+                          precision=precision_for(cfg, device), history=trained.history,
+                          out_of_time=trained.out_of_time)
     atomic_write_text(out_dir / "spec.json", spec.to_json())
     atomic_write_text(out_dir / "result.json", json.dumps(asdict(result), indent=2) + "\n")
     return result

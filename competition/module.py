@@ -10,9 +10,16 @@ import torch
 import torch.nn.functional as F
 
 from .config import Augmentation, RunConfig
-from .data import augment, normalize, to_unit
+from .data import augment, cutout, normalize, strong, to_unit
 from .errors import ConfigError
 from .models import create_model, head_parameters, pretrained_config
+from .pseudo_label import confidence_cap
+
+
+def ema_decay(half_life_epochs: float, steps_per_epoch: int) -> float:
+    """Per-step EMA decay whose weights halve after `half_life_epochs` epochs, so the same
+    setting means the same averaging window on 4,000 images and on 60,000."""
+    return 0.5 ** (1.0 / max(1.0, half_life_epochs * steps_per_epoch))
 
 
 def loss_of(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
@@ -45,9 +52,12 @@ class Classifier(L.LightningModule):
                  lr: float, weight_decay: float, label_smoothing: float, schedule: str, epochs: int,
                  steps_per_epoch: int, augmentation: dict[str, Any] | None = None,
                  model_kwargs: dict[str, Any] | None = None, channels_last: bool = True, seed: int = 0,
-                 weights: str = "", backbone_lr: float = 1.0) -> None:
+                 weights: str = "", backbone_lr: float = 1.0, consistency: str = "none",
+                 consistency_weight: float = 1.0, confidence: float = 1.0, teacher_decay: float = 0.0) -> None:
         """`weights`: the pretrained file a fine-tuned backbone starts from; `backbone_lr` its peak
-        learning rate as a share of `lr`, the new head's."""
+        learning rate as a share of `lr`, the new head's. `consistency` (config.Consistency): train
+        on unlabelled images too (`attach_unlabelled`), with FixMatch's `confidence` threshold or a
+        mean teacher whose weights decay by `teacher_decay` a step."""
         super().__init__()
         self.save_hyperparameters()
         net = create_model(model, num_classes=num_classes, in_chans=in_chans, image_size=tuple(image_size),
@@ -58,6 +68,12 @@ class Classifier(L.LightningModule):
         self.net = net.to(memory_format=self.memory_format)
         self.augmentation = Augmentation(**augmentation) if augmentation else Augmentation(enabled=False)
         self.mean, self.std = tuple(mean), tuple(std)
+        self.unlabelled: torch.Tensor | None = None     # not a buffer: never saved in a checkpoint
+        if consistency == "mean-teacher":
+            # the teacher is an EMA of the student's weights and batch-norm statistics; it is saved
+            # with the student, so a resumed fit continues the same average
+            self.teacher = torch.optim.swa_utils.AveragedModel(
+                self.net, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(teacher_decay), use_buffers=True)
 
     @classmethod
     def from_config(cls, cfg: RunConfig, *, model: str, num_classes: int, image_shape: tuple[int, int, int],
@@ -80,8 +96,20 @@ class Classifier(L.LightningModule):
                         label_smoothing=cfg.label_smoothing, schedule=cfg.schedule, epochs=cfg.epochs,
                         steps_per_epoch=steps_per_epoch, augmentation=asdict(cfg.augment),
                         model_kwargs=cfg.model_kwargs, weights=cfg.weights,
-                        backbone_lr=cfg.backbone_lr if cfg.weights else 1.0)
+                        backbone_lr=cfg.backbone_lr if cfg.weights else 1.0, consistency=cfg.consistency,
+                        consistency_weight=cfg.consistency_weight,
+                        confidence=cfg.pseudo_threshold * confidence_cap(num_classes, cfg.label_smoothing),
+                        teacher_decay=ema_decay(cfg.ema_half_life, steps_per_epoch))
         return cls(**{**settings, **overrides})
+
+    def attach_unlabelled(self, images: torch.Tensor | None) -> None:
+        """The unlabelled (test) images consistency training draws a batch from every step."""
+        if self.hparams.get("consistency", "none") == "none":
+            raise ConfigError("unlabelled images are for consistency training (consistency = fixmatch or "
+                              "mean-teacher)")
+        if images is None or not len(images):
+            raise ConfigError(f"consistency = {self.hparams.consistency} trains on unlabelled images; none were given")
+        self.unlabelled = images
 
     def preprocess(self, images: torch.Tensor, train: bool) -> torch.Tensor:
         # warps and normalisation stay in float32 under bf16 autocast: sampling coordinates in
@@ -110,10 +138,50 @@ class Classifier(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, labels = batch
-        logits = self.net(self.preprocess(images, train=True))
-        loss = loss_of(logits, labels, self.hparams.label_smoothing)
+        if self.unlabelled is None:
+            logits = self.net(self.preprocess(images, train=True))
+            loss = loss_of(logits, labels, self.hparams.label_smoothing)
+        else:
+            # as many unlabelled images as labelled ones, drawn from the step-seeded generator
+            rows = torch.randint(len(self.unlabelled), (len(images),), device=self.unlabelled.device)
+            unlabelled = self.unlabelled[rows].to(images.device, non_blocking=True)
+            # one forward pass for the labelled and the strong views: batch norm sees them together
+            both = self.net(torch.cat([self.preprocess(images, train=True), self.strong_view(unlabelled)]))
+            logits, strong_logits = both[:len(images)], both[len(images):]
+            loss = loss_of(logits, labels, self.hparams.label_smoothing)
+            unsupervised = self.consistency_loss(self.preprocess(unlabelled, train=True), strong_logits)
+            self.log("consistency_loss", unsupervised, on_step=False, on_epoch=True)
+            loss = loss + self.hparams.consistency_weight * unsupervised
         self.log("train_loss", loss, on_step=False, on_epoch=True)
         return loss
+
+    def strong_view(self, images: torch.Tensor) -> torch.Tensor:
+        """Warps at twice the training ranges, then a cutout square: the view learnt from."""
+        with torch.autocast(images.device.type, enabled=False):
+            x = cutout(augment(to_unit(images), strong(self.augmentation)))
+            return normalize(x, self.mean, self.std).contiguous(memory_format=self.memory_format)
+
+    def consistency_loss(self, weak: torch.Tensor, strong_logits: torch.Tensor) -> torch.Tensor:
+        """FixMatch: the weak view's class, where its probability reaches `confidence`, is the strong
+        view's target. Mean teacher: the teacher's probabilities on the weak view are soft targets,
+        their weight ramped up over the first quarter of training while the teacher is still poor."""
+        hp = self.hparams
+        with torch.no_grad():
+            if hp.consistency == "fixmatch":
+                confidence, targets = self.net(weak).float().softmax(1).max(1)
+            else:
+                self.teacher.eval()
+                targets = self.teacher(weak).float().softmax(1)
+        if hp.consistency == "fixmatch":
+            losses = F.cross_entropy(strong_logits.float(), targets, reduction="none")
+            return (losses * (confidence >= hp.confidence)).mean()
+        ramp = min(1.0, self.global_step / max(1.0, 0.25 * hp.epochs * hp.steps_per_epoch))
+        soft = -(targets * strong_logits.float().log_softmax(1)).sum(1).mean()
+        return ramp * soft
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.hparams.get("consistency") == "mean-teacher":
+            self.teacher.update_parameters(self.net)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         images, labels = batch

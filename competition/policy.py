@@ -47,6 +47,8 @@ def resolve(cfg: RunConfig, *, channels: int, labelled: int, hflip_safe: bool,
     rounds = cfg.pseudo_rounds
     if multi_label and cfg.ensemble != "logits":
         raise ConfigError(f"ensemble = {cfg.ensemble}: a multi-label competition averages logits; use logits")
+    if multi_label and cfg.consistency != "none":
+        raise ConfigError(f"consistency = {cfg.consistency} is written for one class an image; use none")
     if rounds == "auto":
         rounds = 0 if labelled >= LARGE_DATA else 1
     return cfg.replace(models=resolve_models(cfg.models, channels, labelled), pseudo_rounds=rounds,

@@ -28,7 +28,10 @@ from .executors import Executor
 from .fit import FitResult, fit
 from .prepare import (CompetitionPaths, SplitOptions, competition_lock, kaggle_folder_name, prepare,
                       prepare_kaggle_folder)
+from . import budget
+from .data import load_public
 from .folders import folder_signature
+from .predict import tta_views
 from .models import check_weights, model_slug
 from .train import training_device
 from .images import SizeRequest
@@ -175,12 +178,38 @@ def open_resumed_run(workspace: Workspace, run_id: str) -> tuple[Path, RunConfig
     return run_dir, cfg, paths
 
 
+def plan_to_time_limit(cfg: RunConfig, paths: CompetitionPaths, free: frozenset[str], start: float,
+                       log: Callable[[str], None]) -> tuple[budget.Plan | None, float | None]:
+    """The recipe planned to fit the time limit, and the deadline (a `time.time()`) training keeps to;
+    (None, None) for a fixed recipe (`time_limit = "none"`). The limit counts from `start`, the run's."""
+    info = paths.read()
+    limit = budget.budget_seconds(cfg, info.train_size)
+    if limit is None:
+        return None, None
+    public = load_public(paths.public)
+    log(f"time limit {budget.format_duration(limit)}"
+        + (" (auto: by the labelled count)" if cfg.time_limit == "auto" else "")
+        + f": measuring {cfg.models[0]} on this {training_device().type}")
+    rates = budget.measure_rates(public, cfg, training_device())
+    views = len(tta_views(cfg.augment.hflip == "on"))
+    elapsed = time.perf_counter() - start
+    planned = budget.plan(cfg, rates, limit_s=limit, budget_s=limit - elapsed, labelled=info.train_size,
+                          test=info.test_size, views=views, large_data=info.train_size >= policy.LARGE_DATA, free=free)
+    log(planned.line())
+    left = limit - (time.perf_counter() - start)
+    reserve = budget.reserve_s(planned.config, rates, test=info.test_size, views=views)
+    return planned, time.time() + left - reserve
+
+
 def run(cfg: RunConfig, workspace: Workspace, kaggle_dir: Path | None = None, resume: str | None = None,
         split: SplitOptions = SplitOptions(), executor: Executor | None = None,
-        log: Callable[[str], None] = print, metric: str | None = None) -> RunResult:
-    """Play a competition end to end: prepare, fit, publish. Returns everything it measured."""
+        log: Callable[[str], None] = print, metric: str | None = None,
+        given: frozenset[str] | None = None) -> RunResult:
+    """Play a competition end to end: prepare, fit, publish. Returns everything it measured.
+    `given`: the settings the user gave, which a time limit's plan keeps (default: those not at their defaults)."""
     start = time.perf_counter()
-    if resume:
+    deadline = None
+    if resume:      # its config.json is the planned recipe: it goes on without a time limit
         run_dir, cfg, paths = open_resumed_run(workspace, resume)
     else:
         # the weights' file is found (or refused) before anything is prepared or trained, and
@@ -191,20 +220,24 @@ def run(cfg: RunConfig, workspace: Workspace, kaggle_dir: Path | None = None, re
         # refuse before training, not after: the day's limit may already be used up
         check_daily_limit(paths.root, paths.root.name, read_rules(paths.root))
         info = paths.read()
+        free = budget.left_to_plan(cfg, given)         # what a time limit may change: what was not given
         # the stored size is the training size: config.json records it, so --config repeats it
         cfg = policy.resolve(cfg.replace(competition=paths.root.name, image_size=info.height if
                                          info.height == info.width else cfg.image_size),
                              channels=info.channels, labelled=info.train_size, hflip_safe=info.hflip,
                              multi_label=info.multi_label)
+        planned, deadline = plan_to_time_limit(cfg, paths, free, start, log)
+        cfg = planned.config if planned else cfg
         run_dir = new_run_dir(workspace, cfg)
         atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
-        atomic_write_text(run_dir / "run.json", json.dumps(run_record(paths), indent=2) + "\n")
+        record = run_record(paths) | ({"plan": planned.record()} if planned else {})
+        atomic_write_text(run_dir / "run.json", json.dumps(record, indent=2) + "\n")
     stage_s = {"prepare": time.perf_counter() - start}
     log(f"run {run_dir.name} -> {run_dir}")
     fit_start = time.perf_counter()
     with stop_on_signals():
         try:
-            fitted = fit(cfg, paths.public, run_dir, executor, log)
+            fitted = fit(cfg, paths.public, run_dir, executor, log, deadline=deadline)
         except BaseException as e:
             signum = stopping.requested() or (signal.SIGINT if isinstance(e, KeyboardInterrupt) else None)
             if signum is None:

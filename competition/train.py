@@ -22,7 +22,7 @@ from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, Model
 from . import stopping
 from .config import RunConfig
 from .data import DeviceBatches
-from .module import Classifier
+from .module import Classifier, ema_decay
 
 # The run prints its own line per member; Lightning's banners (devices, tips) would drown it.
 logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
@@ -57,6 +57,7 @@ class TrainedModel:
     epochs_run: int
     wall_s: float
     history: list[dict[str, float]] = field(default_factory=list)
+    out_of_time: bool = False       # stopped at an epoch boundary by the run's time limit
 
 
 def training_device() -> torch.device:
@@ -123,6 +124,22 @@ class StopOnSignal(L.Callback):
         stopping.check()
 
 
+class Deadline(L.Callback):
+    """Ends the fit at an epoch boundary when another epoch as long as the last would end after
+    `deadline` (a `time.time()`): the best checkpoint so far is the member's (budget.py)."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline, self.epoch_start, self.stopped = deadline, time.time(), False
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.epoch_start = time.time()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        now = time.time()
+        if now + (now - self.epoch_start) > self.deadline and trainer.current_epoch + 1 < trainer.max_epochs:
+            trainer.should_stop = self.stopped = True
+
+
 class EpochOrder(L.Callback):
     """Tells the batch iterator which epoch is starting, so each epoch's order is a function of
     (seed, epoch number) and a fit resumed from last.ckpt sees the same batches as one never stopped."""
@@ -132,12 +149,6 @@ class EpochOrder(L.Callback):
 
     def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         self.batches.set_epoch(trainer.current_epoch)
-
-
-def ema_decay(half_life_epochs: float, steps_per_epoch: int) -> float:
-    """Per-step EMA decay whose weights halve after `half_life_epochs` epochs, so the same
-    setting means the same averaging window on 4,000 images and on 60,000."""
-    return 0.5 ** (1.0 / max(1.0, half_life_epochs * steps_per_epoch))
 
 
 def resumable_checkpoint(path: Path) -> Path | None:
@@ -157,9 +168,12 @@ def resumable_checkpoint(path: Path) -> Path | None:
 
 def train_model(data: TrainingData, cfg: RunConfig, model: str, seed: int, out_dir: Path,
                 pseudo_images: torch.Tensor | None = None, pseudo_labels: torch.Tensor | None = None,
-                fixed_epochs: bool = False) -> TrainedModel:
-    """Train `model` from scratch on one fold (optionally with pseudo-labelled rows in every batch)
-    and return the module holding its best validation epoch's weights.
+                fixed_epochs: bool = False, unlabelled: torch.Tensor | None = None,
+                deadline: float | None = None) -> TrainedModel:
+    """Train `model` from scratch on one fold (optionally with pseudo-labelled rows in every batch,
+    and with consistency training on `unlabelled` images when the config asks for it) and return
+    the module holding its best validation epoch's weights. `deadline` (a `time.time()`): stop at the
+    epoch boundary before it (see `Deadline`).
 
     `fixed_epochs`: a refit. Train exactly `cfg.epochs` epochs without validating (no early
     stopping, nothing chosen) and return the last epoch's weights; `data.val_*` are not read.
@@ -178,12 +192,17 @@ def train_model(data: TrainingData, cfg: RunConfig, model: str, seed: int, out_d
     module = Classifier.from_config(cfg, model=model, num_classes=data.num_classes, image_shape=data.image_shape,
                                     mean=data.mean, std=data.std, steps_per_epoch=len(train_batches),
                                     seed=seed)
+    if cfg.consistency != "none":
+        module.attach_unlabelled(unlabelled)
     history = EpochHistory()
     # best.ckpt: the best validation epoch; last.ckpt: every finished epoch, to resume a stopped fit
     checkpoint = ModelCheckpoint(dirpath=out_dir, filename="best", monitor="val_acc", mode="max",
                                  save_top_k=1, save_last=True, enable_version_counter=False)
     callbacks: list[L.Callback] = [checkpoint, EarlyStopping("val_acc", mode="max", patience=cfg.patience), history,
                                    EpochOrder(train_batches), StopOnSignal()]
+    guard = Deadline(deadline) if deadline is not None else None
+    if guard is not None:
+        callbacks.append(guard)
     if cfg.averaging == "ema":
         # validation, the checkpoint and so prediction all see the averaged weights
         callbacks.append(EMAWeightAveraging(decay=ema_decay(cfg.ema_half_life, len(train_batches))))
@@ -199,7 +218,8 @@ def train_model(data: TrainingData, cfg: RunConfig, model: str, seed: int, out_d
     module.to(device).eval()
     best_row = max(history.rows, key=lambda r: r["val_acc"])
     return TrainedModel(module=module, best_epoch=int(best_row["epoch"]), epochs_run=len(history.rows),
-                        wall_s=time.perf_counter() - start, history=history.rows)
+                        wall_s=time.perf_counter() - start, history=history.rows,
+                        out_of_time=guard is not None and guard.stopped)
 
 
 def _train_fixed_epochs(data: TrainingData, cfg: RunConfig, model: str, seed: int, out_dir: Path) -> TrainedModel:

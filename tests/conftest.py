@@ -175,7 +175,7 @@ def tiny_config() -> RunConfig:
     """Seconds, not minutes: 2 folds x 1 seed of a small model for a few epochs on `digits`, with a
     confidence rule loose enough that the pseudo-label round always has rows."""
     return RunConfig(competition="digits", models=("fastnet",), folds=2, seeds=1, epochs=3, pseudo_rounds=1,
-                     batch_size=64, patience=5, pseudo_threshold=0.3)
+                     time_limit="none", batch_size=64, patience=5, pseudo_threshold=0.3)
 
 
 @pytest.fixture

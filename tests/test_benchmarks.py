@@ -52,7 +52,7 @@ def test_time_to_accuracy_reports_median_and_spread(tmp_path):
 
 def test_end_to_end_times_every_stage(tmp_path):
     extra = end_to_end.main(["--out", str(tmp_path), "--competition", "digits", "--epochs", "1", "--folds", "2",
-                             "--pseudo-rounds", "0"])
+                             "--pseudo-rounds", "0", "--time-limit", "none"])
     stages = [r["stage"] for r in _result(tmp_path, "end_to_end")["rows"]]
     assert stages[0] == "prepare" and "train round 0 fold 1 seed 0 fastnet" in stages and extra["peak_rss_mib"] > 0
     assert 0 < extra["cv"] <= 1 and extra["cv_kind"] == "2-fold out-of-fold"
@@ -114,7 +114,8 @@ def test_fold_levers_compare_changes_on_one_fold(tmp_path):
 
 def test_tta_views_scores_view_sets_out_of_fold_from_a_finished_run(tmp_path):
     root = tmp_path / "ws"
-    assert main(["--root", str(root), "run", "--competition", "digits", "--epochs", "1", "--folds", "2",
+    assert main(["--root", str(root), "run", "--time-limit", "none",
+                 "--competition", "digits", "--epochs", "1", "--folds", "2",
                  "--pseudo-rounds", "0"]) == 0
     run_dir = next((root / "submissions").iterdir())
     rows = tta_views.main([str(run_dir), "--out", str(tmp_path)])
@@ -131,7 +132,8 @@ def test_tta_views_scores_view_sets_out_of_fold_from_a_finished_run(tmp_path):
 
 def test_ensemble_average_compares_logits_and_probabilities_on_oof_of_two_seeds(tmp_path):
     root = tmp_path / "ws"
-    assert main(["--root", str(root), "run", "--competition", "digits", "--epochs", "1", "--folds", "2",
+    assert main(["--root", str(root), "run", "--time-limit", "none",
+                 "--competition", "digits", "--epochs", "1", "--folds", "2",
                  "--seeds", "2", "--pseudo-rounds", "0"]) == 0
     run_dir = next((root / "submissions").iterdir())
     rows = ensemble_average.main([str(run_dir), "--out", str(tmp_path)])
@@ -139,3 +141,19 @@ def test_ensemble_average_compares_logits_and_probabilities_on_oof_of_two_seeds(
     assert all(0 < r["log-loss"] and 0 <= r["accuracy"] <= 1 and 0.5 < r["mean-roc-auc"] <= 1 for r in rows)
     assert rows[0]["log-loss"] != rows[1]["log-loss"]          # two members a row: the averages differ
     _result(tmp_path, "ensemble_average_digits")
+
+
+def test_semi_supervised_compares_the_levers_on_oof(tmp_path):
+    from benchmarks import semi_supervised
+    rows = semi_supervised.main(["--competitions", "digits", "--epochs", "1", "--levers", "labelled only",
+                                 "fixmatch", "--out", str(tmp_path)])
+    assert [r["lever"] for r in rows] == ["labelled only", "fixmatch"]
+    assert all(r["oof_low"] <= r["oof"] <= r["oof_high"] and r["labelled"] == 1437 for r in rows)
+    _result(tmp_path, "semi_supervised_digits")
+
+
+def test_time_limits_runs_keep_their_limits_and_record_their_plans(tmp_path):
+    from benchmarks import time_limits
+    rows = time_limits.main(["--competition", "digits", "--limits", "20s", "--out", str(tmp_path)])
+    assert rows[0]["limit_s"] == 20 and rows[0]["folds"] >= 2 and rows[0]["estimate_s"] > 0
+    _result(tmp_path, "time_limits_digits")

@@ -95,8 +95,9 @@ def test_pseudo_rounds_flag_takes_auto_or_a_count_and_names_a_bad_value(capsys):
 
 
 def test_the_metric_flag_takes_every_metric_and_map_at_any_k(capsys):
-    assert build_parser().parse_args(["run", "--data", "d", "--metric", "map@3"]).metric == "map@3"
-    assert build_parser().parse_args(["run", "--data", "d", "--metric", "qwk"]).metric == "qwk"
+    assert build_parser().parse_args(["run", "--time-limit", "none",
+                                      "--data", "d", "--metric", "map@3"]).metric == "map@3"
+    assert build_parser().parse_args(["run", "--time-limit", "none", "--data", "d", "--metric", "qwk"]).metric == "qwk"
     with pytest.raises(SystemExit):
-        build_parser().parse_args(["run", "--data", "d", "--metric", "auc"])
+        build_parser().parse_args(["run", "--time-limit", "none", "--data", "d", "--metric", "auc"])
     assert "unknown metric 'auc'; choose one of accuracy" in capsys.readouterr().err

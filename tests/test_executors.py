@@ -118,7 +118,8 @@ def test_cluster_flag_joins_a_ray_started_separately(tmp_path):
                    check=True, capture_output=True, env=env, timeout=120)
     try:
         out = subprocess.run([sys.executable, "-m", "competition", "--root", str(tmp_path / "ws"), "run",
-                              "--competition", "digits", "--epochs", "1", "--folds", "2", "--pseudo-rounds", "0",
+                              "--time-limit", "none",
+"--competition", "digits", "--epochs", "1", "--folds", "2", "--pseudo-rounds", "0",
                               "--cluster", f"127.0.0.1:{port}"], cwd=REPO, capture_output=True, text=True,
                              env=env, timeout=300)
     finally:
@@ -129,6 +130,7 @@ def test_cluster_flag_joins_a_ray_started_separately(tmp_path):
 
 
 def test_a_bad_executor_setting_is_a_one_line_error(workspace, capsys):
-    assert main(["--root", str(workspace.root), "run", "--competition", "digits", "--workers", "0"]) == 1
+    assert main(["--root", str(workspace.root), "run", "--time-limit", "none",
+                 "--competition", "digits", "--workers", "0"]) == 1
     assert "--workers 0: give at least 1" in capsys.readouterr().err
     assert executors.RAY_INSTALL == 'pip install -e ".[ray]"'

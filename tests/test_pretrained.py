@@ -70,7 +70,8 @@ def offline_hub(tmp_path, monkeypatch):
 def test_pretrained_offline_with_nothing_cached_names_the_cache_and_the_weights_route_before_training(
         tmp_path, offline_hub, capsys):
     folder = write_dogs_vs_cats(tmp_path / "dvc")
-    status = main(["--root", str(tmp_path / "ws"), "run", "--data", str(folder), "--model", MODEL, "--pretrained"])
+    status = main(["--root", str(tmp_path / "ws"), "run", "--time-limit", "none",
+                   "--data", str(folder), "--model", MODEL, "--pretrained"])
     err = capsys.readouterr().err
     assert status == 1
     assert str(offline_hub) in err and "--weights FILE" in err and "test_efficientnet" in err
@@ -116,7 +117,8 @@ def test_a_pretrained_backbone_gets_the_fine_tuning_recipe_unless_told_otherwise
 def test_a_dogs_vs_cats_folder_is_fine_tuned_from_a_weights_file_and_submits_in_its_form(tmp_path, backbone_weights):
     folder = write_dogs_vs_cats(tmp_path / "dvc")
     root = tmp_path / "ws"
-    status = main(["--root", str(root), "run", "--data", str(folder), "--model", MODEL, "--weights",
+    status = main(["--root", str(root), "run", "--time-limit", "none",
+                   "--data", str(folder), "--model", MODEL, "--weights",
                    str(backbone_weights), "--epochs", "1", "--folds", "2", "--pseudo-rounds", "0",
                    "--batch-size", "8"])
     assert status == 0

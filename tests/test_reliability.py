@@ -17,8 +17,8 @@ from competition.prepare import prepare
 from competition.rules import read_ledger
 
 REPO = Path(__file__).resolve().parents[1]
-RUN = ["run", "--competition", "digits", "--epochs", "6", "--folds", "2", "--pseudo-rounds", "1",
-       "--batch-size", "64"]
+RUN = ["run", "--time-limit", "none", "--competition", "digits", "--epochs", "6", "--folds", "2",
+       "--pseudo-rounds", "1", "--batch-size", "64"]
 
 
 def _as_from_a_terminal() -> None:

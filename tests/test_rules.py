@@ -97,7 +97,7 @@ def test_a_score_above_the_best_on_record_is_flagged_as_leakage():
 def test_a_sealed_run_keeps_the_private_score_out_of_summary_metrics_leaderboard_and_report(workspace, capsys):
     import json
     assert _cli(workspace, "prepare", "digits", "--sealed") == 0
-    assert _cli(workspace, "run", "--competition", "digits", "--epochs", "1", "--folds", "2",
+    assert _cli(workspace, "run", "--time-limit", "none", "--competition", "digits", "--epochs", "1", "--folds", "2",
                 "--pseudo-rounds", "0") == 0
     out = capsys.readouterr().out
     assert "private sealed" in out and "\nprivate 0." not in out

@@ -71,7 +71,8 @@ def test_fit_scores_every_labelled_image_out_of_fold_and_leaves_the_workspace_al
 
 @pytest.mark.slow
 def test_run_prints_the_out_of_fold_line_and_the_leaderboard_has_a_cv_column(workspace, capsys):
-    code = main(["--root", str(workspace.root), "run", "--competition", "digits", "--epochs", "3", "--folds", "2",
+    code = main(["--root", str(workspace.root), "run", "--time-limit", "none",
+                 "--competition", "digits", "--epochs", "3", "--folds", "2",
                  "--pseudo-rounds", "1", "--batch-size", "64"])
     out = capsys.readouterr().out
     assert code == 0
@@ -147,6 +148,7 @@ def test_two_runs_started_in_the_same_second_get_two_folders(workspace):
     (["--epochs", "0"], "epochs = 0 (>= 1)"),
     (["--competition", "imagenet"], "unknown competition 'imagenet'"),
     (["--folds", "50"], "folds = 50 (1..20)"),
+    (["--time-limit", "soon"], "time_limit = 'soon': give a duration such as 90s, 3m"),
     (["--metric", "log-loss"], "--metric: mnist-5k is scored by accuracy; --metric picks the metric of a --data"),
     (["--resume", "some-run", "--epochs", "3"],
      "--resume continues run some-run with its own config.json; drop epochs"),
@@ -187,7 +189,8 @@ def test_ema_checkpoints_hold_the_averaged_weights(tmp_path, tiny_config, resolv
 @pytest.mark.slow
 def test_a_kaggle_folder_without_answers_gets_a_submission_but_no_score(workspace, tmp_path, capsys):
     folder = write_kaggle_folder(tmp_path / "kaggle", n_train=200, with_solution=False)
-    code = main(["--root", str(workspace.root), "run", "--data", str(folder), "--epochs", "1", "--folds", "2",
+    code = main(["--root", str(workspace.root), "run", "--time-limit", "none",
+                 "--data", str(folder), "--epochs", "1", "--folds", "2",
                  "--pseudo-rounds", "0"])
     assert code == 0
     assert "cannot be scored" in capsys.readouterr().out

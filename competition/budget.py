@@ -1,0 +1,229 @@
+"""A run that fits the time it is given: measure this machine, plan the recipe, then keep to it.
+
+`--time-limit 3m` (or `time_limit = "3m"`): before training, `measure_rates` trains a tiny real
+member (a few batches of the chosen model at the training size, twice, so the second epoch is
+warm) and predicts a batch, giving images/s training and predicting on this device in this
+precision. `plan` then costs every recipe of `TIERS` with those rates and takes the richest one
+that fits, with the most epochs its tier allows. The planned recipe is an ordinary config with
+`time_limit = "none"`: `config.json` holds it, so `run --config` repeats it with no timing involved.
+
+While training, the time limit is kept by two guards: a pseudo-label round whose estimate does not
+fit the time left is not started, and a member whose next epoch would pass the deadline stops at
+the epoch boundary with its best checkpoint (at least one epoch, so every run ends with a submission).
+
+The plan changes only the settings left at their defaults (epochs, seeds, folds, pseudo_rounds):
+a setting you give is kept, and costed as given.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .config import RunConfig
+from .errors import ConfigError
+
+# `auto`: 3 minutes for up to 10,000 labelled images, in proportion above (fashion-mnist's 60,000: 18 minutes)
+DEFAULT_S = 180.0
+DEFAULT_PER_IMAGES = 10_000
+SAFETY = 0.85           # a plan may spend this share of the time left: estimates err, epochs vary
+PUBLISH_S = 5.0         # writing, grading and reporting the submission
+
+
+def parse_duration(text: str) -> float | None:
+    """`90s`, `3m`, `1h`, `1h30m`, `2.5m` -> seconds; `none` -> None (no limit)."""
+    if text == "none":
+        return None
+    parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?", text.strip())
+    if not text.strip() or parts is None or not any(parts.groups()):
+        raise ConfigError(f"time_limit = {text!r}: give a duration such as 90s, 3m, 1h or 1h30m, or auto or none")
+    hours, minutes, seconds = (float(g or 0) for g in parts.groups())
+    total = hours * 3600 + minutes * 60 + seconds
+    if total <= 0:
+        raise ConfigError(f"time_limit = {text!r}: a time limit must be positive")
+    return total
+
+
+def budget_seconds(cfg: RunConfig, labelled: int) -> float | None:
+    """The run's time limit in seconds (None: a fixed recipe). auto: `DEFAULT_S` per
+    `DEFAULT_PER_IMAGES` labelled images, at least `DEFAULT_S`, on any device."""
+    if cfg.time_limit == "auto":
+        return DEFAULT_S * max(1.0, labelled / DEFAULT_PER_IMAGES)
+    return parse_duration(cfg.time_limit)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rates:
+    """What this machine does with the chosen model, measured by `measure_rates`."""
+    train: float            # training images a second (augmentation, forward, backward, step)
+    predict: float          # predicted images a second (one view)
+    member_setup_s: float   # a member's fixed cost: Trainer, first-epoch warm-up, checkpoints
+    device: str
+    precision: str
+
+
+@dataclass(frozen=True)
+class Tier:
+    """One shape of recipe: what it sets, and the least share of the recipe's epochs it may shrink to."""
+    folds: int
+    seeds: int
+    pseudo_rounds: int
+    least_epochs: float
+
+
+# Richest first. Where labels are few a pseudo-label round paid +0.23 pp OOF on mnist-5k, and a
+# second seed per fold as much at about the same time (benchmarks/README.md §6), so the round
+# comes before seeds; a rung with more seeds may give up a fifth of the epochs (the one-cycle
+# schedule still anneals) before the next rung down; then epochs are given up (down to about half
+# the recipe) before the round, and folds last (fewer folds train each member on less). From `policy.LARGE_DATA` labelled
+# images the round is not worth its time (§9): the tiers without it.
+TIERS = (Tier(4, 5, 1, 0.8), Tier(4, 3, 1, 0.8), Tier(4, 2, 1, 0.8), Tier(4, 1, 1, 0.6), Tier(4, 1, 0, 0.5),
+         Tier(3, 1, 0, 0.4), Tier(2, 1, 0, 0.2))
+LARGE_DATA_TIERS = (Tier(4, 2, 0, 0.8), Tier(4, 1, 0, 0.5), Tier(3, 1, 0, 0.4), Tier(2, 1, 0, 0.2),
+                    Tier(1, 1, 0, 0.1))
+PLANNED = ("folds", "seeds", "pseudo_rounds", "epochs")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Plan:
+    config: RunConfig           # the recipe, with time_limit = "none"
+    limit_s: float              # the run's time limit
+    budget_s: float             # what was left of it to plan (after preparing and measuring)
+    estimate_s: float           # training, prediction and publishing, as costed
+    rates: Rates
+    fits: bool                  # False: even the smallest recipe is estimated over the budget
+
+    def line(self) -> str:
+        c = self.config
+        rounds = f", {c.pseudo_rounds} pseudo round" + ("s" if c.pseudo_rounds != 1 else "")
+        return (f"plan: {c.folds} fold(s) x {c.seeds} seed(s) x {'+'.join(c.models)} x {c.epochs} epochs{rounds}: "
+                f"~{format_duration(self.estimate_s)} of the {format_duration(self.budget_s)} left of a "
+                f"{format_duration(self.limit_s)} time limit, at "
+                f"{self.rates.train:,.0f} img/s training ({self.rates.predict:,.0f} predicting) on "
+                f"{self.rates.device}, {self.rates.precision}"
+                + ("" if self.fits else "; the smallest recipe is over the limit, so members will be cut short"))
+
+    def record(self) -> dict:
+        return {"limit_s": self.limit_s, "budget_s": round(self.budget_s, 1),
+                "estimate_s": round(self.estimate_s, 1), "fits": self.fits,
+                "rates": {"train": round(self.rates.train, 1), "predict": round(self.rates.predict, 1),
+                          "member_setup_s": round(self.rates.member_setup_s, 2), "device": self.rates.device,
+                          "precision": self.rates.precision},
+                "recipe": {name: getattr(self.config, name) for name in PLANNED}}
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def left_to_plan(cfg: RunConfig, given: frozenset[str] | None = None) -> frozenset[str]:
+    """The settings a plan may change: those not `given` (the command line's flags and config file's
+    keys); without that list, those still at their defaults. A given one is kept as given."""
+    if given is not None:
+        return frozenset(PLANNED) - given
+    default = RunConfig(models=cfg.models, pretrained=cfg.pretrained, weights=cfg.weights)  # its epochs recipe
+    return frozenset(name for name in PLANNED if getattr(cfg, name) == getattr(default, name))
+
+
+def estimate_s(cfg: RunConfig, rates: Rates, *, labelled: int, test: int, views: int) -> float:
+    """Seconds `cfg` takes on a machine with `rates`: every member's epochs (its training rows,
+    with pseudo-labelled rows added to each batch in later rounds, and its validation pass), its
+    predictions, the test-time views should TTA be chosen, and publishing. Early stopping only shortens it."""
+    validated = labelled / cfg.folds if cfg.folds > 1 else labelled * cfg.val_fraction
+    trained = labelled - validated
+    members = cfg.folds * cfg.seeds * len(cfg.models)
+    total = PUBLISH_S
+    for round_number in range(int(cfg.pseudo_rounds) + 1):
+        per_epoch = trained / (1 - cfg.pseudo_share if round_number else 1.0) / rates.train \
+            + validated / rates.predict
+        predicting = (validated * views + test) / rates.predict
+        tta = 0.0 if cfg.tta == "off" else test * (views - 1) / rates.predict
+        total += members * (rates.member_setup_s + cfg.epochs * per_epoch + predicting + tta)
+    return total
+
+
+def reserve_s(cfg: RunConfig, rates: Rates, *, test: int, views: int) -> float:
+    """What the run needs after its last epoch: one round's test-time views, the ensemble, publishing."""
+    return PUBLISH_S + cfg.members_per_round * test * views / rates.predict
+
+
+def plan(cfg: RunConfig, rates: Rates, *, limit_s: float, budget_s: float, labelled: int, test: int,
+         views: int, large_data: bool, free: frozenset[str] | None = None) -> Plan:
+    """The richest tier whose recipe fits `budget_s`, with the most epochs it fits (up to the recipe's);
+    only the settings in `free` change (default: those left at their defaults)."""
+    free = left_to_plan(cfg) if free is None else free
+    most_epochs = int(cfg.epochs)
+
+    def recipe(tier: Tier, epochs: int) -> RunConfig:
+        values = {"folds": tier.folds, "seeds": tier.seeds, "pseudo_rounds": tier.pseudo_rounds, "epochs": epochs}
+        return cfg.replace(time_limit="none", **{k: v for k, v in values.items() if k in free})
+
+    def cost(c: RunConfig) -> float:
+        return estimate_s(c, rates, labelled=labelled, test=test, views=views)
+
+    spendable = budget_s * SAFETY
+    tiers = LARGE_DATA_TIERS if large_data else TIERS
+    for tier in tiers:
+        least = max(1, math.ceil(tier.least_epochs * most_epochs)) if "epochs" in free else most_epochs
+        for epochs in range(most_epochs if "epochs" in free else least, least - 1, -1):
+            candidate = recipe(tier, epochs)
+            if cost(candidate) <= spendable:
+                return Plan(config=candidate, limit_s=limit_s, budget_s=budget_s, estimate_s=cost(candidate),
+                            rates=rates, fits=True)
+    smallest = recipe(tiers[-1], 1 if "epochs" in free else most_epochs)
+    return Plan(config=smallest, limit_s=limit_s, budget_s=budget_s, estimate_s=cost(smallest), rates=rates, fits=False)
+
+
+def measure_rates(public, cfg: RunConfig, device: torch.device, steps: int = 6) -> Rates:
+    """Train a throwaway member of `cfg.models[0]` for two short epochs of `steps` batches on the
+    first labelled images (the second epoch's time is the rate: the first pays the warm-up), a
+    second for one epoch (its time beyond the epoch is a member's fixed cost), then predict 1,024
+    images. The members are real: the same augmentation, precision, checkpoints and validation as
+    a run's. No test labels exist to read; the test images are read only where consistency
+    training trains on them."""
+    from .data import pixel_stats, to_placement
+    from .predict import IDENTITY, predict
+    from .train import TrainingData, precision_for, train_model
+
+    n = min(len(public.train_labels), steps * int(cfg.batch_size))
+    images = to_placement(public.train_images[:n], device, "device")
+    labels = public.train_labels[:n].to(device)
+    mean, std = pixel_stats(images)
+    val = min(n, 256)
+    data = TrainingData(train_images=images, train_labels=labels, val_images=images[:val], val_labels=labels[:val],
+                        num_classes=public.num_classes, mean=mean, std=std, device=device)
+    probe = cfg.replace(epochs=2, patience=2, pseudo_rounds=0)
+    unlabelled = None if cfg.consistency == "none" else to_placement(public.test_images[:n], device, "device")
+    with tempfile.TemporaryDirectory(prefix="rate-probe-") as folder:
+        # the first member of a process pays one-off warm-ups (imports, kernel choices): this one
+        trained = train_model(data, probe, cfg.models[0], seed=0, out_dir=Path(folder) / "warm",
+                              unlabelled=unlabelled)
+        first, second = (row["elapsed_s"] for row in trained.history[:2])
+        epoch_s = max(second - first, 1e-3)
+        # ... and a warm one-epoch member gives the fixed cost every member pays beyond its epochs
+        start = time.perf_counter()
+        train_model(data, probe.replace(epochs=1), cfg.models[0], seed=1, out_dir=Path(folder) / "setup",
+                    unlabelled=unlabelled)
+        setup_s = max(time.perf_counter() - start - epoch_s, 0.0)
+    sample = public.test_images[:1024] if len(public.test_images) else public.train_images[:1024]
+    predict(trained.module, sample, IDENTITY)     # warm: the first call at a batch shape picks its kernels
+    predict_start = time.perf_counter()
+    predict(trained.module, sample, IDENTITY)
+    predict_rate = len(sample) / max(time.perf_counter() - predict_start, 1e-3)
+    # the epoch held a validation pass over `val` images too: take it out of the training rate
+    train_s = max(epoch_s - val / predict_rate, 0.2 * epoch_s)
+    return Rates(train=n / train_s, predict=predict_rate, member_setup_s=setup_s,
+                 device=device.type, precision=precision_for(cfg, device))

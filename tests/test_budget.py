@@ -1,0 +1,123 @@
+"""The time limit: durations, the plan's rules, the guards that keep a run inside it, and replay."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from competition import budget
+from competition.cli import main
+from competition.config import RunConfig
+from competition.errors import ConfigError
+from competition.fit import fit
+from competition.members import fold_data
+from competition.prepare import prepare
+from competition.train import train_model, training_device
+
+from conftest import write_kaggle_folder
+
+RATES = budget.Rates(train=2000.0, predict=20000.0, member_setup_s=1.0, device="cpu", precision="32-true")
+SHAPE = dict(labelled=4000, test=1000, views=9, large_data=False)
+
+
+@pytest.mark.parametrize("text, seconds", [("90s", 90), ("3m", 180), ("1h", 3600), ("1h30m", 5400),
+                                           ("2.5m", 150), ("none", None)])
+def test_durations_read_as_seconds(text, seconds):
+    assert budget.parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["soon", "3", "-1m", "0s", "", "m"])
+def test_a_bad_duration_is_a_config_error_naming_the_field(text):
+    with pytest.raises(ConfigError, match="time_limit"):
+        RunConfig(time_limit=text)
+
+
+def test_the_auto_limit_is_three_minutes_growing_with_the_labelled_count():
+    assert budget.budget_seconds(RunConfig(), 5000) == 180
+    assert budget.budget_seconds(RunConfig(), 60_000) == 18 * 60
+    assert budget.budget_seconds(RunConfig(time_limit="none"), 60_000) is None
+
+
+def test_a_longer_limit_plans_a_richer_recipe_and_every_plan_fits_its_limit():
+    cfg = RunConfig(models=("fastnet",), pseudo_rounds=1)
+    plans = [budget.plan(cfg, RATES, limit_s=s, budget_s=s, free=frozenset(budget.PLANNED), **SHAPE)
+             for s in (20, 60, 180, 600)]
+    costs = [budget.estimate_s(p.config, RATES, labelled=4000, test=1000, views=9) for p in plans]
+    assert all(p.fits and c <= p.budget_s * budget.SAFETY for p, c in zip(plans, costs))
+    members = [p.config.members_per_round * (p.config.pseudo_rounds + 1) * p.config.epochs for p in plans]
+    assert members == sorted(members) and members[0] < members[-1]
+    assert all(p.config.time_limit == "none" for p in plans)      # the recipe repeats without timing
+
+
+def test_the_plan_keeps_the_settings_given_and_changes_only_the_rest():
+    cfg = RunConfig(models=("fastnet",), epochs=4, folds=5, pseudo_rounds=0)
+    planned = budget.plan(cfg, RATES, limit_s=600, budget_s=600,
+                          free=budget.left_to_plan(cfg, frozenset({"epochs", "folds", "pseudo_rounds"})), **SHAPE)
+    assert (planned.config.epochs, planned.config.folds, planned.config.pseudo_rounds) == (4, 5, 0)
+    assert planned.config.seeds > 1                 # the time left bought more seeds instead
+    # without a list of what was given, the settings at their defaults are the free ones
+    assert budget.left_to_plan(RunConfig(epochs=4)) == {"folds", "seeds", "pseudo_rounds"}
+
+
+def test_a_limit_too_short_for_any_recipe_gives_the_smallest_and_says_so():
+    planned = budget.plan(RunConfig(models=("fastnet",)), RATES, limit_s=1, budget_s=1,
+                          free=frozenset(budget.PLANNED), **SHAPE)
+    assert not planned.fits and (planned.config.folds, planned.config.epochs) == (2, 1)
+    assert "members will be cut short" in planned.line()
+
+
+def test_large_data_plans_spend_no_time_on_a_pseudo_round():
+    planned = budget.plan(RunConfig(models=("fastnet",)), RATES, limit_s=3600, budget_s=3600,
+                          free=frozenset(budget.PLANNED), **{**SHAPE, "large_data": True})
+    assert planned.config.pseudo_rounds == 0
+
+
+def test_a_member_past_its_deadline_stops_at_an_epoch_boundary_with_its_best_checkpoint(tmp_path, tiny_config,
+                                                                                      resolve_for):
+    paths = prepare("digits", tmp_path / "data", log=lambda s: None)
+    cfg = resolve_for(tiny_config.replace(epochs=5), paths)
+    from competition.data import load_public
+    data, _ = fold_data(load_public(paths.public), cfg, 0, training_device())
+    trained = train_model(data, cfg, "fastnet", seed=0, out_dir=tmp_path / "m", deadline=time.time())
+    assert trained.out_of_time and trained.epochs_run == 1
+    assert (tmp_path / "m" / "best.ckpt").is_file()
+    free = train_model(data, cfg, "fastnet", seed=0, out_dir=tmp_path / "n", deadline=time.time() + 3600)
+    assert not free.out_of_time and free.epochs_run == 5
+
+
+def test_a_pseudo_round_that_would_pass_the_deadline_is_not_started(tmp_path, tiny_config):
+    paths = prepare("digits", tmp_path / "data", log=lambda s: None)
+    lines: list[str] = []
+    result = fit(tiny_config, paths.public, tmp_path / "run", log=lines.append, deadline=time.time())
+    assert len(result.rounds) == 1 and all(m.out_of_time and m.epochs_run == 1 for m in result.rounds[0].members)
+    assert any(line.startswith("round 1 not started") for line in lines)
+
+
+def test_a_planned_run_prints_its_plan_records_it_and_replays_byte_for_byte(tmp_path, capsys):
+    folder = write_kaggle_folder(tmp_path / "comp", n_train=80, n_test=30, side=8)
+    root = str(tmp_path / "ws")
+    assert main(["--root", root, "run", "--data", str(folder), "--time-limit", "2m", "--epochs", "2",
+                 "--seeds", "1", "--model", "fastnet"]) == 0
+    out = capsys.readouterr().out
+    assert "time limit 2m00s: measuring fastnet" in out and "plan: " in out
+    [run_dir] = (tmp_path / "ws" / "submissions").iterdir()
+    config = json.loads((run_dir / "config.json").read_text())
+    plan = json.loads((run_dir / "run.json").read_text())["plan"]
+    assert config["time_limit"] == "none" and (config["epochs"], config["seeds"]) == (2, 1)   # given: kept
+    assert plan["recipe"]["folds"] == config["folds"] and plan["estimate_s"] <= plan["budget_s"]
+    first = (run_dir / "submission.csv").read_bytes()
+    assert main(["--root", root, "run", "--config", str(run_dir / "config.json"), "--data", str(folder)]) == 0
+    assert "measuring" not in capsys.readouterr().out         # the recorded recipe needs no timing
+    [again] = [d for d in (tmp_path / "ws" / "submissions").iterdir() if d != run_dir]
+    assert (again / "submission.csv").read_bytes() == first
+    assert "plan" not in json.loads((again / "run.json").read_text())
+
+
+def test_a_run_given_almost_no_time_still_ends_with_a_submission(tmp_path, capsys):
+    folder = write_kaggle_folder(tmp_path / "comp", n_train=80, n_test=30, side=8)
+    assert main(["--root", str(tmp_path / "ws"), "run", "--data", str(folder), "--time-limit", "1s",
+                 "--model", "fastnet"]) == 0
+    out = capsys.readouterr().out
+    assert "members will be cut short" in out and (tmp_path / "ws" / "submission.csv").is_file()
