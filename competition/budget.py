@@ -83,8 +83,8 @@ class Tier:
 # schedule still anneals) before the next rung down; then epochs are given up (down to about half
 # the recipe) before the round, and folds last (fewer folds train each member on less). From `policy.LARGE_DATA` labelled
 # images the round is not worth its time (§9): the tiers without it.
-TIERS = (Tier(4, 5, 1, 0.8), Tier(4, 3, 1, 0.8), Tier(4, 2, 1, 0.8), Tier(4, 1, 1, 0.6), Tier(4, 1, 0, 0.5),
-         Tier(3, 1, 0, 0.4), Tier(2, 1, 0, 0.2))
+TIERS = (Tier(4, 5, 1, 0.8), Tier(4, 3, 1, 0.8), Tier(4, 2, 1, 0.8), Tier(4, 1, 1, 0.6),
+         Tier(4, 1, 0, 0.5), Tier(3, 1, 0, 0.4), Tier(2, 1, 0, 0.2))
 LARGE_DATA_TIERS = (Tier(4, 2, 0, 0.8), Tier(4, 1, 0, 0.5), Tier(3, 1, 0, 0.4), Tier(2, 1, 0, 0.2),
                     Tier(1, 1, 0, 0.1))
 PLANNED = ("folds", "seeds", "pseudo_rounds", "epochs")
