@@ -81,8 +81,8 @@ class Tier:
 # second seed per fold as much at about the same time (benchmarks/README.md §6), so the round
 # comes before seeds; a rung with more seeds may give up a fifth of the epochs (the one-cycle
 # schedule still anneals) before the next rung down; then epochs are given up (down to about half
-# the recipe) before the round, and folds last (fewer folds train each member on less). From `policy.LARGE_DATA` labelled
-# images the round is not worth its time (§9): the tiers without it.
+# the recipe) before the round, and folds last (fewer folds train each member on less). From
+# `policy.LARGE_DATA` labelled images the round is not worth its time (§9): the tiers without it.
 TIERS = (Tier(4, 5, 1, 0.8), Tier(4, 3, 1, 0.8), Tier(4, 2, 1, 0.8), Tier(4, 1, 1, 0.6),
          Tier(4, 1, 0, 0.5), Tier(3, 1, 0, 0.4), Tier(2, 1, 0, 0.2))
 LARGE_DATA_TIERS = (Tier(4, 2, 0, 0.8), Tier(4, 1, 0, 0.5), Tier(3, 1, 0, 0.4), Tier(2, 1, 0, 0.2),

@@ -1,4 +1,8 @@
-"""Command line: thin printers over the library; exit status 1 on any error, with one clear line."""
+"""Command line: thin printers over the library; exit status 1 on any error, with one clear line.
+
+Training, reporting and executors are imported by the commands that use them, so `submit`,
+`invite`, `leaderboard` and `--help` start without loading torch.
+"""
 
 from __future__ import annotations
 
@@ -12,16 +16,13 @@ from . import leaderboard
 from .competitions import COMPETITIONS, DEFAULT_COMPETITION, get_competition
 from .config import build_config, read_config_file
 from .errors import ConfigError, DataSourceError, HarnessError, RunStateError
-from .executors import make_executor
 from .grading import format_score
-from .members import MemberSpec, train_member
-from .prepare import SplitOptions, competition_lock, kaggle_folder_name, prepare, prepare_kaggle_folder
-from .report import write_report
+from .prepare import (SplitOptions, Workspace, check_fixed_metric, competition_lock, ensure_prepared,
+                      kaggle_folder_name, prepare, prepare_kaggle_folder)
 from .rules import Rules, format_private_leaderboard, private_leaderboard, read_rules, select_final, write_rules
 from .metrics import METRICS, get_metric
 from .scoring import Row, grade_and_record, sync_leaderboard
 from .stopping import StopRequested
-from .run import Workspace, check_fixed_metric, ensure_prepared, run
 
 
 def _workspace(args: argparse.Namespace) -> Workspace:
@@ -83,6 +84,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .executors import make_executor
+    from .run import run
+
     flags = dict(competition=args.competition, models=args.model, seeds=args.seeds, folds=args.folds,
                  epochs=args.epochs, pseudo_rounds=args.pseudo_rounds, batch_size=args.batch_size, lr=args.lr,
                  threads=args.threads, tta=args.tta, ensemble=args.ensemble, averaging=args.averaging,
@@ -109,6 +113,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_train_member(args: argparse.Namespace) -> int:
     """Train one member from its JSON spec: the same job any executor runs, from a fresh process."""
+    from .members import MemberSpec, train_member
+
     try:
         spec = MemberSpec.from_json(Path(args.spec).read_text())
     except (OSError, ValueError, TypeError, KeyError) as e:
@@ -159,7 +165,72 @@ def cmd_select(args: argparse.Namespace) -> int:
     return 0
 
 
+def _hosted_paths(args: argparse.Namespace):
+    """The prepared competition `serve` and `invite` act on: a registered NAME, prepared when missing,
+    or a --data folder's."""
+    workspace = _workspace(args)
+    if args.data:
+        return ensure_prepared(workspace, "", Path(args.data), SplitOptions(), print)
+    if not args.name:
+        raise ConfigError(f"{args.command} needs a competition NAME or --data DIR")
+    name = get_competition(args.name).name if args.name in COMPETITIONS else args.name
+    paths = workspace.competition(name)
+    if name in COMPETITIONS and not paths.is_prepared():
+        return ensure_prepared(workspace, name, None, SplitOptions(), print)
+    if not paths.is_prepared():
+        raise DataSourceError(f"{paths.root}: no prepared competition {args.name!r}")
+    return paths
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Host a prepared competition over HTTP until stopped (Ctrl-C)."""
+    import uvicorn
+
+    from .hosting import open_host, upload_limit
+    from .server import create_app
+
+    host = open_host(_hosted_paths(args), daily_limit=args.daily_limit)
+    token = host.ensure_organiser(new=args.new_organiser_token)
+    if token is not None:
+        print(f"organiser token (shown once; only its hash is kept): {token}")
+    recovered = host.recover()
+    if any(recovered.values()):
+        print(f"recovered after an unclean stop: {recovered['graded']} pending submission(s) graded, "
+              f"{recovered['dropped']} dropped, {recovered['orphan_files']} half-received upload(s) deleted")
+    limit = args.max_upload_bytes or upload_limit(host)
+    print(f"serving {host.name} at http://{args.host}:{args.port}/ ({host.daily_limit} submissions a participant "
+          f"a UTC day, uploads up to {limit:,} bytes; state in {host.database})", flush=True)
+    uvicorn.run(create_app(host, max_upload_bytes=limit), host=args.host, port=args.port,
+                log_level=args.log_level)
+    return 0
+
+
+def cmd_invite(args: argparse.Namespace) -> int:
+    from .hosting import open_host
+
+    host = open_host(_hosted_paths(args))
+    if args.revoke:
+        host.revoke(args.participant)
+        print(f"{args.participant}: token revoked; their submissions stay on the board")
+        return 0
+    print(host.invite(args.participant))
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from .client import submit_file
+
+    answer = submit_file(Path(args.file), server=args.server, token=args.token, note=args.note)
+    public = answer["public"]
+    print(f"submission {answer['id']} of {answer['participant']} scored: public {public['value']:.4f} "
+          f"(95% CI {public['low']:.4f}-{public['high']:.4f}); {answer['used_today']} of "
+          f"{answer['daily_limit']} used today (UTC)")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
     workspace = _workspace(args)
     run_dir = workspace.submissions / args.run_id
     if not (run_dir / "metrics.json").is_file():
@@ -235,7 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="registry model name(s) or timm/<name>; several make a mixed ensemble "
                    "(see competition.models.list_models)")
     p.add_argument("--pretrained", action="store_true",
-                   help="timm models: start from timm's ImageNet weights (its hub cache, filled on a connected machine)")
+                   help="timm models: start from timm's ImageNet weights (its hub cache, filled on a connected "
+                   "machine)")
     p.add_argument("--weights", metavar="FILE",
                    help="timm models: start from this state dict in timm's key names (offline)")
     p.add_argument("--image-size", type=count_or_auto, metavar="S|auto",
@@ -290,6 +362,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", metavar="NAME", help="the competition")
     p.add_argument("run_ids", metavar="RUN_ID", nargs="+", help="scored runs (or scored file names) to pick")
     p.set_defaults(func=cmd_select)
+
+    p = sub.add_parser("serve", help="host a prepared competition for many participants over HTTP (SQLite state)")
+    p.add_argument("name", metavar="NAME", nargs="?",
+                   help="the competition (registered, or a prepared --data folder's)")
+    p.add_argument("--data", help="a Kaggle-form folder instead of a named competition")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--daily-limit", type=int, metavar="N",
+                   help="scored submissions a participant a UTC day (default: prepare's --daily-limit, else 5)")
+    p.add_argument("--max-upload-bytes", type=int, metavar="B",
+                   help="largest upload (default: generous for the competition's rows and submission form)")
+    p.add_argument("--new-organiser-token", action="store_true", help="replace a lost organiser token (printed once)")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("invite", help="print a participant's token for `serve` (a new one each time)")
+    p.add_argument("name", metavar="NAME", nargs="?", help="the competition")
+    p.add_argument("participant", metavar="PARTICIPANT", help="1-40 letters, digits, spaces and _.-@")
+    p.add_argument("--data", help="a Kaggle-form folder instead of a named competition")
+    p.add_argument("--revoke", action="store_true", help="end the participant's token instead")
+    p.set_defaults(func=cmd_invite)
+
+    p = sub.add_parser("submit", help="upload a submission to a `serve` server; prints its public score")
+    p.add_argument("file", metavar="FILE", help="a CSV in the competition's form")
+    p.add_argument("--server", required=True, metavar="URL", help="e.g. http://127.0.0.1:8000")
+    p.add_argument("--token", help="your token from `invite` (or set COMPETITION_TOKEN)")
+    p.add_argument("--note", default="", help="a note shown in your history")
+    p.set_defaults(func=cmd_submit)
 
     p = sub.add_parser("report", help="write submissions/RUN_ID/report.html: data, curves, scores, mistakes")
     p.add_argument("run_id", metavar="RUN_ID")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -22,7 +21,7 @@ import torch.nn.functional as F
 
 from .config import Augmentation
 from .errors import DataSourceError
-from .prepared import PreparedCompetition, read_prepared
+from .prepared import PreparedCompetition, read_labels, read_prepared
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,20 +76,6 @@ def read_image_array(path: Path) -> torch.Tensor:
     except (OSError, ValueError) as e:
         raise DataSourceError(f"{path}: unreadable ({e}); run `python -m competition prepare` again") from e
     return torch.from_numpy(images).permute(0, 3, 1, 2)
-
-
-def read_labels(public_dir: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
-    path = Path(public_dir) / "labels.npz"
-    try:
-        with np.load(path) as saved:
-            return {k: saved[k] for k in keys}
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-        raise DataSourceError(f"{path}: unreadable ({e}); run `python -m competition prepare` again") from e
-
-
-def load_test_ids(public_dir: Path) -> np.ndarray:
-    """The test rows' ids, as the submission names them, in test order."""
-    return read_labels(public_dir, ("test_ids",))["test_ids"]
 
 
 # ---------------------------------------------------------------- one preprocessing path

@@ -13,7 +13,7 @@ from .errors import InvalidSubmissionError
 from .metrics import Estimate, Metric, accuracy_of, clopper_pearson, get_metric
 from .submission import Solution, SubmissionForm, read_solution, validate_submission
 
-__all__ = ["Estimate", "InvalidSubmissionError", "Score", "accuracy_of", "clopper_pearson", "format_score",
+__all__ = ["Estimate", "Grader", "InvalidSubmissionError", "Score", "accuracy_of", "clopper_pearson", "format_score",
            "score_probabilities", "score_submission"]
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,12 +47,29 @@ def score_probabilities(probabilities: np.ndarray, solution: Solution, metric: M
                  overall=metric.estimate(solution.labels, probabilities), per_class=per_class, confusion=confusion)
 
 
+@dataclass(frozen=True, kw_only=True)
+class Grader:
+    """A competition's grader with its answers read once: what `score`, `run` and `serve` all grade with."""
+    form: SubmissionForm
+    ids: np.ndarray                 # the test ids, in test order
+    solution: Solution
+    metric: Metric
+
+    @classmethod
+    def read(cls, solution_path: Path, form: SubmissionForm, ids: np.ndarray, metric: str = "accuracy") -> "Grader":
+        return cls(form=form, ids=ids, solution=read_solution(solution_path, form, ids), metric=get_metric(metric))
+
+    def grade(self, path: Path) -> tuple[np.ndarray, Score]:
+        """Validate, then score. The submission's class probabilities (one-hot for labels) and its score;
+        InvalidSubmissionError (naming the line and field) for a file that cannot be scored."""
+        probabilities = validate_submission(path, self.form, self.ids)
+        return probabilities, score_probabilities(probabilities, self.solution, self.metric)
+
+
 def score_submission(path: Path, solution_path: Path, form: SubmissionForm, ids: np.ndarray,
                      metric: str = "accuracy") -> tuple[np.ndarray, Score]:
     """Validate, then score. Returns the submission's class probabilities (one-hot for labels) and the score."""
-    solution = read_solution(solution_path, form, ids)
-    probabilities = validate_submission(path, form, ids)
-    return probabilities, score_probabilities(probabilities, solution, get_metric(metric))
+    return Grader.read(solution_path, form, ids, metric).grade(path)
 
 
 def format_score(score: Score, classes: tuple[str, ...]) -> str:

@@ -22,7 +22,7 @@ import shutil
 import tempfile
 import zipfile
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -348,3 +348,62 @@ def _check_split(name: str, classes: tuple[str, ...], train_images: np.ndarray, 
     if test_labels is not None:
         assert len(test_labels) == len(test_images) == len(usage), f"{name}: answers do not cover the test set"
         assert set(np.unique(usage)) <= {"Public", "Private"}, f"{name}: bad Usage values"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Where a user's competitions, runs and leaderboard live (the repository root by default)."""
+    root: Path
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def submissions(self) -> Path:
+        return self.root / "submissions"
+
+    @property
+    def leaderboard(self) -> Path:
+        return self.root / "leaderboard.md"
+
+    def competition(self, name: str) -> CompetitionPaths:
+        return CompetitionPaths(self.data / name)
+
+
+def ensure_prepared(workspace: Workspace, competition: str, kaggle_dir: Path | None,
+                    options: SplitOptions, log: Callable[[str], None], metric: str | None = None,
+                    sizes: SizeRequest | None = None) -> CompetitionPaths:
+    """The prepared competition, (re)preparing it if it is missing or was split with other options
+    or its images stored at another size request than `sizes` (None: any size will do; for a
+    Kaggle folder, also if its files changed or it is scored by another metric than `metric` asks)."""
+    name = kaggle_folder_name(kaggle_dir) if kaggle_dir is not None else competition
+    paths = workspace.competition(name)
+    if kaggle_dir is None:
+        check_fixed_metric(get_competition(name), metric)
+    # under the lock, so two runs starting together prepare it once and the second reuses it
+    with competition_lock(paths.root):
+        if paths.is_prepared():
+            info = paths.read()
+            same_split = info.split_options == asdict(options)
+            same_source = kaggle_dir is None or info.source_signature == folder_signature(kaggle_dir)
+            same_size = sizes is None or sizes.accepts(info.size_request, info.image_shape, info.resize)
+            if same_split and same_source and same_size and metric in (None, info.metric):
+                return paths
+            why = "other split options" if not same_split else \
+                f"files that changed in {kaggle_dir} since" if not same_source else \
+                f"another image size request ({info.size_request}; now {sizes.key})" if not same_size else \
+                f"another metric than {metric}"
+            log(f"{paths.root} was prepared from {why}; preparing it again")
+            metric = metric or info.metric       # a new split keeps the folder's metric
+        sizes = sizes or SizeRequest()
+        if kaggle_dir is not None:
+            return prepare_kaggle_folder(kaggle_dir, workspace.data, options, metric, log, sizes)
+        return prepare(name, workspace.data, options, log=log, sizes=sizes)
+
+
+def check_fixed_metric(competition: Competition, metric: str | None) -> None:
+    """A registered competition's metric is part of it; `--metric` is for Kaggle folders."""
+    if metric is not None and metric != competition.metric:
+        raise ConfigError(f"--metric: {competition.name} is scored by {competition.metric}; "
+                          f"--metric picks the metric of a --data folder")

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from .errors import DataSourceError
 from .submission import SubmissionForm
@@ -92,3 +95,17 @@ def read_prepared(public_dir: Path) -> PreparedCompetition:
     if not path.is_file():
         raise DataSourceError(f"{public_dir}: not a prepared competition (no competition.json); run prepare first")
     return PreparedCompetition.from_json(path.read_text(), source=str(path))
+
+
+def read_labels(public_dir: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    path = Path(public_dir) / "labels.npz"
+    try:
+        with np.load(path) as saved:
+            return {k: saved[k] for k in keys}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        raise DataSourceError(f"{path}: unreadable ({e}); run `python -m competition prepare` again") from e
+
+
+def load_test_ids(public_dir: Path) -> np.ndarray:
+    """The test rows' ids, as the submission names them, in test order."""
+    return read_labels(public_dir, ("test_ids",))["test_ids"]

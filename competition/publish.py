@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .competitions import COMPETITIONS, get_competition
-from .data import load_test_ids
+from .prepared import load_test_ids
 from .errors import SubmissionLimitError
 from .ensemble import probabilities
 from .fit import FitResult

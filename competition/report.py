@@ -21,7 +21,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from .data import load_public, load_test_ids  # noqa: E402
+from .data import load_public  # noqa: E402
+from .prepared import load_test_ids  # noqa: E402
 from .ensemble import decide, probabilities as ensemble_probabilities  # noqa: E402
 from .grading import accuracy_of, clopper_pearson, score_probabilities  # noqa: E402
 from .metrics import get_metric  # noqa: E402

@@ -100,18 +100,36 @@ def select_final(root: Path, name: str, run_ids: list[str]) -> Rules:
     return rules
 
 
+def ranks(scores: list[float | None], higher_is_better: bool) -> list[int | None]:
+    """Each score's leaderboard rank (1 = best), in input order. Callers pass rows in submission
+    order, so of two equal scores the earlier ranks first (Kaggle's tie rule); a missing score
+    (unscored, NaN) gets no rank, so it never ranks above a scored row."""
+    sign = -1 if higher_is_better else 1
+    scored = [i for i, s in enumerate(scores) if s is not None and s == s]
+    out: list[int | None] = [None] * len(scores)
+    for rank, i in enumerate(sorted(scored, key=lambda i: sign * scores[i]), start=1):   # sorted() is stable
+        out[i] = rank
+    return out
+
+
+def shake_up_view(rows: list[dict], higher_is_better: bool, selected: tuple[str, ...] = ()) -> list[dict]:
+    """Rows (`run`, `public`, `private`; submission order) ranked by private score, with the public
+    rank and the shake-up (places moved: positive is up); final picks marked; unscored rows last,
+    unranked. `select` shows a competition's submissions this way and `serve` its participants."""
+    public_rank = ranks([r["public"] for r in rows], higher_is_better)
+    private_rank = ranks([r["private"] for r in rows], higher_is_better)
+    order = sorted(range(len(rows)), key=lambda i: (private_rank[i] is None, private_rank[i] or 0, i))
+    return [{"rank": private_rank[i], "private": rows[i]["private"], "public": rows[i]["public"],
+             "public_rank": public_rank[i],
+             "shake_up": None if None in (public_rank[i], private_rank[i]) else public_rank[i] - private_rank[i],
+             "run": rows[i]["run"], "final": rows[i]["run"] in selected} for i in order]
+
+
 def private_leaderboard(root: Path) -> list[dict]:
     """Every scored submission ranked by private score, with its public rank and the shake-up
     (how many places it moved: positive is up). Final picks are marked."""
-    rules = read_rules(root)
-    rows = read_ledger(root)
     metric = get_metric(read_prepared(Path(root) / "public").metric)
-    sign = -1 if metric.higher_is_better else 1
-    public_rank = {id(r): i for i, r in enumerate(sorted(rows, key=lambda r: sign * r["public"]), start=1)}
-    ranked = sorted(rows, key=lambda r: sign * r["private"])
-    return [{"rank": i, "private": r["private"], "public": r["public"], "public_rank": public_rank[id(r)],
-             "shake_up": public_rank[id(r)] - i, "run": r["run"], "final": r["run"] in rules.selected}
-            for i, r in enumerate(ranked, start=1)]
+    return shake_up_view(read_ledger(root), metric.higher_is_better, read_rules(root).selected)
 
 
 def format_private_leaderboard(name: str, rows: list[dict]) -> str:

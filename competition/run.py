@@ -14,91 +14,28 @@ import json
 import signal
 import subprocess
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
 from . import __version__
-from .competitions import Competition, get_competition
 from . import policy
 from .config import RunConfig
-from .errors import ConfigError, RunStateError
+from .errors import RunStateError
 from .executors import Executor
 from .fit import FitResult, fit
-from .prepare import (CompetitionPaths, SplitOptions, competition_lock, kaggle_folder_name, prepare,
-                      prepare_kaggle_folder)
+from .prepare import CompetitionPaths, SplitOptions, Workspace, ensure_prepared
 from . import budget
 from .data import load_public
-from .folders import folder_signature
 from .predict import tta_views
 from .models import check_weights, model_slug
 from .train import training_device
-from .images import SizeRequest
 from .publish import Published, publish
 from .rules import check_daily_limit, read_rules
 from .sources import atomic_write_text
 from .stopping import StopRequested, stop_on_signals
 from . import stopping
-
-
-@dataclass(frozen=True)
-class Workspace:
-    """Where a user's competitions, runs and leaderboard live (the repository root by default)."""
-    root: Path
-
-    @property
-    def data(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def submissions(self) -> Path:
-        return self.root / "submissions"
-
-    @property
-    def leaderboard(self) -> Path:
-        return self.root / "leaderboard.md"
-
-    def competition(self, name: str) -> CompetitionPaths:
-        return CompetitionPaths(self.data / name)
-
-
-def ensure_prepared(workspace: Workspace, competition: str, kaggle_dir: Path | None,
-                    options: SplitOptions, log: Callable[[str], None], metric: str | None = None,
-                    sizes: SizeRequest | None = None) -> CompetitionPaths:
-    """The prepared competition, (re)preparing it if it is missing or was split with other options
-    or its images stored at another size request than `sizes` (None: any size will do; for a
-    Kaggle folder, also if its files changed or it is scored by another metric than `metric` asks)."""
-    name = kaggle_folder_name(kaggle_dir) if kaggle_dir is not None else competition
-    paths = workspace.competition(name)
-    if kaggle_dir is None:
-        check_fixed_metric(get_competition(name), metric)
-    # under the lock, so two runs starting together prepare it once and the second reuses it
-    with competition_lock(paths.root):
-        if paths.is_prepared():
-            info = paths.read()
-            same_split = info.split_options == asdict(options)
-            same_source = kaggle_dir is None or info.source_signature == folder_signature(kaggle_dir)
-            same_size = sizes is None or sizes.accepts(info.size_request, info.image_shape, info.resize)
-            if same_split and same_source and same_size and metric in (None, info.metric):
-                return paths
-            why = "other split options" if not same_split else \
-                f"files that changed in {kaggle_dir} since" if not same_source else \
-                f"another image size request ({info.size_request}; now {sizes.key})" if not same_size else \
-                f"another metric than {metric}"
-            log(f"{paths.root} was prepared from {why}; preparing it again")
-            metric = metric or info.metric       # a new split keeps the folder's metric
-        sizes = sizes or SizeRequest()
-        if kaggle_dir is not None:
-            return prepare_kaggle_folder(kaggle_dir, workspace.data, options, metric, log, sizes)
-        return prepare(name, workspace.data, options, log=log, sizes=sizes)
-
-
-def check_fixed_metric(competition: Competition, metric: str | None) -> None:
-    """A registered competition's metric is part of it; `--metric` is for Kaggle folders."""
-    if metric is not None and metric != competition.metric:
-        raise ConfigError(f"--metric: {competition.name} is scored by {competition.metric}; "
-                          f"--metric picks the metric of a --data folder")
 
 
 @dataclass(frozen=True, kw_only=True)

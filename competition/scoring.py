@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .data import load_test_ids
+from .prepared import load_test_ids
 from .grading import Score, score_submission
 from .leaderboard import Entry, rank_of, rebuild
 from .prepare import CompetitionPaths

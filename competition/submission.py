@@ -20,6 +20,7 @@ fault and fails an assertion instead.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -59,7 +60,7 @@ class SubmissionForm:
     def header(self) -> list[str]:
         return [self.id_column, *(self.labels if self.probabilities else (self.label_column,))]
 
-    @property
+    @cached_property            # asked once a row by the grader
     def integer_labels(self) -> bool:
         return all(_is_integer(v) for v in self.labels)
 

@@ -15,6 +15,7 @@ from PIL import Image
 
 from competition import competitions, policy
 from competition.config import RunConfig
+from competition.prepare import CompetitionPaths, prepare
 from competition.run import Workspace
 
 
@@ -207,3 +208,18 @@ def http_server(tmp_path: Path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(scope="session")
+def prepared_digits(tmp_path_factory) -> CompetitionPaths:
+    """`digits` prepared once a session (real data shipped with scikit-learn); copy it before writing."""
+    return prepare("digits", tmp_path_factory.mktemp("prepared") / "data", log=lambda s: None)
+
+
+@pytest.fixture
+def digits_workspace(tmp_path: Path, prepared_digits: CompetitionPaths) -> Workspace:
+    """A workspace of its own holding a prepared `digits` (a copy), for tests that write beside it."""
+    import shutil
+    workspace = Workspace(tmp_path / "ws")
+    shutil.copytree(prepared_digits.root, workspace.competition("digits").root)
+    return workspace

@@ -21,7 +21,7 @@ from competition.errors import DataSourceError
 from competition.members import plan_members, predict_member_views, train_member
 from competition.predict import TTA_VIEWS
 from competition.prepare import SplitOptions, prepare
-from competition.run import Workspace, ensure_prepared
+from competition.prepare import Workspace, ensure_prepared
 from competition.sources import RemoteFile, download
 
 from conftest import write_kaggle_folder

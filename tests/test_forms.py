@@ -9,7 +9,8 @@ from PIL import Image
 
 import torch
 
-from competition.data import PublicData, load_public, load_test_ids
+from competition.data import PublicData, load_public
+from competition.prepared import load_test_ids
 from competition.errors import DataSourceError
 from competition.folders import read_kaggle_folder
 from competition.grading import score_submission
@@ -190,7 +191,7 @@ def test_ids_that_name_the_image_file_with_its_suffix_are_found(tmp_path):
 
 def test_a_folder_that_changed_since_it_was_prepared_is_prepared_again(tmp_path, workspace):
     from competition.prepare import SplitOptions
-    from competition.run import ensure_prepared
+    from competition.prepare import ensure_prepared
     folder = write_image_folder(tmp_path / "comp")
     lines: list[str] = []
     paths = ensure_prepared(workspace, "-", folder, SplitOptions(), lines.append)

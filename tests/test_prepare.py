@@ -122,7 +122,7 @@ def test_a_failed_prepare_leaves_the_earlier_competition_untouched(tmp_path, mon
 
 
 def test_run_prepares_again_when_the_split_options_change(workspace):
-    from competition.run import ensure_prepared
+    from competition.prepare import ensure_prepared
     lines = []
     first = ensure_prepared(workspace, "digits", None, SplitOptions(split_seed=1), lines.append)
     test_csv = (first.public / "test.csv").read_bytes()
