@@ -82,11 +82,13 @@ class Tier:
 # comes before seeds; a rung with more seeds may give up a fifth of the epochs (the one-cycle
 # schedule still anneals) before the next rung down; then epochs are given up (down to about half
 # the recipe) before the round, and folds last (fewer folds train each member on less). From
-# `policy.LARGE_DATA` labelled images the round is not worth its time (§9): the tiers without it.
+# `policy.LARGE_DATA` labelled images the round is not worth its time (§9), and neither are
+# short members: on fashion-mnist one 10% holdout with members of the full 15 epochs validated at
+# 0.9367-0.9375 against 0.9193 out of fold for 3 folds x 7 epochs and 0.9269 for 4 folds x 11 (§14),
+# so there the folds go (to one holdout) before the epochs do.
 TIERS = (Tier(4, 5, 1, 0.8), Tier(4, 3, 1, 0.8), Tier(4, 2, 1, 0.8), Tier(4, 1, 1, 0.6),
          Tier(4, 1, 0, 0.5), Tier(3, 1, 0, 0.4), Tier(2, 1, 0, 0.2))
-LARGE_DATA_TIERS = (Tier(4, 2, 0, 0.8), Tier(4, 1, 0, 0.5), Tier(3, 1, 0, 0.4), Tier(2, 1, 0, 0.2),
-                    Tier(1, 1, 0, 0.1))
+LARGE_DATA_TIERS = (Tier(4, 2, 0, 0.8), Tier(4, 1, 0, 0.8), Tier(1, 2, 0, 0.8), Tier(1, 1, 0, 0.1))
 PLANNED = ("folds", "seeds", "pseudo_rounds", "epochs")
 
 

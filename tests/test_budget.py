@@ -74,6 +74,16 @@ def test_large_data_plans_spend_no_time_on_a_pseudo_round():
     assert planned.config.pseudo_rounds == 0
 
 
+def test_large_data_gives_up_folds_for_one_full_length_holdout_member_before_it_gives_up_epochs():
+    fashion = dict(labelled=60_000, test=10_000, views=9, large_data=True)
+    rates = budget.Rates(train=1400.0, predict=2600.0, member_setup_s=5.0, device="cpu", precision="32-true")
+    cfg = RunConfig(models=("fastnet-wide",), epochs=15)
+    planned = budget.plan(cfg, rates, limit_s=1200, budget_s=1190, free=frozenset(budget.PLANNED), **fashion)
+    assert (planned.config.folds, planned.config.seeds, planned.config.epochs) == (1, 1, 15)
+    richer = budget.plan(cfg, rates, limit_s=3 * 3600, budget_s=3 * 3600, free=frozenset(budget.PLANNED), **fashion)
+    assert richer.config.folds == 4 and richer.config.epochs >= 12
+
+
 def test_a_member_past_its_deadline_stops_at_an_epoch_boundary_with_its_best_checkpoint(tmp_path, tiny_config,
                                                                                       resolve_for):
     paths = prepare("digits", tmp_path / "data", log=lambda s: None)
