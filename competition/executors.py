@@ -75,6 +75,18 @@ def _call_with_threads(fn: Callable[..., Any], item: Any, threads: int, shared: 
     return fn(item, **shared)
 
 
+def _use_ray_token_if_there_is_one() -> None:
+    """Join a cluster the way `ray start` made it. Since Ray 2.60 a local `ray.init()` writes a token to
+    ~/.ray/auth_token, and `ray start --head` turns token authentication on whenever one exists; but a
+    driver joining by address stays in mode `disabled` and is refused (InvalidAuthToken). So, with
+    RAY_AUTH_MODE unset, a token that exists is sent; a cluster without authentication accepts it."""
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    token_file = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    if os.environ.get("RAY_AUTH_TOKEN") or token_file.is_file():
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
 class RayExecutor:
     """Members side by side on Ray: a local Ray of `workers` slots, or the cluster at `address`.
 
@@ -86,9 +98,11 @@ class RayExecutor:
 
     def __init__(self, workers: int | None = None, address: str | None = None, gpus_per_member: float = 0.0,
                  threads: int | None = None, max_retries: int = 2) -> None:
+        address = address or os.environ.get("RAY_ADDRESS")
+        if address:
+            _use_ray_token_if_there_is_one()        # before Ray is imported: it reads the mode once
         ray = _import_ray()
         self.ray = ray
-        address = address or os.environ.get("RAY_ADDRESS")
         if not ray.is_initialized():
             if address:
                 ray.init(address=address, log_to_driver=False)

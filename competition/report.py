@@ -51,26 +51,31 @@ def _save(fig: plt.Figure, folder: Path, name: str) -> None:
 
 def image_grid(images: np.ndarray, titles: list[str] | None = None, columns: int = 12,
                row_labels: list[str] | None = None, title_colors: list[str] | None = None) -> plt.Figure:
-    """Images (N, H, W, C), grey or colour, in a grid, optional title under each and label per row."""
+    """Images (N, H, W, C), grey or colour, in a grid, optional title over each and label per row.
+
+    One mosaic drawn by one `imshow`, titles and labels as text on the same axes: an Axes per image
+    cost matplotlib about 10 ms each (a third of a digits run's report)."""
     count = max(len(images), 1)
     rows = -(-count // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 0.9, rows * (1.15 if titles else 0.9)),
-                             squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.set_xticks([])
-        ax.set_yticks([])
-        for spine in ax.spines.values():
-            spine.set_visible(False)
-        if i < len(images):
-            if images.shape[-1] == 1:
-                ax.imshow(images[i, ..., 0], cmap="gray_r", vmin=0, vmax=255)
-            else:
-                ax.imshow(images[i])
-            if titles:
-                ax.set_title(titles[i], fontsize=7, color=(title_colors or ["black"] * count)[i], pad=2)
-        if row_labels and i % columns == 0 and i // columns < len(row_labels):
-            ax.set_ylabel(row_labels[i // columns], rotation=0, ha="right", va="center", fontsize=9)
-    fig.subplots_adjust(wspace=0.05, hspace=0.45 if titles else 0.05)
+    height, width, channels = images.shape[1:] if len(images) else (1, 1, 1)
+    gap_x = max(1, width // 10)
+    gap_y = max(1, height // (2 if titles else 10))     # room over each image for its title
+    grey = channels == 1
+    blank = 0 if grey else 255                          # white in either colour map
+    mosaic = np.full((rows * (height + gap_y), columns * (width + gap_x), channels), blank, np.uint8)
+    for i, image in enumerate(images):
+        y, x = (i // columns) * (height + gap_y) + gap_y, (i % columns) * (width + gap_x)
+        mosaic[y:y + height, x:x + width] = image
+    fig, ax = plt.subplots(figsize=(columns * 0.9, rows * (1.15 if titles else 0.9)))
+    ax.imshow(mosaic[..., 0] if grey else mosaic, cmap="gray_r" if grey else None, vmin=0, vmax=255,
+              interpolation="nearest")
+    ax.set_axis_off()
+    colors = title_colors or ["black"] * count
+    for i, title in enumerate(titles or []):
+        y, x = (i // columns) * (height + gap_y) + gap_y, (i % columns) * (width + gap_x) + width / 2
+        ax.text(x, y - 0.1 * gap_y, title, fontsize=7, color=colors[i], ha="center", va="bottom")
+    for r, label in enumerate((row_labels or [])[:rows]):
+        ax.text(-gap_x, r * (height + gap_y) + gap_y + height / 2, label, fontsize=9, ha="right", va="center")
     return fig
 
 

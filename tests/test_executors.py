@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -110,18 +111,25 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_cluster_flag_joins_a_ray_started_separately(tmp_path):
+def test_cluster_flag_joins_a_ray_started_separately_with_the_token_a_local_ray_left(tmp_path):
+    """Since Ray 2.60 a local Ray (a `--workers` run) leaves ~/.ray/auth_token and `ray start` then
+    turns token authentication on: the run must still join. HOME is the test's own, so the token
+    is too (and nothing is written to the real home)."""
     port = _free_port()
-    env = {**os.environ, "RAY_ADDRESS": ""}
-    subprocess.run(["ray", "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
-                    "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats"],
-                   check=True, capture_output=True, env=env, timeout=120)
+    home = tmp_path / "home"
+    (home / ".ray").mkdir(parents=True)
+    (home / ".ray" / "auth_token").write_text(secrets.token_hex(32))
+    env = {**os.environ, "RAY_ADDRESS": "", "HOME": str(home)}
+    env.pop("RAY_AUTH_MODE", None)
+    started = subprocess.run(["ray", "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
+                              "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats"],
+                             check=True, capture_output=True, text=True, env=env, timeout=120)
     try:
+        assert "Token authentication is enabled" in started.stdout + started.stderr
         out = subprocess.run([sys.executable, "-m", "competition", "--root", str(tmp_path / "ws"), "run",
-                              "--time-limit", "none",
-"--competition", "digits", "--epochs", "1", "--folds", "2", "--pseudo-rounds", "0",
-                              "--cluster", f"127.0.0.1:{port}"], cwd=REPO, capture_output=True, text=True,
-                             env=env, timeout=300)
+                              "--time-limit", "none", "--competition", "digits", "--epochs", "1", "--folds", "2",
+                              "--pseudo-rounds", "0", "--cluster", f"127.0.0.1:{port}"],
+                             cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
     finally:
         subprocess.run(["ray", "stop", "--force"], capture_output=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -116,8 +116,9 @@ def test_prepare_killed_midway_leaves_no_half_written_competition(tmp_path):
 
 @pytest.mark.slow
 def test_two_runs_at_once_in_one_workspace_both_finish_with_both_rows(tmp_path):
-    first = _start(tmp_path, *RUN)
-    second = _start(tmp_path, *RUN, "--seeds", "2")                  # another config, same competition
+    # one torch thread each: two processes of 2 threads on 2 cores spin against each other (4x slower)
+    first = _start(tmp_path, *RUN, "--threads", "1")
+    second = _start(tmp_path, *RUN, "--threads", "1", "--seeds", "2")  # another config, same competition
     for process in (first, second):
         out, _ = process.communicate(timeout=600)
         assert process.returncode == 0, out[-3000:]
