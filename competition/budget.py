@@ -23,6 +23,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -70,11 +71,13 @@ class Rates:
 
 @dataclass(frozen=True)
 class Tier:
-    """One shape of recipe: what it sets, and the least share of the recipe's epochs it may shrink to."""
+    """One shape of recipe: what it sets, and the least share of the recipe's epochs it may shrink to;
+    `wide`: trained with the wider sibling of an `auto` model (`policy.WIDER`; skipped when there is none)."""
     folds: int
     seeds: int
     pseudo_rounds: int
     least_epochs: float
+    wide: bool = False
 
 
 # Richest first. Where labels are few a pseudo-label round paid +0.23 pp OOF on mnist-5k, and a
@@ -85,11 +88,15 @@ class Tier:
 # `policy.LARGE_DATA` labelled images the round is not worth its time (§9), and neither are
 # short members: on fashion-mnist one 10% holdout with members of the full 15 epochs validated at
 # 0.9367-0.9375 against 0.9193 out of fold for 3 folds x 7 epochs and 0.9269 for 4 folds x 11 (§14),
-# so there the folds go (to one holdout) before the epochs do.
-TIERS = (Tier(4, 5, 1, 0.8), Tier(4, 3, 1, 0.8), Tier(4, 2, 1, 0.8), Tier(4, 1, 1, 0.6),
+# so there the folds go (to one holdout) before the epochs do. Richer still, where the model was
+# left to `auto`: its wider sibling (`fastnet-wide`, about half the rate). One wide seed per fold with
+# the round scored at or above five narrow seeds in a third to a half of their time, out of fold on
+# mnist-5k, fashion-5k and digits (§14), so the wide rungs come first, each needing 80% of the epochs.
+TIERS = (Tier(4, 3, 1, 0.8, wide=True), Tier(4, 2, 1, 0.8, wide=True), Tier(4, 1, 1, 0.8, wide=True),
+         Tier(4, 5, 1, 0.8), Tier(4, 3, 1, 0.8), Tier(4, 2, 1, 0.8), Tier(4, 1, 1, 0.6),
          Tier(4, 1, 0, 0.5), Tier(3, 1, 0, 0.4), Tier(2, 1, 0, 0.2))
 LARGE_DATA_TIERS = (Tier(4, 2, 0, 0.8), Tier(4, 1, 0, 0.8), Tier(1, 2, 0, 0.8), Tier(1, 1, 0, 0.1))
-PLANNED = ("folds", "seeds", "pseudo_rounds", "epochs")
+PLANNED = ("folds", "seeds", "pseudo_rounds", "epochs", "models")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -136,7 +143,7 @@ def left_to_plan(cfg: RunConfig, given: frozenset[str] | None = None) -> frozens
     keys); without that list, those still at their defaults. A given one is kept as given."""
     if given is not None:
         return frozenset(PLANNED) - given
-    default = RunConfig(models=cfg.models, pretrained=cfg.pretrained, weights=cfg.weights)  # its epochs recipe
+    default = RunConfig(pretrained=cfg.pretrained, weights=cfg.weights)     # models auto, its epochs recipe
     return frozenset(name for name in PLANNED if getattr(cfg, name) == getattr(default, name))
 
 
@@ -163,30 +170,47 @@ def reserve_s(cfg: RunConfig, rates: Rates, *, test: int, views: int) -> float:
 
 
 def plan(cfg: RunConfig, rates: Rates, *, limit_s: float, budget_s: float, labelled: int, test: int,
-         views: int, large_data: bool, free: frozenset[str] | None = None) -> Plan:
+         views: int, large_data: bool, free: frozenset[str] | None = None,
+         wider: tuple[str, ...] | None = None, wider_rates: Callable[[], Rates] | None = None) -> Plan:
     """The richest tier whose recipe fits `budget_s`, with the most epochs it fits (up to the recipe's);
-    only the settings in `free` change (default: those left at their defaults)."""
+    only the settings in `free` change (default: those left at their defaults). `rates` are those of
+    `cfg.models`; a `wide` tier trains `wider` instead (when "models" is free), costed at `wider_rates()`,
+    which measures them: it is called only for a tier that could fit at all, once, and its time is spent."""
     free = left_to_plan(cfg) if free is None else free
     most_epochs = int(cfg.epochs)
+    can_widen = "models" in free and wider is not None and wider_rates is not None
+    measured: list[Rates] = []              # the wider net's rates, once measured
 
     def recipe(tier: Tier, epochs: int) -> RunConfig:
         values = {"folds": tier.folds, "seeds": tier.seeds, "pseudo_rounds": tier.pseudo_rounds, "epochs": epochs}
-        return cfg.replace(time_limit="none", **{k: v for k, v in values.items() if k in free})
+        chosen = cfg.replace(time_limit="none", **{k: v for k, v in values.items() if k in free})
+        return chosen.replace(models=wider) if tier.wide else chosen
 
-    def cost(c: RunConfig) -> float:
-        return estimate_s(c, rates, labelled=labelled, test=test, views=views)
+    def cost(c: RunConfig, at: Rates) -> float:
+        return estimate_s(c, at, labelled=labelled, test=test, views=views)
 
     spendable = budget_s * SAFETY
     tiers = LARGE_DATA_TIERS if large_data else TIERS
     for tier in tiers:
         least = max(1, math.ceil(tier.least_epochs * most_epochs)) if "epochs" in free else most_epochs
+        tier_rates = rates
+        if tier.wide:
+            # a wider net is slower: a tier whose least recipe does not fit at the narrow net's rates never fits
+            if not can_widen or cost(recipe(tier, least), rates) > spendable:
+                continue
+            if not measured:
+                probe_start = time.perf_counter()
+                measured.append(wider_rates())
+                spendable -= (time.perf_counter() - probe_start) * SAFETY
+            tier_rates = measured[0]
         for epochs in range(most_epochs if "epochs" in free else least, least - 1, -1):
             candidate = recipe(tier, epochs)
-            if cost(candidate) <= spendable:
-                return Plan(config=candidate, limit_s=limit_s, budget_s=budget_s, estimate_s=cost(candidate),
-                            rates=rates, fits=True)
+            if cost(candidate, tier_rates) <= spendable:
+                return Plan(config=candidate, limit_s=limit_s, budget_s=budget_s,
+                            estimate_s=cost(candidate, tier_rates), rates=tier_rates, fits=True)
     smallest = recipe(tiers[-1], 1 if "epochs" in free else most_epochs)
-    return Plan(config=smallest, limit_s=limit_s, budget_s=budget_s, estimate_s=cost(smallest), rates=rates, fits=False)
+    return Plan(config=smallest, limit_s=limit_s, budget_s=budget_s, estimate_s=cost(smallest, rates), rates=rates,
+                fits=False)
 
 
 def measure_rates(public, cfg: RunConfig, device: torch.device, steps: int = 6) -> Rates:

@@ -33,6 +33,18 @@ def default_model(channels: int, labelled: int = 0) -> str:
     return "fastnet-wide" if labelled >= LARGE_DATA else "fastnet"
 
 
+# The wider sibling a time limit may train instead when the model was left to `auto`: at equal or
+# less time than more seeds of the narrow net it scored higher out of fold (benchmarks/README.md §14).
+WIDER = {"fastnet": "fastnet-wide"}
+
+
+def wider_models(models: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The models with each swapped for its wider sibling; None when none has one."""
+    if not any(m in WIDER for m in models):
+        return None
+    return tuple(dict.fromkeys(WIDER.get(m, m) for m in models))
+
+
 def resolve_models(models: tuple[str, ...], channels: int, labelled: int = 0) -> tuple[str, ...]:
     return tuple(dict.fromkeys(default_model(channels, labelled) if m == AUTO else m for m in models))
 

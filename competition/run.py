@@ -127,11 +127,19 @@ def plan_to_time_limit(cfg: RunConfig, paths: CompetitionPaths, free: frozenset[
     log(f"time limit {budget.format_duration(limit)}"
         + (" (auto: by the labelled count)" if cfg.time_limit == "auto" else "")
         + f": measuring {cfg.models[0]} on this {training_device().type}")
-    rates = budget.measure_rates(public, cfg, training_device())
+    device = training_device()
+    rates = budget.measure_rates(public, cfg, device)
     views = len(tta_views(cfg.augment.hflip == "on"))
+    wider = policy.wider_models(cfg.models)
+
+    def wider_rates() -> budget.Rates:
+        log(f"measuring {'+'.join(wider)} too: the time may buy the wider net")
+        return budget.measure_rates(public, cfg.replace(models=wider), device)
+
     elapsed = time.perf_counter() - start
     planned = budget.plan(cfg, rates, limit_s=limit, budget_s=limit - elapsed, labelled=info.train_size,
-                          test=info.test_size, views=views, large_data=info.train_size >= policy.LARGE_DATA, free=free)
+                          test=info.test_size, views=views, large_data=info.train_size >= policy.LARGE_DATA, free=free,
+                          wider=wider, wider_rates=wider_rates)
     log(planned.line())
     left = limit - (time.perf_counter() - start)
     reserve = budget.reserve_s(planned.config, rates, test=info.test_size, views=views)

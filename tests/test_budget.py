@@ -58,7 +58,43 @@ def test_the_plan_keeps_the_settings_given_and_changes_only_the_rest():
     assert (planned.config.epochs, planned.config.folds, planned.config.pseudo_rounds) == (4, 5, 0)
     assert planned.config.seeds > 1                 # the time left bought more seeds instead
     # without a list of what was given, the settings at their defaults are the free ones
-    assert budget.left_to_plan(RunConfig(epochs=4)) == {"folds", "seeds", "pseudo_rounds"}
+    assert budget.left_to_plan(RunConfig(epochs=4)) == {"folds", "seeds", "pseudo_rounds", "models"}
+    assert "models" not in budget.left_to_plan(RunConfig(models=("fastnet",)))
+
+
+WIDE_RATES = budget.Rates(train=1000.0, predict=10000.0, member_setup_s=1.0, device="cpu", precision="32-true")
+
+
+def _plan_with_width(cfg: RunConfig, seconds: float, free: frozenset[str], probes: list[str]) -> budget.Plan:
+    def wider_rates() -> budget.Rates:
+        probes.append("fastnet-wide")
+        return WIDE_RATES
+    return budget.plan(cfg, RATES, limit_s=seconds, budget_s=seconds, free=free, wider=("fastnet-wide",),
+                       wider_rates=wider_rates, **SHAPE)
+
+
+def test_a_long_limit_buys_the_wider_net_costed_at_its_own_measured_rate():
+    probes: list[str] = []
+    cfg = RunConfig(models=("fastnet",), epochs=15, pseudo_rounds=1)
+    planned = _plan_with_width(cfg, 3600, frozenset(budget.PLANNED), probes)
+    assert planned.config.models == ("fastnet-wide",) and probes == ["fastnet-wide"]     # measured once
+    assert planned.rates == WIDE_RATES and planned.estimate_s == budget.estimate_s(
+        planned.config, WIDE_RATES, labelled=4000, test=1000, views=9)
+    assert "fastnet-wide" in planned.line()
+
+
+def test_a_short_limit_keeps_the_narrow_net_without_measuring_the_wide_one():
+    probes: list[str] = []
+    planned = _plan_with_width(RunConfig(models=("fastnet",), epochs=15, pseudo_rounds=1), 60,
+                               frozenset(budget.PLANNED), probes)
+    assert planned.config.models == ("fastnet",) and probes == []        # hopeless at the narrow rate: no probe
+
+
+def test_a_model_given_is_never_widened():
+    probes: list[str] = []
+    cfg = RunConfig(models=("fastnet",), epochs=15, pseudo_rounds=1)
+    planned = _plan_with_width(cfg, 3600, budget.left_to_plan(cfg, frozenset({"models"})), probes)
+    assert planned.config.models == ("fastnet",) and probes == []
 
 
 def test_a_limit_too_short_for_any_recipe_gives_the_smallest_and_says_so():
@@ -131,3 +167,10 @@ def test_a_run_given_almost_no_time_still_ends_with_a_submission(tmp_path, capsy
                  "--model", "fastnet"]) == 0
     out = capsys.readouterr().out
     assert "members will be cut short" in out and (tmp_path / "ws" / "submission.csv").is_file()
+
+
+def test_only_a_model_with_a_wider_sibling_gets_a_wide_rung():
+    from competition.policy import wider_models
+    assert wider_models(("fastnet",)) == ("fastnet-wide",)
+    assert wider_models(("fastnet", "fastnet-wide")) == ("fastnet-wide",)
+    assert wider_models(("resnet-small",)) is None and wider_models(("fastnet-wide",)) is None

@@ -84,7 +84,8 @@ def test_run_plays_the_folder_and_submits_in_its_own_form(tmp_path, workspace, t
 def test_pixel_csv_folder_keeps_the_digit_recognizer_form(tmp_path):
     paths = prepare_kaggle_folder(write_kaggle_folder(tmp_path / "digits-csv"), tmp_path / "data", log=lambda s: None)
     assert {p.name for p in paths.public.iterdir()} >= {"train.csv", "test.csv", "sample_submission.csv",
-                                                       "train_images.npy", "test_images.npy", "labels.npz", "competition.json"}
+                                                       "train_images.npy", "test_images.npy", "labels.npz",
+                                                       "competition.json"}
     assert (paths.public / "sample_submission.csv").read_text().startswith("ImageId,Label\n1,0\n")
     assert paths.solution.read_text().startswith("ImageId,Label,Usage\n")
 
