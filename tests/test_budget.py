@@ -174,3 +174,33 @@ def test_only_a_model_with_a_wider_sibling_gets_a_wide_rung():
     assert wider_models(("fastnet",)) == ("fastnet-wide",)
     assert wider_models(("fastnet", "fastnet-wide")) == ("fastnet-wide",)
     assert wider_models(("resnet-small",)) is None and wider_models(("fastnet-wide",)) is None
+
+
+def test_the_rate_probe_reads_the_steadiest_epoch_and_prediction_pass(monkeypatch):
+    """A process's first member is still warming in its second epoch, and one prediction pass is one
+    batch: the probe takes the faster of epochs two and three and the fastest of three timed passes."""
+    import types
+
+    import torch
+
+    from competition import predict as predict_module, train as train_module
+
+    clock = [0.0]
+    monkeypatch.setattr(budget.time, "perf_counter", lambda: clock[0])
+    epochs = iter([[1.0, 4.0, 5.0], [1.0]])     # the warm member: epochs of 3 s then 1 s; then the setup one
+
+    def fake_train(data, cfg, model, *, seed, out_dir, unlabelled):
+        ends = next(epochs)
+        clock[0] += ends[-1]
+        return types.SimpleNamespace(history=[{"elapsed_s": e} for e in ends], module=None)
+
+    passes = iter([0.5, 0.3, 0.1, 0.2])          # a warm pass, then three timed ones
+    monkeypatch.setattr(train_module, "train_model", fake_train)
+    monkeypatch.setattr(predict_module, "predict", lambda *a, **k: clock.__setitem__(0, clock[0] + next(passes)))
+    images = torch.zeros(1024, 1, 8, 8, dtype=torch.uint8)
+    public = types.SimpleNamespace(train_images=images[:64], train_labels=torch.arange(64) % 2,
+                                   test_images=images, num_classes=2)
+    rates = budget.measure_rates(public, RunConfig(batch_size=16, models=("fastnet",)), torch.device("cpu"), steps=4)
+    assert rates.predict == pytest.approx(1024 / 0.1)
+    # the 1 s epoch held a validation pass over the 64 images at that rate
+    assert rates.train == pytest.approx(64 / (1.0 - 64 / (1024 / 0.1)))
