@@ -114,8 +114,8 @@ def test_large_data_gives_up_folds_for_one_full_length_holdout_member_before_it_
     fashion = dict(labelled=60_000, test=10_000, views=9, large_data=True)
     rates = budget.Rates(train=1400.0, predict=2600.0, member_setup_s=5.0, device="cpu", precision="32-true")
     cfg = RunConfig(models=("fastnet-wide",), epochs=15)
-    planned = budget.plan(cfg, rates, limit_s=1200, budget_s=1190, free=frozenset(budget.PLANNED), **fashion)
-    assert (planned.config.folds, planned.config.seeds, planned.config.epochs) == (1, 1, 15)
+    planned = budget.plan(cfg, rates, limit_s=700, budget_s=690, free=frozenset(budget.PLANNED), **fashion)
+    assert (planned.config.folds, planned.config.seeds) == (1, 1) and 10 <= planned.config.epochs < 15
     richer = budget.plan(cfg, rates, limit_s=3 * 3600, budget_s=3 * 3600, free=frozenset(budget.PLANNED), **fashion)
     assert richer.config.folds == 4 and richer.config.epochs >= 12
 
@@ -204,3 +204,24 @@ def test_the_rate_probe_reads_the_steadiest_epoch_and_prediction_pass(monkeypatc
     assert rates.predict == pytest.approx(1024 / 0.1)
     # the 1 s epoch held a validation pass over the 64 images at that rate
     assert rates.train == pytest.approx(64 / (1.0 - 64 / (1024 / 0.1)))
+
+
+def test_a_holdout_rung_spends_time_left_on_up_to_a_third_more_epochs_unless_epochs_were_given():
+    fashion = dict(labelled=60_000, test=10_000, views=9, large_data=True)
+    rates = budget.Rates(train=1400.0, predict=2600.0, member_setup_s=5.0, device="cpu", precision="32-true")
+    cfg = RunConfig(models=("fastnet-wide",), epochs=15)
+    # 20m on a float32 CPU: one 15-epoch member takes about half; two do not fit
+    planned = budget.plan(cfg, rates, limit_s=1200, budget_s=1190, free=frozenset(budget.PLANNED), **fashion)
+    assert (planned.config.folds, planned.config.seeds, planned.config.epochs) == (1, 1, 20)
+    assert planned.estimate_s <= 1190 * budget.SAFETY
+    # two seeds of 12 epochs validated below one of 15 or 20: a second seed comes only at full length
+    longer = budget.plan(cfg, rates, limit_s=1400, budget_s=1400, free=frozenset(budget.PLANNED), **fashion)
+    assert (longer.config.seeds, longer.config.epochs) == (1, 20)
+    two = budget.plan(cfg, rates, limit_s=2000, budget_s=2000, free=frozenset(budget.PLANNED), **fashion)
+    assert two.config.seeds == 2 and two.config.epochs >= 15
+    kept = budget.plan(cfg, rates, limit_s=1200, budget_s=1190, free=frozenset(budget.PLANNED) - {"epochs"}, **fashion)
+    assert kept.config.epochs == 15
+    # small data never stretches: its rungs spend time on seeds, width and the round
+    small = budget.plan(RunConfig(models=("fastnet",)), RATES, limit_s=10 * 3600, budget_s=10 * 3600,
+                        free=frozenset(budget.PLANNED), **SHAPE)
+    assert small.config.epochs == RunConfig(models=("fastnet",)).epochs
