@@ -178,11 +178,11 @@ def reserve_s(cfg: RunConfig, rates: Rates, *, test: int, views: int) -> float:
 def plan(cfg: RunConfig, rates: Rates, *, limit_s: float, budget_s: float, labelled: int, test: int,
          views: int, large_data: bool, free: frozenset[str] | None = None,
          wider: tuple[str, ...] | None = None, wider_rates: Callable[[], Rates] | None = None) -> Plan:
-    """The richest tier whose recipe fits `budget_s`, with the most epochs it fits (up to the recipe's, or
-    the tier's stretch of it);
-    only the settings in `free` change (default: those left at their defaults). `rates` are those of
-    `cfg.models`; a `wide` tier trains `wider` instead (when "models" is free), costed at `wider_rates()`,
-    which measures them: it is called only for a tier that could fit at all, once, and its time is spent."""
+    """The richest tier whose recipe fits `budget_s`, with the most epochs it fits (up to the recipe's,
+    or the tier's stretch of it); only the settings in `free` change (default: those left at their
+    defaults). `rates` are those of `cfg.models`; a `wide` tier trains `wider` instead (when "models"
+    is free), costed at `wider_rates()`, which measures them: it is called only for a tier that could
+    fit at all, once, and its time is spent."""
     free = left_to_plan(cfg) if free is None else free
     recipe_epochs = int(cfg.epochs)
     can_widen = "models" in free and wider is not None and wider_rates is not None
