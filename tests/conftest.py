@@ -1,12 +1,19 @@
-"""Shared fixtures: small data made by the tests, a temporary workspace, a loopback HTTP server."""
+"""Shared fixtures: small data made by the tests, a temporary workspace, a loopback HTTP server, the
+harness's command in a child process."""
 
 from __future__ import annotations
 
 import functools
 import gzip
 import http.server
+import itertools
+import multiprocessing
+import os
+import signal
+import sys
 import threading
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -201,7 +208,8 @@ def http_server(tmp_path: Path):
     root.mkdir()
     handler = functools.partial(_QuietHandler, directory=str(root))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # shutdown() waits out serve_forever's poll: 0.5 s a test at its default
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     try:
         yield root, f"http://127.0.0.1:{server.server_address[1]}/"
@@ -223,3 +231,79 @@ def digits_workspace(tmp_path: Path, prepared_digits: CompetitionPaths) -> Works
     workspace = Workspace(tmp_path / "ws")
     shutil.copytree(prepared_digits.root, workspace.competition("digits").root)
     return workspace
+
+
+# What `python -m competition run` imports before it trains: the fork server imports it once
+HARNESS_MODULES = ("competition.cli", "competition.run", "competition.fit", "competition.train")
+
+
+def _harness_main(args: list[str], output: str, cwd: str, before: Callable[[], None] | None) -> None:
+    """The child: `python -m competition ARGS` with stdout and stderr in `output`."""
+    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    os.chdir(cwd)
+    # SIGINT as a terminal's foreground job has it: a suite started as a background job of a shell
+    # without job control (`bash .ci/run &`) would otherwise pass its ignored SIGINT on, and a run
+    # that ignores SIGINT rightly does not stop for it
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if before is not None:
+        before()
+    from competition.cli import main
+    sys.exit(main(args))
+
+
+class HarnessProcess:
+    """A running `python -m competition ...`, with the part of `subprocess.Popen` the tests use."""
+
+    def __init__(self, process: multiprocessing.process.BaseProcess, output: Path) -> None:
+        self._process = process
+        self._output = output
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit status; minus the signal's number for a process a signal ended; None while it runs."""
+        return self._process.exitcode
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        os.kill(self.pid, signum)
+
+    def wait(self, timeout: float | None = None) -> int:
+        self._process.join(timeout)
+        if self._process.exitcode is None:
+            raise TimeoutError(f"the harness process {self.pid} still runs after {timeout} s")
+        return self._process.exitcode
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, None]:
+        """Wait for the end; its printed output (stdout and stderr together), as `Popen` gives it."""
+        self.wait(timeout)
+        return self._output.read_text(), None
+
+
+@pytest.fixture(scope="session")
+def start_harness(tmp_path_factory) -> Callable[..., HarnessProcess]:
+    """`start_harness(*args, before=None)` runs `python -m competition *args` in a child process that
+    SIGKILL, SIGINT and SIGTERM reach as they reach the real command. The child is forked from a
+    server that imported the harness once: a fresh interpreter spends ~5 s importing torch and
+    Lightning (more on slower machines), most of what a kill test would take. `before`, a
+    module-level function, runs in the child first (to break something on purpose)."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(list(HARNESS_MODULES))
+    outputs = tmp_path_factory.mktemp("harness-output")
+    counter = itertools.count()
+    cwd = str(Path(__file__).resolve().parents[1])
+
+    def start(*args: str, before: Callable[[], None] | None = None) -> HarnessProcess:
+        output = outputs / f"{next(counter)}.txt"
+        process = context.Process(target=_harness_main, args=([str(a) for a in args], str(output), cwd, before))
+        process.start()
+        return HarnessProcess(process, output)
+    return start

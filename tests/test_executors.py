@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -21,7 +18,6 @@ from competition.members import plan_members, train_member
 from competition.prepare import prepare
 
 ray = pytest.importorskip("ray")
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -102,39 +98,6 @@ def test_a_failing_member_leaves_the_finished_ones_on_disk_for_resume(local_ray,
     with pytest.raises(MemberFailedError, match="missing.csv"):
         RayExecutor(workers=1).map(train_member, [good, bad])
     assert (Path(good.out_dir) / "result.json").is_file() and not (Path(bad.out_dir) / "result.json").exists()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.mark.slow
-def test_cluster_flag_joins_a_ray_started_separately_with_the_token_a_local_ray_left(tmp_path):
-    """Since Ray 2.60 a local Ray (a `--workers` run) leaves ~/.ray/auth_token and `ray start` then
-    turns token authentication on: the run must still join. HOME is the test's own, so the token
-    is too (and nothing is written to the real home)."""
-    port = _free_port()
-    home = tmp_path / "home"
-    (home / ".ray").mkdir(parents=True)
-    (home / ".ray" / "auth_token").write_text(secrets.token_hex(32))
-    env = {**os.environ, "RAY_ADDRESS": "", "HOME": str(home)}
-    env.pop("RAY_AUTH_MODE", None)
-    started = subprocess.run(["ray", "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
-                              "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats"],
-                             check=True, capture_output=True, text=True, env=env, timeout=120)
-    try:
-        assert "Token authentication is enabled" in started.stdout + started.stderr
-        out = subprocess.run([sys.executable, "-m", "competition", "--root", str(tmp_path / "ws"), "run",
-                              "--time-limit", "none", "--competition", "digits", "--epochs", "1", "--folds", "2",
-                              "--pseudo-rounds", "0", "--cluster", f"127.0.0.1:{port}"],
-                             cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
-    finally:
-        subprocess.run(["ray", "stop", "--force"], capture_output=True, env=env, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert f"ray (cluster 127.0.0.1:{port}" in out.stdout and "out-of-fold accuracy" in out.stdout
-    assert (tmp_path / "ws" / "submission.csv").is_file()
 
 
 def test_a_bad_executor_setting_is_a_one_line_error(workspace, capsys):

@@ -6,8 +6,6 @@ import contextlib
 import io
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,28 +15,14 @@ from competition.cli import main
 from competition.leaderboard import read
 from competition.prepare import prepare
 from competition.rules import read_ledger
+from conftest import HarnessProcess
 
-REPO = Path(__file__).resolve().parents[1]
 RUN = ["run", "--time-limit", "none", "--competition", "digits", "--epochs", "6", "--folds", "2",
        "--pseudo-rounds", "1", "--batch-size", "64"]
 
 
-def _as_from_a_terminal() -> None:
-    """SIGINT as a terminal's foreground job has it: a suite started as a background job of a
-    shell without job control (`bash .ci/run &`) would otherwise pass its ignored SIGINT on, and
-    a run that ignores SIGINT rightly does not stop for it."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def _start(root: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "competition", "--root", str(root), *args], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            preexec_fn=_as_from_a_terminal)
-
-
 def _finish(root: Path, *args: str) -> str:
-    """Run the command to its end in this process (the killed runs are the subprocesses: a second
-    interpreter would only add its ~5 s of imports); its printed output."""
+    """Run the command to its end in this process (the killed runs are the children); its printed output."""
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         status = main(["--root", str(root), *args])
@@ -46,7 +30,7 @@ def _finish(root: Path, *args: str) -> str:
     return printed.getvalue()
 
 
-def _kill_when(process: subprocess.Popen, root: Path, pattern: str, timeout: float = 300) -> bool:
+def _kill_when(process: HarnessProcess, root: Path, pattern: str, timeout: float = 300) -> bool:
     """SIGKILL the run as soon as a file matching `pattern` appears under root; False if it ended first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
@@ -74,8 +58,9 @@ def reference(tmp_path_factory) -> bytes:
     ("mid-member of a pseudo round", "submissions/*/round1/fold1-seed0-fastnet/last.ckpt"),
     ("while writing the report", "submissions/*/report/*.png"),
 ])
-def test_a_run_killed_anywhere_resumes_to_a_byte_identical_submission(tmp_path, reference, where, pattern):
-    process = _start(tmp_path, *RUN)
+def test_a_run_killed_anywhere_resumes_to_a_byte_identical_submission(tmp_path, start_harness, reference, where,
+                                                                       pattern):
+    process = start_harness("--root", tmp_path, *RUN)
     assert _kill_when(process, tmp_path, pattern), f"the run ended before {where}"
     [run_dir] = list((tmp_path / "submissions").iterdir())
     assert not (run_dir / "submission.csv").exists() or where == "while writing the report"
@@ -90,8 +75,8 @@ def test_a_run_killed_anywhere_resumes_to_a_byte_identical_submission(tmp_path, 
 @pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
                          ids=["ctrl_c-SIGINT", "SIGTERM"])
 def test_a_signal_stops_the_run_with_its_status_and_the_resume_command_and_the_run_resumes(
-        tmp_path, reference, signum, status):
-    process = _start(tmp_path, *RUN)
+        tmp_path, start_harness, reference, signum, status):
+    process = start_harness("--root", tmp_path, *RUN)
     deadline = time.monotonic() + 300
     while next(tmp_path.glob("submissions/*/round0/fold1-seed0-fastnet/last.ckpt"), None) is None:
         assert time.monotonic() < deadline and process.poll() is None
@@ -107,8 +92,8 @@ def test_a_signal_stops_the_run_with_its_status_and_the_resume_command_and_the_r
 
 
 @pytest.mark.slow
-def test_prepare_killed_midway_leaves_no_half_written_competition(tmp_path):
-    process = _start(tmp_path, "prepare", "mnist-5k")
+def test_prepare_killed_midway_leaves_no_half_written_competition(tmp_path, start_harness):
+    process = start_harness("--root", tmp_path, "prepare", "mnist-5k")
     killed = _kill_when(process, tmp_path, "data/mnist-5k/.prepare-*/public/*")
     public = tmp_path / "data" / "mnist-5k" / "public"
     if killed:      # either nothing was moved into place yet, or all of it was
@@ -120,10 +105,11 @@ def test_prepare_killed_midway_leaves_no_half_written_competition(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_runs_at_once_in_one_workspace_both_finish_with_both_rows(tmp_path):
+def test_two_runs_at_once_in_one_workspace_both_finish_with_both_rows(tmp_path, start_harness):
     # one torch thread each: two processes of 2 threads on 2 cores spin against each other (4x slower)
-    first = _start(tmp_path, *RUN, "--threads", "1")
-    second = _start(tmp_path, *RUN, "--threads", "1", "--seeds", "2")  # another config, same competition
+    first = start_harness("--root", tmp_path, *RUN, "--threads", "1")
+    # another config, same competition
+    second = start_harness("--root", tmp_path, *RUN, "--threads", "1", "--seeds", "2")
     for process in (first, second):
         out, _ = process.communicate(timeout=600)
         assert process.returncode == 0, out[-3000:]
@@ -132,8 +118,8 @@ def test_two_runs_at_once_in_one_workspace_both_finish_with_both_rows(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_prepares_at_once_leave_one_good_copy(tmp_path):
-    processes = [_start(tmp_path, "prepare", "digits") for _ in range(2)]
+def test_two_prepares_at_once_leave_one_good_copy(tmp_path, start_harness):
+    processes = [start_harness("--root", tmp_path, "prepare", "digits") for _ in range(2)]
     for process in processes:
         out, _ = process.communicate(timeout=300)
         assert process.returncode == 0, out
@@ -145,22 +131,18 @@ def test_two_prepares_at_once_leave_one_good_copy(tmp_path):
     _finish(tmp_path, "score", str(competition / "public" / "sample_submission.csv"), "--competition", "digits")
 
 
-KILLED_BETWEEN_LEDGER_AND_BOARD = """
-import os, signal, sys
-from competition import scoring
-from competition.cli import main
-scoring.sync_leaderboard = lambda *args: os.kill(os.getpid(), signal.SIGKILL)   # the ledger row is written
-main(sys.argv[1:])
-"""
+def _kill_at_the_board() -> None:
+    """Die by SIGKILL once the ledger row is written, before the board is."""
+    from competition import scoring
+    scoring.sync_leaderboard = lambda *args: os.kill(os.getpid(), signal.SIGKILL)
 
 
-def test_a_kill_between_the_ledger_and_the_board_leaves_them_consistent_at_the_next_read(tmp_path):
+def test_a_kill_between_the_ledger_and_the_board_leaves_them_consistent_at_the_next_read(tmp_path, start_harness):
     root = tmp_path / "ws"
     paths = prepare("digits", root / "data", log=lambda s: None)
     score = ["--root", str(root), "score", str(paths.public / "sample_submission.csv"), "--competition", "digits"]
-    killed = subprocess.run([sys.executable, "-c", KILLED_BETWEEN_LEDGER_AND_BOARD, *score], cwd=REPO,
-                            capture_output=True, text=True, timeout=300)
-    assert killed.returncode == -signal.SIGKILL
+    killed = start_harness(*score, before=_kill_at_the_board)
+    assert killed.wait(timeout=300) == -signal.SIGKILL
     assert len(read_ledger(paths.root)) == 1 and read(root / "leaderboard.md") == []     # the crash window
     assert main(["--root", str(root), "leaderboard"]) == 0                                # any later read renders it
     [entry] = read(root / "leaderboard.md")
