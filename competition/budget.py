@@ -1,8 +1,8 @@
 """A run that fits the time it is given: measure this machine, plan the recipe, then keep to it.
 
 `--time-limit 3m` (or `time_limit = "3m"`): before training, `measure_rates` trains a tiny real
-member (a few batches of the chosen model at the training size, twice, so the second epoch is
-warm) and predicts a batch, giving images/s training and predicting on this device in this
+member (a few batches of the chosen model at the training size, three times, the first paying the
+warm-ups) and predicts a batch, giving images/s training and predicting on this device in this
 precision. `plan` then costs every recipe of `TIERS` with those rates and takes the richest one
 that fits, with the most epochs its tier allows. The planned recipe is an ordinary config with
 `time_limit = "none"`: `config.json` holds it, so `run --config` repeats it with no timing involved.
@@ -35,6 +35,10 @@ DEFAULT_S = 180.0
 DEFAULT_PER_IMAGES = 10_000
 SAFETY = 0.85           # a plan may spend this share of the time left: estimates err, epochs vary
 PUBLISH_S = 5.0         # writing, grading and reporting the submission
+# Below this share of its threads' CPU time the probe shared the cores: on an idle 2-core Xeon the
+# timed epoch got 0.97-0.99, beside one busy process 0.54-0.58 (training at an eighth to a fifth of
+# the rate), beside two 0.49 (`python -m benchmarks.contention`, benchmarks/README.md §14)
+CONTENDED = 0.8
 
 
 def parse_duration(text: str) -> float | None:
@@ -67,6 +71,18 @@ class Rates:
     member_setup_s: float   # a member's fixed cost: Trainer, first-epoch warm-up, checkpoints
     device: str
     precision: str
+    # on a CPU, the share of its threads' time the timed epoch got (CPU seconds over wall seconds x
+    # threads): about 1 on an idle machine, about half where another process keeps the cores busy
+    cpu_share: float | None = None
+
+    @property
+    def contended(self) -> bool:
+        return self.cpu_share is not None and self.cpu_share < CONTENDED
+
+    def threads_got(self) -> int:
+        """The threads' worth of CPU the probe got: as many threads no longer wait on each other for a
+        core (beside one busy process, 1 thread trained at 3,933 img/s where 2 did at 795-1,438)."""
+        return max(1, round(torch.get_num_threads() * (self.cpu_share or 1.0)))
 
 
 @dataclass(frozen=True)
@@ -122,14 +138,19 @@ class Plan:
                 f"{format_duration(self.limit_s)} time limit, at "
                 f"{self.rates.train:,.0f} img/s training ({self.rates.predict:,.0f} predicting) on "
                 f"{self.rates.device}, {self.rates.precision}"
-                + ("" if self.fits else "; the smallest recipe is over the limit, so members will be cut short"))
+                + ("" if self.fits else "; the smallest recipe is over the limit, so members will be cut short")
+                + (f"; warning: the measured epoch got {self.rates.cpu_share:.0%} of its threads' CPU time (another "
+                   f"process is using the cores, or fewer are allowed than torch's {torch.get_num_threads()} threads), "
+                   f"so this plan is smaller than the idle machine's: rerun when it is idle, or with "
+                   f"--threads {self.rates.threads_got()}" if self.rates.contended else ""))
 
     def record(self) -> dict:
         return {"limit_s": self.limit_s, "budget_s": round(self.budget_s, 1),
                 "estimate_s": round(self.estimate_s, 1), "fits": self.fits,
                 "rates": {"train": round(self.rates.train, 1), "predict": round(self.rates.predict, 1),
                           "member_setup_s": round(self.rates.member_setup_s, 2), "device": self.rates.device,
-                          "precision": self.rates.precision},
+                          "precision": self.rates.precision,
+                          "cpu_share": None if self.rates.cpu_share is None else round(self.rates.cpu_share, 2)},
                 "recipe": {name: getattr(self.config, name) for name in PLANNED}}
 
 
@@ -232,6 +253,8 @@ def measure_rates(public, cfg: RunConfig, device: torch.device, steps: int = 6) 
     from .predict import IDENTITY, predict
     from .train import TrainingData, precision_for, train_model
 
+    if cfg.threads:         # as each member sets them (members.train_member): the rate is at the run's threads
+        torch.set_num_threads(cfg.threads)
     n = min(len(public.train_labels), steps * int(cfg.batch_size))
     images = to_placement(public.train_images[:n], device, "device")
     labels = public.train_labels[:n].to(device)
@@ -247,8 +270,9 @@ def measure_rates(public, cfg: RunConfig, device: torch.device, steps: int = 6) 
                               unlabelled=unlabelled)
         # a process's first member is still warming in its second epoch (4,100 img/s where later
         # ones run at 6,800 on mnist-5k's fastnet): the faster of epochs two and three is its rate
-        ends = [row["elapsed_s"] for row in trained.history[:3]]
-        epoch_s = max(min(b - a for a, b in zip(ends, ends[1:])), 1e-3)
+        ends = [(row["elapsed_s"], row["cpu_s"]) for row in trained.history[:3]]
+        epoch_s, epoch_cpu_s = min((b[0] - a[0], b[1] - a[1]) for a, b in zip(ends, ends[1:]))
+        epoch_s = max(epoch_s, 1e-3)
         # ... and a warm one-epoch member gives the fixed cost every member pays beyond its epochs
         start = time.perf_counter()
         train_model(data, probe.replace(epochs=1), cfg.models[0], seed=1, out_dir=Path(folder) / "setup",
@@ -264,5 +288,7 @@ def measure_rates(public, cfg: RunConfig, device: torch.device, steps: int = 6) 
     predict_rate = len(sample) / max(min(passes), 1e-3)
     # the epoch held a validation pass over `val` images too: take it out of the training rate
     train_s = max(epoch_s - val / predict_rate, 0.2 * epoch_s)
+    # a GPU's work is not the process's CPU time: no share there
+    cpu_share = epoch_cpu_s / (epoch_s * torch.get_num_threads()) if device.type == "cpu" else None
     return Rates(train=n / train_s, predict=predict_rate, member_setup_s=setup_s,
-                 device=device.type, precision=precision_for(cfg, device))
+                 device=device.type, precision=precision_for(cfg, device), cpu_share=cpu_share)

@@ -86,12 +86,14 @@ def precision_for(cfg: RunConfig, device: torch.device) -> str:
 
 
 class EpochHistory(L.Callback):
-    """Per-epoch training loss, validation loss and accuracy, learning rate and elapsed time.
-    Its rows travel in the checkpoint, so a resumed fit keeps the epochs run before the stop."""
+    """Per-epoch training loss, validation loss and accuracy, learning rate, elapsed time and the
+    process's CPU time (all its threads: how much of the cores it asked for it got). Its rows travel
+    in the checkpoint, so a resumed fit keeps the epochs run before the stop."""
 
     def __init__(self) -> None:
         self.rows: list[dict[str, float]] = []
         self.start = time.perf_counter()
+        self.cpu_start = time.process_time()
 
     def state_dict(self) -> dict:
         return {"rows": self.rows}
@@ -100,6 +102,7 @@ class EpochHistory(L.Callback):
         self.rows = list(state_dict["rows"])
         # elapsed time goes on from where the stopped fit left it
         self.start = time.perf_counter() - (self.rows[-1]["elapsed_s"] if self.rows else 0.0)
+        self.cpu_start = time.process_time() - (self.rows[-1].get("cpu_s", 0.0) if self.rows else 0.0)
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         metrics = trainer.callback_metrics
@@ -110,6 +113,7 @@ class EpochHistory(L.Callback):
             "val_acc": float(metrics.get("val_acc", float("nan"))),
             "lr": float(trainer.optimizers[0].param_groups[0]["lr"]),
             "elapsed_s": time.perf_counter() - self.start,
+            "cpu_s": time.process_time() - self.cpu_start,
         })
 
 

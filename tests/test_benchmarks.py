@@ -157,3 +157,19 @@ def test_time_limits_runs_keep_their_limits_and_record_their_plans(tmp_path):
     rows = time_limits.main(["--competition", "digits", "--limits", "20s", "--out", str(tmp_path)])
     assert rows[0]["limit_s"] == 20 and rows[0]["folds"] >= 2 and rows[0]["estimate_s"] > 0 and rows[0]["inside"]
     _result(tmp_path, "time_limits_digits")
+
+
+def test_contention_reads_a_lower_cpu_share_beside_as_many_busy_processes_as_cpus(tmp_path):
+    import os
+
+    import torch
+
+    from benchmarks import contention
+    from competition import budget
+    if torch.cuda.is_available():
+        pytest.skip("on a GPU the probe reports no CPU share")
+    rows = contention.main(["--competition", "digits", "--beside", "0", str(os.cpu_count()), "--repeats", "1",
+                            "--out", str(tmp_path)])
+    idle, busy = rows
+    assert idle["cpu_share"] > busy["cpu_share"] and busy["cpu_share"] < budget.CONTENDED and busy["warns"]
+    _result(tmp_path, "contention_digits")

@@ -6,6 +6,7 @@ import json
 import time
 
 import pytest
+import torch
 
 from competition import budget
 from competition.cli import main
@@ -178,21 +179,25 @@ def test_only_a_model_with_a_wider_sibling_gets_a_wide_rung():
 
 def test_the_rate_probe_reads_the_steadiest_epoch_and_prediction_pass(monkeypatch):
     """A process's first member is still warming in its second epoch, and one prediction pass is one
-    batch: the probe takes the faster of epochs two and three and the fastest of three timed passes."""
+    batch: the probe takes the faster of epochs two and three and the fastest of three timed passes,
+    and the share of its threads' CPU time that epoch got, at the run's `--threads`."""
     import types
-
-    import torch
 
     from competition import predict as predict_module, train as train_module
 
     clock = [0.0]
     monkeypatch.setattr(budget.time, "perf_counter", lambda: clock[0])
-    epochs = iter([[1.0, 4.0, 5.0], [1.0]])     # the warm member: epochs of 3 s then 1 s; then the setup one
+    # the warm member: epochs of 3 s then 1 s, the 1 s one with 1.2 CPU seconds on 2 threads; then the setup one
+    epochs = iter([([1.0, 4.0, 5.0], [1.5, 7.5, 8.7]), ([1.0], [2.0])])
+    monkeypatch.setattr(budget.torch, "get_num_threads", lambda: 2)
+    threads_set: list[int] = []
+    monkeypatch.setattr(budget.torch, "set_num_threads", threads_set.append)
 
     def fake_train(data, cfg, model, *, seed, out_dir, unlabelled):
-        ends = next(epochs)
+        assert threads_set == [2]               # the run's threads, before anything trains
+        ends, cpu = next(epochs)
         clock[0] += ends[-1]
-        return types.SimpleNamespace(history=[{"elapsed_s": e} for e in ends], module=None)
+        return types.SimpleNamespace(history=[{"elapsed_s": e, "cpu_s": c} for e, c in zip(ends, cpu)], module=None)
 
     passes = iter([0.5, 0.3, 0.1, 0.2])          # a warm pass, then three timed ones
     monkeypatch.setattr(train_module, "train_model", fake_train)
@@ -200,10 +205,26 @@ def test_the_rate_probe_reads_the_steadiest_epoch_and_prediction_pass(monkeypatc
     images = torch.zeros(1024, 1, 8, 8, dtype=torch.uint8)
     public = types.SimpleNamespace(train_images=images[:64], train_labels=torch.arange(64) % 2,
                                    test_images=images, num_classes=2)
-    rates = budget.measure_rates(public, RunConfig(batch_size=16, models=("fastnet",)), torch.device("cpu"), steps=4)
+    rates = budget.measure_rates(public, RunConfig(batch_size=16, models=("fastnet",), threads=2),
+                                 torch.device("cpu"), steps=4)
     assert rates.predict == pytest.approx(1024 / 0.1)
     # the 1 s epoch held a validation pass over the 64 images at that rate
     assert rates.train == pytest.approx(64 / (1.0 - 64 / (1024 / 0.1)))
+    assert rates.cpu_share == pytest.approx(0.6) and rates.contended
+
+
+def test_a_probe_that_shared_the_cores_says_so_in_the_plan_line_and_its_record():
+    fields = dict(train=2000.0, predict=6000.0, member_setup_s=1.0, device="cpu", precision="32-true")
+    kwargs = dict(limit_s=180, budget_s=175, labelled=4000, test=1000, views=9, large_data=False,
+                  free=frozenset(budget.PLANNED))
+    idle = budget.plan(RunConfig(models=("fastnet",)), budget.Rates(**fields, cpu_share=0.98), **kwargs)
+    shared = budget.plan(RunConfig(models=("fastnet",)), budget.Rates(**fields, cpu_share=0.61), **kwargs)
+    on_gpu = budget.plan(RunConfig(models=("fastnet",)), budget.Rates(**fields | {"device": "cuda"}), **kwargs)
+    assert "warning" not in idle.line() and "warning" not in on_gpu.line()
+    threads = torch.get_num_threads()
+    assert "got 61% of its threads' CPU time" in shared.line()
+    assert f"--threads {max(1, round(threads * 0.61))}" in shared.line()
+    assert shared.record()["rates"]["cpu_share"] == 0.61 and on_gpu.record()["rates"]["cpu_share"] is None
 
 
 def test_a_holdout_rung_spends_time_left_on_up_to_a_third_more_epochs_unless_epochs_were_given():
