@@ -35,9 +35,8 @@ DEFAULT_S = 180.0
 DEFAULT_PER_IMAGES = 10_000
 SAFETY = 0.85           # a plan may spend this share of the time left: estimates err, epochs vary
 PUBLISH_S = 5.0         # writing, grading and reporting the submission
-# Below this share of its threads' CPU time the probe shared the cores: on an idle 2-core Xeon the
-# timed epoch got 0.97-0.99, beside one busy process 0.54-0.58 (training at an eighth to a fifth of
-# the rate), beside two 0.49 (`python -m benchmarks.contention`, benchmarks/README.md §14)
+# Below this share of its threads' CPU time the probe shared the cores: an idle machine gives its
+# timed epoch nearly all of it, one busy process beside it about half (`python -m benchmarks.contention`)
 CONTENDED = 0.8
 
 
@@ -80,8 +79,8 @@ class Rates:
         return self.cpu_share is not None and self.cpu_share < CONTENDED
 
     def threads_got(self) -> int:
-        """The threads' worth of CPU the probe got: as many threads no longer wait on each other for a
-        core (beside one busy process, 1 thread trained at 3,933 img/s where 2 did at 795-1,438)."""
+        """The threads' worth of CPU the probe got: that many threads no longer wait on each other for
+        a core, and trained several times faster beside a busy process (benchmarks/README.md §14)."""
         return max(1, round(torch.get_num_threads() * (self.cpu_share or 1.0)))
 
 

@@ -254,10 +254,12 @@ class DeviceBatches:
     def _order(self, n: int, generator: torch.Generator) -> torch.Tensor:
         if not self.shuffle:
             return torch.arange(n, device=self.images.device)
-        return torch.randperm(n, device=self.images.device, generator=generator)
+        return torch.randperm(n, generator=generator).to(self.images.device)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        generator = torch.Generator(device=self.images.device)
+        # drawn on the CPU whatever the device: the same order for images resident on a GPU, batched
+        # from host memory, or on the CPU (a GPU's generator would give another)
+        generator = torch.Generator()
         generator.manual_seed(self.seed * 100_003 + self.epoch)
         self.epoch += 1
         order = self._order(len(self.images), generator)

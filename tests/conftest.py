@@ -21,9 +21,19 @@ import pytest
 from PIL import Image
 
 from competition import competitions, policy
+from competition.cli import main
 from competition.config import RunConfig
 from competition.prepare import CompetitionPaths, prepare
 from competition.run import Workspace
+
+
+def silent(line: str) -> None:
+    """A `log` that prints nothing."""
+
+
+def cli(workspace: Workspace, *args: str) -> int:
+    """`python -m competition --root WORKSPACE ARGS` in this process; its exit status."""
+    return main(["--root", str(workspace.root), *args])
 
 
 def make_images(n: int, side: int = 28, num_classes: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -221,7 +231,7 @@ def http_server(tmp_path: Path):
 @pytest.fixture(scope="session")
 def prepared_digits(tmp_path_factory) -> CompetitionPaths:
     """`digits` prepared once a session (real data shipped with scikit-learn); copy it before writing."""
-    return prepare("digits", tmp_path_factory.mktemp("prepared") / "data", log=lambda s: None)
+    return prepare("digits", tmp_path_factory.mktemp("prepared") / "data", log=silent)
 
 
 @pytest.fixture

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from competition.config import Augmentation
-from competition.data import DeviceBatches, augment, normalize, pixel_stats, placement, to_normalised, to_unit
+from competition.data import (DeviceBatches, augment, normalize, pixel_stats, placement, to_normalised, to_placement,
+                              to_unit)
 from competition.predict import IDENTITY, TTA_VIEWS, View, shift, tta_views
 
 
@@ -130,14 +131,12 @@ def test_pixel_statistics_are_per_channel():
     assert torch.allclose(x[0, :, 0, 0], torch.tensor([-2.0, 1.0, 0.5]))
 
 
-def test_host_batches_match_device_resident_ones():
-    """Data too big for the GPU is batched from (pinned) host memory: the same batches, copied over."""
-    images = torch.arange(40, dtype=torch.uint8).view(40, 1, 1, 1)
-    labels = torch.arange(40)
-    resident = list(DeviceBatches(images, labels, 8, shuffle=True, seed=3))
-    from_host = list(DeviceBatches(images, labels, 8, shuffle=True, seed=3, device=torch.device("cpu")))
-    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(resident, from_host))
-    assert placement(images, torch.device("cpu")) == "device"
+def test_on_a_cpu_images_stay_where_they_are_however_large():
+    """On the CPU "device" and host memory are one memory: nothing is copied batch by batch (the
+    host-batched GPU path is tests/test_gpu.py's)."""
+    images = torch.zeros(8, 1, 2, 2, dtype=torch.uint8)
+    assert placement(images, torch.device("cpu")) == placement(images, torch.device("cpu"), 0.0) == "device"
+    assert to_placement(images, torch.device("cpu"), "host").data_ptr() == images.data_ptr()
 
 
 def test_mirrored_views_exist_only_where_the_competition_allows_mirrors():

@@ -14,7 +14,6 @@ from competition.config import RunConfig
 from competition.errors import ConfigError
 from competition.fit import fit
 from competition.members import fold_data
-from competition.prepare import prepare
 from competition.train import train_model, training_device
 
 from conftest import write_kaggle_folder
@@ -122,8 +121,8 @@ def test_large_data_gives_up_folds_for_one_full_length_holdout_member_before_it_
 
 
 def test_a_member_past_its_deadline_stops_at_an_epoch_boundary_with_its_best_checkpoint(tmp_path, tiny_config,
-                                                                                      resolve_for):
-    paths = prepare("digits", tmp_path / "data", log=lambda s: None)
+                                                                                      resolve_for, prepared_digits):
+    paths = prepared_digits
     cfg = resolve_for(tiny_config.replace(epochs=5), paths)
     from competition.data import load_public
     data, _ = fold_data(load_public(paths.public), cfg, 0, training_device())
@@ -134,8 +133,8 @@ def test_a_member_past_its_deadline_stops_at_an_epoch_boundary_with_its_best_che
     assert not free.out_of_time and free.epochs_run == 5
 
 
-def test_a_pseudo_round_that_would_pass_the_deadline_is_not_started(tmp_path, tiny_config):
-    paths = prepare("digits", tmp_path / "data", log=lambda s: None)
+def test_a_pseudo_round_that_would_pass_the_deadline_is_not_started(tmp_path, tiny_config, prepared_digits):
+    paths = prepared_digits
     lines: list[str] = []
     result = fit(tiny_config, paths.public, tmp_path / "run", log=lines.append, deadline=time.time())
     assert len(result.rounds) == 1 and all(m.out_of_time and m.epochs_run == 1 for m in result.rounds[0].members)

@@ -12,13 +12,9 @@ import pytest
 
 from competition.cli import build_parser, main
 
-from conftest import write_kaggle_folder
+from conftest import cli, write_kaggle_folder
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _cli(workspace, *args):
-    return main(["--root", str(workspace.root), *args])
 
 
 def test_help_lists_every_subcommand_with_one_line_each():
@@ -29,7 +25,7 @@ def test_help_lists_every_subcommand_with_one_line_each():
 
 
 def test_list_shows_every_competition_with_size_and_availability(workspace, capsys):
-    assert _cli(workspace, "list") == 0
+    assert cli(workspace, "list") == 0
     out = capsys.readouterr().out
     for name in ("mnist-5k *", "digits", "mnist", "fashion-mnist", "notmnist"):
         assert name in out
@@ -37,9 +33,9 @@ def test_list_shows_every_competition_with_size_and_availability(workspace, caps
 
 
 def test_scoring_the_sample_submission_prints_a_real_score_and_adds_a_row(workspace, capsys):
-    assert _cli(workspace, "prepare", "digits") == 0
+    assert cli(workspace, "prepare", "digits") == 0
     sample = workspace.competition("digits").public / "sample_submission.csv"
-    assert _cli(workspace, "score", str(sample), "--competition", "digits") == 0
+    assert cli(workspace, "score", str(sample), "--competition", "digits") == 0
     out = capsys.readouterr().out
     zeros = (pd.read_csv(workspace.competition("digits").solution)["Label"] == 0).mean()
     assert re.search(r"public accuracy:\s+0\.\d{4}\s+\(95% CI", out)
@@ -49,30 +45,30 @@ def test_scoring_the_sample_submission_prints_a_real_score_and_adds_a_row(worksp
 
 
 def test_a_malformed_submission_exits_1_with_one_clear_line_and_no_leaderboard_change(workspace, capsys, tmp_path):
-    assert _cli(workspace, "prepare", "digits") == 0
+    assert cli(workspace, "prepare", "digits") == 0
     bad = tmp_path / "bad.csv"
     bad.write_text("ImageId,Label\n1,7\n1,7\n")
-    assert _cli(workspace, "score", str(bad), "--competition", "digits") == 1
+    assert cli(workspace, "score", str(bad), "--competition", "digits") == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: {bad}: line 3: ImageId 1 appears twice"]
     assert not workspace.leaderboard.exists()
 
 
-def test_kaggle_folder_can_be_prepared_and_scored_through_the_cli(workspace, tmp_path, capsys):
+def test_kaggle_folder_can_be_prepared_and_scored_through_thecli(workspace, tmp_path, capsys):
     folder = write_kaggle_folder(tmp_path / "kaggle")
     perfect = tmp_path / "perfect.csv"
     pd.read_csv(folder / "solution.csv").to_csv(perfect, index=False)
-    assert _cli(workspace, "score", str(perfect), "--data", str(folder)) == 0
+    assert cli(workspace, "score", str(perfect), "--data", str(folder)) == 0
     assert "public accuracy:  1.0000" in capsys.readouterr().out
 
 
 def test_unknown_competition_is_a_clear_error(workspace, capsys):
-    assert _cli(workspace, "prepare", "imagenet") == 1
+    assert cli(workspace, "prepare", "imagenet") == 1
     assert "unknown competition 'imagenet'" in capsys.readouterr().err
 
 
 def test_leaderboard_command_prints_the_tables(workspace, capsys):
-    assert _cli(workspace, "leaderboard") == 0
+    assert cli(workspace, "leaderboard") == 0
     assert "no scored submissions" in capsys.readouterr().out
 
 

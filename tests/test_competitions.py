@@ -16,7 +16,7 @@ from competition.grading import score_submission
 from competition.prepare import prepare
 from competition.publish import submission_form
 
-from conftest import write_cifar_tarball, write_idx_set, write_png_folders
+from conftest import silent, write_cifar_tarball, write_idx_set, write_png_folders
 
 
 def _raw_files(name: str, raw: Path) -> None:
@@ -57,9 +57,9 @@ def test_five_fold_members_validate_every_labelled_image_on_every_competition(tm
     monkeypatch.setitem(competitions.COMPETITIONS, name,
                         dataclasses.replace(competition, load=_first_rows(competition.load, 1000)))
     _raw_files(name, tmp_path / "data" / name / "raw")
-    paths = prepare(name, tmp_path / "data", allow_download=False, log=lambda s: None)
+    paths = prepare(name, tmp_path / "data", allow_download=False, log=silent)
     cfg = tiny_config.replace(competition=name, folds=5, epochs=1, pseudo_rounds=0, batch_size=32)
-    result = fit(cfg, paths.public, tmp_path / "run", log=lambda s: None)
+    result = fit(cfg, paths.public, tmp_path / "run", log=silent)
     train_rows = len(load_public(paths.public).train_labels)
     assert len(result.final.members) == 5 and result.final.oof.total == train_rows
 
@@ -70,6 +70,6 @@ GOLDEN_SAMPLE_SCORES = {"digits": (13 / 108, 23 / 252), "mnist-5k": (27 / 300, 7
 
 @pytest.mark.parametrize("name", sorted(GOLDEN_SAMPLE_SCORES))
 def test_the_sample_submission_gets_its_golden_score(tmp_path, name):
-    paths = prepare(name, tmp_path / "data", log=lambda s: None)
+    paths = prepare(name, tmp_path / "data", log=silent)
     _, score = score_submission(paths.public / "sample_submission.csv", paths.solution, *submission_form(paths))
     assert (score.public.value, score.private.value) == pytest.approx(GOLDEN_SAMPLE_SCORES[name])

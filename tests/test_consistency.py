@@ -11,7 +11,6 @@ from competition.errors import ConfigError
 from competition.members import fold_data
 from competition.policy import resolve
 from competition.predict import IDENTITY, load_classifier, predict
-from competition.prepare import prepare
 from competition.train import train_model, training_device
 
 
@@ -29,8 +28,8 @@ def test_the_strong_view_doubles_every_warp_of_the_weak_one():
 
 
 @pytest.fixture
-def digits_fold(tmp_path, tiny_config):
-    paths = prepare("digits", tmp_path / "data", log=lambda s: None)
+def digits_fold(tmp_path, tiny_config, prepared_digits):
+    paths = prepared_digits
     public = load_public(paths.public)
     return public, tiny_config, paths
 

@@ -15,7 +15,8 @@ from competition.errors import HarnessError
 from competition.executors import InProcess, MemberFailedError, RayExecutor, make_executor
 from competition.fit import fit
 from competition.members import plan_members, train_member
-from competition.prepare import prepare
+
+from conftest import silent
 
 ray = pytest.importorskip("ray")
 
@@ -76,11 +77,11 @@ def test_without_ray_the_workers_flag_names_the_install_command(monkeypatch):
 
 @pytest.mark.slow
 def test_local_ray_and_in_process_give_the_same_members_and_submission(local_ray, tmp_path, tiny_config,
-                                                                         restore_threads):
-    paths = prepare("digits", tmp_path / "data", log=lambda s: None)
+                                                                         restore_threads, prepared_digits):
+    paths = prepared_digits
     cfg = tiny_config.replace(threads=1, epochs=2)
-    here = fit(cfg, paths.public, tmp_path / "in-process", InProcess(), log=lambda s: None)
-    there = fit(cfg, paths.public, tmp_path / "ray", RayExecutor(workers=2), log=lambda s: None)
+    here = fit(cfg, paths.public, tmp_path / "in-process", InProcess(), log=silent)
+    there = fit(cfg, paths.public, tmp_path / "ray", RayExecutor(workers=2), log=silent)
     assert len(here.rounds) == len(there.rounds) and here.chosen == there.chosen
     for a, b in zip(here.rounds, there.rounds):
         assert torch.equal(a.member_test_logits, b.member_test_logits)
@@ -90,8 +91,8 @@ def test_local_ray_and_in_process_give_the_same_members_and_submission(local_ray
 
 @pytest.mark.slow
 def test_a_failing_member_leaves_the_finished_ones_on_disk_for_resume(local_ray, tmp_path, tiny_config,
-                                                                      resolve_for):
-    paths = prepare("digits", tmp_path / "data", log=lambda s: None)
+                                                                      resolve_for, prepared_digits):
+    paths = prepared_digits
     cfg = resolve_for(tiny_config.replace(epochs=1, threads=1), paths)
     good, bad = plan_members(cfg, 0, paths.public, tmp_path / "run")
     bad = type(bad)(**{**bad.__dict__, "pseudo_labels": str(tmp_path / "missing.csv")})
@@ -104,4 +105,11 @@ def test_a_bad_executor_setting_is_a_one_line_error(workspace, capsys):
     assert main(["--root", str(workspace.root), "run", "--time-limit", "none",
                  "--competition", "digits", "--workers", "0"]) == 1
     assert "--workers 0: give at least 1" in capsys.readouterr().err
-    assert executors.RAY_INSTALL == 'pip install -e ".[ray]"'
+
+
+def test_the_install_command_the_ray_error_names_installs_ray():
+    import re
+    import tomllib
+    extra = re.fullmatch(r'pip install -e "\.\[(\w+)\]"', executors.RAY_INSTALL).group(1)
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    assert any(req.startswith("ray") for req in project["optional-dependencies"][extra])

@@ -20,15 +20,11 @@ from competition.data import load_public
 from competition.errors import DataSourceError
 from competition.members import plan_members, predict_member_views, train_member
 from competition.predict import TTA_VIEWS
-from competition.prepare import SplitOptions, prepare
+from competition.prepare import SplitOptions
 from competition.prepare import Workspace, ensure_prepared
 from competition.sources import RemoteFile, download
 
-from conftest import write_kaggle_folder
-
-
-def _cli(workspace, *args) -> int:
-    return main(["--root", str(workspace.root), *args])
+from conftest import cli, silent, write_kaggle_folder
 
 
 def _kaggle(tmp_path: Path) -> Path:
@@ -120,9 +116,9 @@ def test_a_broken_input_gets_one_line_naming_it_and_exit_1(tmp_path, capsys, nam
 
 
 def test_a_full_disk_keeps_the_previous_ledger_and_leaderboard_and_says_so(workspace, capsys, monkeypatch):
-    assert _cli(workspace, "prepare", "digits") == 0
+    assert cli(workspace, "prepare", "digits") == 0
     sample = workspace.competition("digits").public / "sample_submission.csv"
-    assert _cli(workspace, "score", str(sample), "--competition", "digits") == 0
+    assert cli(workspace, "score", str(sample), "--competition", "digits") == 0
     before = workspace.leaderboard.read_bytes()
     ledger = workspace.competition("digits").root / "scored.jsonl"
     ledger_before = ledger.read_bytes()
@@ -134,7 +130,7 @@ def test_a_full_disk_keeps_the_previous_ledger_and_leaderboard_and_says_so(works
 
     real_fdopen = sources.os.fdopen
     monkeypatch.setattr(sources.os, "fdopen", lambda fd, *a, **k: (os.close(fd), FullDisk())[1])
-    assert _cli(workspace, "score", str(sample), "--competition", "digits", "--run-id", "second") == 1
+    assert cli(workspace, "score", str(sample), "--competition", "digits", "--run-id", "second") == 1
     monkeypatch.setattr(sources.os, "fdopen", real_fdopen)
     err = capsys.readouterr().err.strip()
     assert "scored.jsonl: cannot write (No space left on device); the previous file is unchanged" in err
@@ -144,20 +140,20 @@ def test_a_full_disk_keeps_the_previous_ledger_and_leaderboard_and_says_so(works
 
 def test_a_corrupt_image_array_is_prepared_again_not_trusted(tmp_path):
     workspace = Workspace(tmp_path)
-    paths = ensure_prepared(workspace, "digits", None, SplitOptions(), lambda s: None)
+    paths = ensure_prepared(workspace, "digits", None, SplitOptions(), silent)
     first = load_public(paths.public).train_images.clone()     # a copy: the damage truncates the mapped file
     for damage in (lambda: _truncate(paths.train_images, 0.3), lambda: paths.test_images.write_bytes(b"\x93NUMPY junk"),
                    lambda: paths.labels.write_bytes(b"PK\x03\x04 garbage")):
         damage()
         assert not paths.is_prepared()
-        ensure_prepared(workspace, "digits", None, SplitOptions(), lambda s: None)
+        ensure_prepared(workspace, "digits", None, SplitOptions(), silent)
         again = load_public(paths.public)
         assert torch.equal(first, again.train_images)
 
 
 @pytest.mark.slow
-def test_a_corrupt_checkpoint_is_reported_with_its_path(tmp_path, tiny_config, resolve_for):
-    paths = prepare("digits", tmp_path / "data", log=lambda s: None)
+def test_a_corrupt_checkpoint_is_reported_with_its_path(tmp_path, tiny_config, resolve_for, prepared_digits):
+    paths = prepared_digits
     [spec, _] = plan_members(resolve_for(tiny_config.replace(epochs=1), paths), 0, paths.public, tmp_path / "run")
     train_member(spec)
     _truncate(Path(spec.out_dir) / "best.ckpt", 0.4)

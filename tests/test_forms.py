@@ -19,7 +19,7 @@ from competition.prepare import prepare_kaggle_folder
 from competition.publish import submission_form
 from competition.run import run
 
-from conftest import FRUITS, make_colour_images, write_image_folder, write_kaggle_folder
+from conftest import FRUITS, make_colour_images, silent, write_image_folder, write_kaggle_folder
 
 FORMS = {
     # name: (writer keyword arguments, expected (C, H, W))
@@ -33,14 +33,14 @@ FORMS = {
 
 def prepared(folder, tmp_path, **kwargs) -> PublicData:
     """The public data a run trains on, prepared from `folder`."""
-    return load_public(prepare_kaggle_folder(folder, tmp_path / "data", log=lambda s: None, **kwargs).public)
+    return load_public(prepare_kaggle_folder(folder, tmp_path / "data", log=silent, **kwargs).public)
 
 
 @pytest.mark.parametrize("form", FORMS)
 def test_folder_is_read_with_its_shape_classes_and_ids(tmp_path, form):
     kwargs, shape = FORMS[form]
     folder = write_image_folder(tmp_path / "comp", **kwargs)
-    read = read_kaggle_folder(folder, log=lambda s: None)
+    read = read_kaggle_folder(folder, log=silent)
     public = prepared(folder, tmp_path)
     assert public.image_shape == shape and public.competition.resize == "none"
     assert len(public.train_images) == 90 and len(public.test_images) == 30
@@ -64,14 +64,14 @@ def test_run_plays_the_folder_and_submits_in_its_own_form(tmp_path, workspace, t
     kwargs, shape = FORMS[form]
     folder = write_image_folder(tmp_path / "comp", **kwargs)
     cfg = tiny_config.replace(epochs=2, pseudo_rounds=0)
-    result = run(cfg, workspace, folder, log=lambda s: None)
+    result = run(cfg, workspace, folder, log=silent)
     paths = workspace.competition("comp")
     assert load_public(paths.public).image_shape == shape
     submission = pd.read_csv(result.published.submission, dtype=str)
     sample = pd.read_csv(paths.public / "sample_submission.csv", dtype=str)
     assert list(submission.columns) == ["id", "label"] == list(sample.columns)
     assert submission["id"].tolist() == sample["id"].tolist() == list(load_test_ids(paths.public))
-    assert set(submission["label"]) <= set(read_kaggle_folder(folder, log=lambda s: None).classes)
+    assert set(submission["label"]) <= set(read_kaggle_folder(folder, log=silent).classes)
     form_, ids = submission_form(paths)
     _, score = score_submission(result.published.submission, paths.solution, form_, ids)
     assert score.private.value == result.published.scores["submission"].private.value
@@ -82,7 +82,7 @@ def test_run_plays_the_folder_and_submits_in_its_own_form(tmp_path, workspace, t
 
 
 def test_pixel_csv_folder_keeps_the_digit_recognizer_form(tmp_path):
-    paths = prepare_kaggle_folder(write_kaggle_folder(tmp_path / "digits-csv"), tmp_path / "data", log=lambda s: None)
+    paths = prepare_kaggle_folder(write_kaggle_folder(tmp_path / "digits-csv"), tmp_path / "data", log=silent)
     assert {p.name for p in paths.public.iterdir()} >= {"train.csv", "test.csv", "sample_submission.csv",
                                                        "train_images.npy", "test_images.npy", "labels.npz",
                                                        "competition.json"}
@@ -91,7 +91,7 @@ def test_pixel_csv_folder_keeps_the_digit_recognizer_form(tmp_path):
 
 
 def test_string_labels_stay_strings_in_the_answers_and_the_sample(tmp_path):
-    paths = prepare_kaggle_folder(write_image_folder(tmp_path / "comp"), tmp_path / "data", log=lambda s: None)
+    paths = prepare_kaggle_folder(write_image_folder(tmp_path / "comp"), tmp_path / "data", log=silent)
     solution = pd.read_csv(paths.solution, dtype=str)
     assert set(solution["label"]) <= set(FRUITS) and list(solution.columns) == ["id", "label", "Usage"]
     assert pd.read_csv(paths.public / "train_labels.csv", dtype=str)["label"].isin(FRUITS).all()
@@ -101,7 +101,7 @@ def test_a_labels_row_without_an_image_is_named(tmp_path):
     folder = write_image_folder(tmp_path / "comp")
     (folder / "train" / "5.png").unlink()
     with pytest.raises(DataSourceError, match=r"trainLabels.csv: row 6: no image for id '5'"):
-        read_kaggle_folder(folder, log=lambda s: None)
+        read_kaggle_folder(folder, log=silent)
 
 
 def test_an_unreadable_image_is_named_with_its_path(tmp_path):
@@ -122,7 +122,7 @@ def test_answers_that_miss_a_test_id_are_refused(tmp_path):
     solution = pd.read_csv(folder / "solution.csv", dtype=str)
     solution.iloc[:-1].to_csv(folder / "solution.csv", index=False)
     with pytest.raises(DataSourceError, match=r"solution.csv: id must be exactly the 30 test ids"):
-        read_kaggle_folder(folder, log=lambda s: None)
+        read_kaggle_folder(folder, log=silent)
 
 
 def test_a_grey_and_colour_mix_is_read_as_colour(tmp_path):
@@ -137,7 +137,7 @@ def test_a_grey_and_colour_mix_is_read_as_colour(tmp_path):
 @pytest.mark.slow
 def test_a_log_loss_folder_submits_calibrated_probabilities_and_ranks_lowest_first(tmp_path, workspace, tiny_config):
     folder = write_image_folder(tmp_path / "comp", form="class-folders")
-    result = run(tiny_config.replace(epochs=2, pseudo_rounds=0), workspace, folder, log=lambda s: None,
+    result = run(tiny_config.replace(epochs=2, pseudo_rounds=0), workspace, folder, log=silent,
                  metric="log-loss")
     submission = pd.read_csv(result.published.submission)
     assert list(submission.columns) == ["id", *FRUITS]
@@ -159,7 +159,7 @@ def test_a_binary_folder_scored_by_roc_auc_submits_one_probability_column(tmp_pa
     for name in ("sampleSubmission.csv", "solution.csv", "trainLabels.csv"):
         frame = pd.read_csv(folder / name, dtype=str)
         frame.rename(columns={"label": "has_cactus"}).to_csv(folder / name, index=False)
-    result = run(tiny_config.replace(epochs=2, pseudo_rounds=0), workspace, folder, log=lambda s: None,
+    result = run(tiny_config.replace(epochs=2, pseudo_rounds=0), workspace, folder, log=silent,
                  metric="roc-auc")
     text = result.published.submission.read_text().splitlines()
     assert text[0] == "id,has_cactus"
@@ -183,7 +183,7 @@ def test_ids_that_name_the_image_file_with_its_suffix_are_found(tmp_path):
     sample = pd.read_csv(folder / "sampleSubmission.csv", dtype=str)
     sample["id"] = sample["id"] + ".png"
     sample.rename(columns={"label": "has_stripes"}).to_csv(folder / "sampleSubmission.csv", index=False)
-    read = read_kaggle_folder(folder, log=lambda s: None)
+    read = read_kaggle_folder(folder, log=silent)
     assert read.form == "image-folder" and read.classes == ("0", "1", "2")
     assert (read.id_column, read.label_column) == ("id", "has_stripes") and read.raw.test_ids[0] == "91.png"
     plain = write_image_folder(tmp_path / "plain", string_labels=False, with_solution=False)

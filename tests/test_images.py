@@ -17,9 +17,9 @@ from competition.folders import read_kaggle_folder
 from competition.images import SizeRequest, decode_into, fit_to_size, load_pixels, read_header
 from competition.prepare import prepare_kaggle_folder
 
-from conftest import write_image_folder
+from conftest import silent, write_image_folder
 
-QUIET = dict(log=lambda s: None)
+QUIET = dict(log=silent)
 GREY_RAMP = np.tile(np.arange(0, 256, 16, dtype=np.uint8), (8, 1))        # (8, 16) grey levels 0..240
 
 

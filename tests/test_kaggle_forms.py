@@ -24,7 +24,7 @@ from competition.grading import score_submission
 from competition.publish import submission_form
 from competition.run import run
 
-from conftest import make_colour_images
+from conftest import make_colour_images, silent
 
 N_TRAIN, N_TEST = 48, 24
 
@@ -276,7 +276,7 @@ def test_each_competition_plays_in_its_own_form_and_is_scored_by_its_metric(name
     spec = COMPETITIONS[name]
     folder = tmp_path / name
     spec.build(folder)
-    result = run(tiny_config.replace(epochs=1, pseudo_rounds=0), workspace, folder, log=lambda s: None,
+    result = run(tiny_config.replace(epochs=1, pseudo_rounds=0), workspace, folder, log=silent,
                  metric=spec.metric)
     paths = workspace.competition(name)
     form, ids = submission_form(paths)
@@ -309,7 +309,7 @@ def test_extra_tabular_columns_are_ignored_and_said_so(tmp_path):
 def test_a_multi_label_competition_trains_a_pseudo_label_round_on_confident_labels(tmp_path, workspace, tiny_config):
     plant_pathology_2021(tmp_path / "leaves")
     result = run(tiny_config.replace(epochs=2, pseudo_rounds=1, pseudo_threshold=0.3), workspace, tmp_path / "leaves",
-                 log=lambda s: None, metric="micro-f1")
+                 log=silent, metric="micro-f1")
     assert len(result.fit.rounds) == 2 and result.fit.rounds[1].pseudo is not None
     pseudo = result.fit.rounds[1].pseudo
     assert pseudo.labels.ndim == 2 and len(pseudo.indices) > 0

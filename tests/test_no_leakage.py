@@ -13,6 +13,8 @@ from competition.errors import DataSourceError
 from competition.prepare import prepare
 from competition.fit import fit
 
+from conftest import silent
+
 _watch: dict[str, object] = {"folder": None, "opened": []}
 
 
@@ -33,17 +35,17 @@ def test_public_data_has_no_field_for_test_labels():
 
 
 def test_training_code_refuses_any_folder_but_public(tmp_path):
-    paths = prepare("digits", tmp_path, log=lambda s: None)
+    paths = prepare("digits", tmp_path, log=silent)
     with pytest.raises(DataSourceError, match="reads only a competition's public/ folder"):
         load_public(paths.private)
 
 
 @pytest.mark.slow
 def test_training_tta_and_pseudo_labelling_never_open_a_private_file(tmp_path, tiny_config):
-    paths = prepare("digits", tmp_path / "data", log=lambda s: None)
+    paths = prepare("digits", tmp_path / "data", log=silent)
     _watch["folder"], _watch["opened"] = paths.private.resolve(), []
     try:
-        result = fit(tiny_config.replace(tta="on"), paths.public, tmp_path / "run", log=lambda s: None)
+        result = fit(tiny_config.replace(tta="on"), paths.public, tmp_path / "run", log=silent)
     finally:
         _watch["folder"] = None
     assert len(result.rounds) == 2 and result.rounds[1].pseudo is not None and result.final.tta
@@ -52,7 +54,7 @@ def test_training_tta_and_pseudo_labelling_never_open_a_private_file(tmp_path, t
 
 def test_the_watch_itself_sees_a_private_read(tmp_path):
     """Guards the guard: reading the answers while armed is recorded."""
-    paths = prepare("digits", tmp_path, log=lambda s: None)
+    paths = prepare("digits", tmp_path, log=silent)
     _watch["folder"], _watch["opened"] = paths.private.resolve(), []
     try:
         paths.solution.read_text()

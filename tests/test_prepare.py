@@ -16,9 +16,9 @@ from competition.errors import WriteError
 from competition.prepare import SplitOptions, prepare, prepare_kaggle_folder
 from competition.sources import read_pixel_csv
 
-from conftest import write_idx_set, write_kaggle_folder
+from conftest import silent, write_idx_set, write_kaggle_folder
 
-QUIET = dict(log=lambda s: None)
+QUIET = dict(log=silent)
 
 
 def _files(root):

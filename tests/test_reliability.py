@@ -15,7 +15,8 @@ from competition.cli import main
 from competition.leaderboard import read
 from competition.prepare import prepare
 from competition.rules import read_ledger
-from conftest import HarnessProcess
+
+from conftest import HarnessProcess, silent
 
 RUN = ["run", "--time-limit", "none", "--competition", "digits", "--epochs", "6", "--folds", "2",
        "--pseudo-rounds", "1", "--batch-size", "64"]
@@ -139,7 +140,7 @@ def _kill_at_the_board() -> None:
 
 def test_a_kill_between_the_ledger_and_the_board_leaves_them_consistent_at_the_next_read(tmp_path, start_harness):
     root = tmp_path / "ws"
-    paths = prepare("digits", root / "data", log=lambda s: None)
+    paths = prepare("digits", root / "data", log=silent)
     score = ["--root", str(root), "score", str(paths.public / "sample_submission.csv"), "--competition", "digits"]
     killed = start_harness(*score, before=_kill_at_the_board)
     assert killed.wait(timeout=300) == -signal.SIGKILL

@@ -10,7 +10,7 @@ import pytest
 from competition.cli import main
 from competition.run import run
 
-from conftest import write_image_folder
+from conftest import silent, write_image_folder
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +22,7 @@ def _png_size(path):
 
 
 def test_report_for_a_tiny_digits_run_embeds_every_figure(workspace, tiny_config, capsys):
-    result = run(tiny_config, workspace, log=lambda s: None)
+    result = run(tiny_config, workspace, log=silent)
     html_path = result.run_dir / "report.html"
     page = html_path.read_text()
     figures = sorted((result.run_dir / "report").glob("*.png"))
@@ -52,7 +52,7 @@ def test_report_for_a_tiny_digits_run_embeds_every_figure(workspace, tiny_config
 def test_a_colour_report_names_its_classes_with_2_or_100_of_them(tmp_path, workspace, tiny_config, num_classes):
     folder = write_image_folder(tmp_path / "comp", n_train=3 * num_classes, n_test=num_classes, height=8, width=8,
                                 num_classes=num_classes)
-    result = run(tiny_config.replace(epochs=1, pseudo_rounds=0), workspace, folder, log=lambda s: None)
+    result = run(tiny_config.replace(epochs=1, pseudo_rounds=0), workspace, folder, log=silent)
     page = (result.run_dir / "report.html").read_text()
     names = ["kind-000", "kind-001"] if num_classes == 2 else [f"kind-{k:03d}" for k in range(num_classes)]
     assert all(f"<td>{name}</td>" in page for name in names)     # the per-class table names every class

@@ -8,16 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from competition.cli import main
 from competition.errors import SubmissionLimitError
 from competition.grading import accuracy_of
 from competition.leaderboard import read
 from competition.publish import implausible
 from competition.rules import Rules, check_daily_limit, record_scored
 
-
-def _cli(workspace, *args):
-    return main(["--root", str(workspace.root), *args])
+from conftest import cli
 
 
 def _submission(workspace, tmp_path, name, right_share):
@@ -32,13 +29,13 @@ def _submission(workspace, tmp_path, name, right_share):
 
 
 def test_the_daily_limit_refuses_the_next_submission_with_when_it_reopens(workspace, tmp_path, capsys):
-    assert _cli(workspace, "prepare", "digits", "--daily-limit", "2") == 0
+    assert cli(workspace, "prepare", "digits", "--daily-limit", "2") == 0
     assert "at most 2 scored submissions a UTC day" in capsys.readouterr().out
     for i in range(2):
-        assert _cli(workspace, "score", str(_submission(workspace, tmp_path, f"s{i}.csv", 0.5)),
+        assert cli(workspace, "score", str(_submission(workspace, tmp_path, f"s{i}.csv", 0.5)),
                     "--competition", "digits") == 0
     capsys.readouterr()
-    assert _cli(workspace, "score", str(_submission(workspace, tmp_path, "s2.csv", 0.9)),
+    assert cli(workspace, "score", str(_submission(workspace, tmp_path, "s2.csv", 0.9)),
                 "--competition", "digits") == 1
     out, err = capsys.readouterr()
     assert "daily limit of 2 scored submission(s) is used up" in err and "00:00 UTC" in err
@@ -56,10 +53,10 @@ def test_the_limit_counts_only_the_current_utc_day(tmp_path):
 
 
 def test_a_sealed_competition_from_first_submission_to_the_private_reveal(workspace, tmp_path, capsys):
-    assert _cli(workspace, "prepare", "digits", "--sealed") == 0
+    assert cli(workspace, "prepare", "digits", "--sealed") == 0
     files = {"a.csv": 0.95, "b.csv": 0.80, "c.csv": 0.60}
     for name, share in files.items():
-        assert _cli(workspace, "score", str(_submission(workspace, tmp_path, name, share)), "--competition",
+        assert cli(workspace, "score", str(_submission(workspace, tmp_path, name, share)), "--competition",
                     "digits") == 0
     board = workspace.leaderboard.read_text()
     assert "sealed" in board and all(e.private is None for e in read(workspace.leaderboard))
@@ -67,18 +64,18 @@ def test_a_sealed_competition_from_first_submission_to_the_private_reveal(worksp
     assert "private accuracy: sealed until" in out and "confusion matrix" not in out
     assert "private accuracy: 0." not in out
 
-    assert _cli(workspace, "select", "digits", "a.csv", "b.csv", "c.csv") == 1
+    assert cli(workspace, "select", "digits", "a.csv", "b.csv", "c.csv") == 1
     assert "pick 1 or 2 final submissions, not 3" in capsys.readouterr().err
-    assert _cli(workspace, "select", "digits", "nosuch.csv") == 1
+    assert cli(workspace, "select", "digits", "nosuch.csv") == 1
     assert "nosuch.csv is not a scored submission" in capsys.readouterr().err
 
-    assert _cli(workspace, "select", "digits", "b.csv", "c.csv") == 0
+    assert cli(workspace, "select", "digits", "b.csv", "c.csv") == 0
     out = capsys.readouterr().out
     assert "private leaderboard of digits" in out and "<- final" in out and "shake-up" in out
     assert "final score:" in out and "(b.csv, the better of the final picks)" in out
     revealed = read(workspace.leaderboard)
     assert all(e.private is not None for e in revealed) and "sealed" not in workspace.leaderboard.read_text()
-    assert _cli(workspace, "select", "digits", "a.csv") == 1
+    assert cli(workspace, "select", "digits", "a.csv") == 1
     assert "already picked" in capsys.readouterr().err
 
 
@@ -96,8 +93,8 @@ def test_a_score_above_the_best_on_record_is_flagged_as_leakage():
 @pytest.mark.slow
 def test_a_sealed_run_keeps_the_private_score_out_of_summary_metrics_leaderboard_and_report(workspace, capsys):
     import json
-    assert _cli(workspace, "prepare", "digits", "--sealed") == 0
-    assert _cli(workspace, "run", "--time-limit", "none", "--competition", "digits", "--epochs", "1", "--folds", "2",
+    assert cli(workspace, "prepare", "digits", "--sealed") == 0
+    assert cli(workspace, "run", "--time-limit", "none", "--competition", "digits", "--epochs", "1", "--folds", "2",
                 "--pseudo-rounds", "0") == 0
     out = capsys.readouterr().out
     assert "private sealed" in out and "\nprivate 0." not in out
@@ -107,5 +104,5 @@ def test_a_sealed_run_keeps_the_private_score_out_of_summary_metrics_leaderboard
     assert "This competition is sealed" in (run_dir / "report.html").read_text()
     [entry] = read(workspace.leaderboard)
     assert entry.private is None
-    assert _cli(workspace, "select", "digits", run_dir.name) == 0
+    assert cli(workspace, "select", "digits", run_dir.name) == 0
     assert read(workspace.leaderboard)[0].private is not None

@@ -22,12 +22,13 @@ from competition.prepare import prepare
 from competition.run import Workspace, new_run_dir, open_resumed_run, run, run_record
 from competition.train import precision_for
 
-from conftest import write_kaggle_folder
+from conftest import silent, write_kaggle_folder
 
 
 @pytest.mark.slow
-def test_a_member_spec_trains_identically_in_a_fresh_process(tmp_path, tiny_config, resolve_for, start_harness):
-    paths = prepare("digits", tmp_path / "data", log=lambda s: None)
+def test_a_member_spec_trains_identically_in_a_fresh_process(tmp_path, tiny_config, resolve_for, start_harness,
+                                                             prepared_digits):
+    paths = prepared_digits
     cfg = resolve_for(tiny_config.replace(epochs=1, threads=1), paths)
     [spec, other_fold] = plan_members(cfg, 0, paths.public, tmp_path / "here")
     train_member(spec)
@@ -51,7 +52,7 @@ def test_a_member_spec_trains_identically_in_a_fresh_process(tmp_path, tiny_conf
 @pytest.mark.slow
 def test_fit_scores_every_labelled_image_out_of_fold_and_leaves_the_workspace_alone(tmp_path, tiny_config):
     workspace = Workspace(tmp_path / "ws")
-    paths = prepare("digits", workspace.data, log=lambda s: None)
+    paths = prepare("digits", workspace.data, log=silent)
     lines: list[str] = []
     result = fit(tiny_config.replace(pseudo_rounds=0), paths.public, tmp_path / "fit", log=lines.append)
     [rnd] = result.rounds
@@ -101,7 +102,7 @@ def test_resume_loads_finished_members_and_trains_only_the_rest(workspace, tiny_
 
     monkeypatch.setattr(members_module, "train_model", interrupted)
     with pytest.raises(StopRequested):      # an interrupt inside fit ends as a stop, resume hint printed
-        run(tiny_config, workspace, log=lambda s: None)
+        run(tiny_config, workspace, log=silent)
     run_id = next(workspace.submissions.iterdir()).name
     finished = sorted(p.parent.relative_to(workspace.submissions / run_id).as_posix()
                       for p in (workspace.submissions / run_id).rglob("result.json"))
@@ -117,7 +118,7 @@ def test_resume_loads_finished_members_and_trains_only_the_rest(workspace, tiny_
 
 
 def test_resume_refuses_a_run_whose_split_or_code_changed_since(workspace, tiny_config):
-    paths = prepare("digits", workspace.data, log=lambda s: None)
+    paths = prepare("digits", workspace.data, log=silent)
     run_dir = new_run_dir(workspace, tiny_config)
     (run_dir / "config.json").write_text(json.dumps(tiny_config.to_dict()))
     record = run_record(paths)
@@ -158,12 +159,12 @@ def test_a_bad_setting_fails_in_one_line_before_anything_is_prepared(workspace, 
 
 
 @pytest.mark.slow
-def test_tta_adds_views_from_the_checkpoint_without_retraining(tmp_path, tiny_config, monkeypatch):
-    paths = prepare("digits", tmp_path / "data", log=lambda s: None)
+def test_tta_adds_views_from_the_checkpoint_without_retraining(tmp_path, tiny_config, monkeypatch, prepared_digits):
+    paths = prepared_digits
     cfg = tiny_config.replace(pseudo_rounds=0, epochs=1)
-    plain = fit(cfg.replace(tta="off"), paths.public, tmp_path / "run", log=lambda s: None)
+    plain = fit(cfg.replace(tta="off"), paths.public, tmp_path / "run", log=silent)
     monkeypatch.setattr(members_module, "train_model", lambda *a, **k: pytest.fail("a member was retrained"))
-    with_tta = fit(cfg.replace(tta="on"), paths.public, tmp_path / "run", log=lambda s: None)
+    with_tta = fit(cfg.replace(tta="on"), paths.public, tmp_path / "run", log=silent)
     saved = load_logits(Path(with_tta.final.members[0].out_dir))["views"]["test"]
     assert sorted(saved) == sorted(["identity", "shift(1,0)", "shift(-1,0)", "shift(0,1)", "shift(0,-1)",
                                     "shift(1,1)", "shift(1,-1)", "shift(-1,1)", "shift(-1,-1)"])
@@ -172,8 +173,8 @@ def test_tta_adds_views_from_the_checkpoint_without_retraining(tmp_path, tiny_co
 
 
 @pytest.mark.slow
-def test_ema_checkpoints_hold_the_averaged_weights(tmp_path, tiny_config, resolve_for):
-    paths = prepare("digits", tmp_path / "data", log=lambda s: None)
+def test_ema_checkpoints_hold_the_averaged_weights(tmp_path, tiny_config, resolve_for, prepared_digits):
+    paths = prepared_digits
     cfg = resolve_for(tiny_config.replace(averaging="ema", epochs=2), paths)
     [spec, _] = plan_members(cfg, 0, paths.public, tmp_path / "run")
     train_member(spec)
@@ -196,8 +197,9 @@ def test_a_kaggle_folder_without_answers_gets_a_submission_but_no_score(workspac
 
 
 @pytest.mark.slow
-def test_a_finished_member_whose_pseudo_labels_changed_is_not_reused(tmp_path, tiny_config, resolve_for):
-    paths = prepare("digits", tmp_path / "data", log=lambda s: None)
+def test_a_finished_member_whose_pseudo_labels_changed_is_not_reused(tmp_path, tiny_config, resolve_for,
+                                                                     prepared_digits):
+    paths = prepared_digits
     pseudo = tmp_path / "pseudo_labels.csv"
     pseudo.write_text("ImageId,Label,Confidence\n1,3,0.9\n2,4,0.9\n")
     cfg = resolve_for(tiny_config.replace(epochs=1), paths)

@@ -18,7 +18,7 @@ from competition.competitions import curate
 from competition.sources import (DataSourceError, RemoteFile, download, read_cifar_tarball, read_idx, read_idx_pair,
                                  read_pixel_csv, read_png_folders, write_pixel_csv)
 
-from conftest import idx_bytes, make_images, write_cifar_tarball, write_idx_set, write_png_folders
+from conftest import idx_bytes, make_images, silent, write_cifar_tarball, write_idx_set, write_png_folders
 
 
 def test_idx_round_trip_gzipped_and_plain(tmp_path):
@@ -115,7 +115,7 @@ def test_mnist_is_downloaded_from_a_mirror_and_prepared(http_server, tmp_path, m
     load, _ = competitions._idx_source(remotes)
     monkeypatch.setitem(competitions.COMPETITIONS, "mnist",
                         dataclasses.replace(competitions.COMPETITIONS["mnist"], load=load))
-    paths = prepare("mnist", tmp_path / "data", log=lambda s: None)
+    paths = prepare("mnist", tmp_path / "data", log=silent)
     assert (paths.raw / "train-images-idx3-ubyte.gz").is_file()
     assert (paths.public / "test.csv").read_text().count("\n") == 21
 
@@ -123,7 +123,7 @@ def test_mnist_is_downloaded_from_a_mirror_and_prepared(http_server, tmp_path, m
 def test_mnist_offline_without_files_says_where_to_put_them(tmp_path):
     from competition.prepare import prepare
     with pytest.raises(DataSourceError, match=r"Put the four IDX files .* in .*data/mnist/raw/"):
-        prepare("mnist", tmp_path / "data", allow_download=False, log=lambda s: None)
+        prepare("mnist", tmp_path / "data", allow_download=False, log=silent)
 
 
 def test_notmnist_tarball_is_downloaded_extracted_curated_and_prepared(http_server, tmp_path, monkeypatch):
@@ -158,7 +158,7 @@ def test_cifar10_tarball_is_downloaded_verified_and_prepared_with_its_official_t
     first = write_cifar_tarball(served / "cifar-10-python.tar.gz", per_batch=12, n_test=20)
     md5 = hashlib.md5((served / "cifar-10-python.tar.gz").read_bytes()).hexdigest()
     monkeypatch.setattr(competitions, "CIFAR10", RemoteFile("cifar-10-python.tar.gz", (url,), md5=md5))
-    paths = prepare("cifar10", tmp_path / "data", log=lambda s: None)
+    paths = prepare("cifar10", tmp_path / "data", log=silent)
     assert (paths.raw / "cifar-10-python.tar.gz").is_file()
     public = load_public(paths.public)
     assert public.image_shape == (3, 32, 32) and len(public.train_labels) == 60 and len(public.test_images) == 20
@@ -175,7 +175,7 @@ def test_a_cifar10_tarball_that_fails_its_checksum_is_refused(http_server, tmp_p
     write_cifar_tarball(served / "cifar-10-python.tar.gz")
     monkeypatch.setattr(competitions, "CIFAR10", RemoteFile("cifar-10-python.tar.gz", (url,), md5="0" * 32))
     with pytest.raises(DataSourceError, match=r"(?s)md5 .* does not match.*Put cifar-10-python.tar.gz in"):
-        prepare("cifar10", tmp_path / "data", log=lambda s: None)
+        prepare("cifar10", tmp_path / "data", log=silent)
     assert not (tmp_path / "data" / "cifar10" / "raw" / "cifar-10-python.tar.gz").exists()
 
 
