@@ -43,13 +43,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--competition", default="mnist-5k")
     parser.add_argument("--beside", type=int, nargs="+", default=[0, 1, 2], help="busy processes beside the probe")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--threads", type=int, help="torch CPU threads (run's --threads); default torch's own")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (run's --threads); default the run's own")
     add_output_flag(parser)
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     public, _ = public_data(args.competition)
-    cfg = resolve(RunConfig(competition=args.competition), channels=public.image_shape[0],
+    cfg = resolve(RunConfig(competition=args.competition, threads=args.threads or 0), channels=public.image_shape[0],
                   labelled=len(public.train_labels), hflip_safe=public.hflip)
     device = training_device()
     rows = []

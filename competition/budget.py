@@ -28,6 +28,7 @@ from typing import Callable
 import torch
 
 from .config import RunConfig
+from .cpus import torch_threads
 from .errors import ConfigError
 
 # `auto`: 3 minutes for up to 10,000 labelled images, in proportion above (fashion-mnist's 60,000: 18 minutes)
@@ -252,8 +253,8 @@ def measure_rates(public, cfg: RunConfig, device: torch.device, steps: int = 6) 
     from .predict import IDENTITY, predict
     from .train import TrainingData, precision_for, train_model
 
-    if cfg.threads:         # as each member sets them (members.train_member): the rate is at the run's threads
-        torch.set_num_threads(cfg.threads)
+    # the run's threads, as each member sets them (members.train_member)
+    torch.set_num_threads(torch_threads(cfg.threads))
     n = min(len(public.train_labels), steps * int(cfg.batch_size))
     images = to_placement(public.train_images[:n], device, "device")
     labels = public.train_labels[:n].to(device)

@@ -113,7 +113,7 @@ class RunConfig:
                                         # fixed recipe; auto: 3 minutes per 10,000 labelled images, at least 3
     # machine
     precision: Precision = "auto"       # "auto": bf16-mixed on a GPU or a CPU with bf16 hardware, else 32-true
-    threads: int = 0                    # torch CPU threads; 0 = leave torch's default
+    threads: int = 0                    # torch CPU threads; 0 = torch's default capped at the usable CPUs (cpus.py)
     model_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

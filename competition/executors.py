@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol, TypeVar
 
 from . import stopping
+from .cpus import usable_cpus
 from .errors import HarnessError
 
 Item = TypeVar("Item")
@@ -107,10 +108,10 @@ class RayExecutor:
             if address:
                 ray.init(address=address, log_to_driver=False)
             else:
-                ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False, log_to_driver=False)
+                ray.init(num_cpus=workers or usable_cpus(), include_dashboard=False, log_to_driver=False)
         slots = int(ray.cluster_resources().get("CPU", 1))
         self.workers = min(workers or slots, slots)
-        self.threads = threads or max(1, (os.cpu_count() or 1) // self.workers)
+        self.threads = threads or max(1, usable_cpus() // self.workers)
         self.gpus_per_member = gpus_per_member
         self.max_retries = max_retries
         gpus = f", {gpus_per_member:g} GPU each" if gpus_per_member else ""

@@ -23,6 +23,7 @@ import torch
 
 from . import policy
 from .config import RunConfig
+from .cpus import torch_threads, usable_cpus
 from .data import PublicData, load_public, placement
 from .ensemble import OutOfFold, as_logits, combine, greedy_weights, probabilities, within_model
 from .executors import Executor, InProcess, check_shared_storage
@@ -144,12 +145,15 @@ def fit(cfg: RunConfig, public_dir: Path, run_dir: Path, executor: Executor | No
     where = {"device": f"resident on {device.type}" if device.type == "cuda" else "in memory",
              "host": "batched from pinned host memory (too big for the GPU)"}[placement(public.train_images, device)]
     colour = "grey" if channels == 1 else f"{channels}-channel"
+    # an executor names its own threads; in this process a member takes the run's (cpus.py)
+    threads = (f", {torch_threads(cfg.threads)} thread(s) ({usable_cpus()} CPU(s) usable)"
+               if device.type == "cpu" and isinstance(executor, InProcess) else "")
     log(f"{public.name}: {len(labels):,} labelled / {len(public.test_images):,} test {colour} images of "
         f"{height}x{width}, {k} {'labels (several an image)' if public.competition.multi_label else 'classes'}, "
         f"scored by {metric.name}; {cfg.folds} fold(s) x {cfg.seeds} seed(s) x "
         f"{'+'.join(cfg.models)} = {cfg.members_per_round} members a round, up to {cfg.pseudo_rounds} "
         f"pseudo-label round(s), on {device.type} in "
-        f"{precision_for(cfg, device)} (images {where}), {executor.name}")
+        f"{precision_for(cfg, device)} (images {where}), {executor.name}" + threads)
     rounds: list[RoundResult] = []
     pseudo, pseudo_path, use_tta = None, None, None
     for round_number in range(cfg.pseudo_rounds + 1):

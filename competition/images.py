@@ -20,7 +20,6 @@ The one path every image takes on its way to training, validation, test and ever
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -30,6 +29,7 @@ from typing import Callable
 
 import numpy as np
 
+from .cpus import usable_cpus
 from .errors import DataSourceError
 
 GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
@@ -70,7 +70,7 @@ def read_headers(paths: list[Path], workers: int | None = None) -> list[Header]:
     """Every file's header, in parallel for large sets (opening a file costs a system call or two)."""
     if len(paths) < 2000:
         return [read_header(p) for p in paths]
-    with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
+    with ProcessPoolExecutor(max_workers=workers or usable_cpus()) as pool:
         return list(pool.map(read_header, paths, chunksize=256))
 
 
@@ -150,7 +150,7 @@ def decode_into(paths: list[Path], out: Path, size: tuple[int, int], policy: str
             for i in range(0, len(paths), CHUNK)]
     bar = tqdm(total=len(paths), unit="img", desc=f"decoding {out.stem}", disable=not sys.stderr.isatty(),
                leave=False)
-    workers = min(workers or os.cpu_count() or 1, max(1, len(jobs)))
+    workers = min(workers or usable_cpus(), max(1, len(jobs)))
     if workers == 1:
         for job in jobs:
             bar.update(_decode_chunk(job))

@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 
 from .config import RunConfig
+from .cpus import torch_threads
 from .data import PublicData, load_public, pixel_stats, placement, to_placement
 from .errors import HarnessError, RunStateError
 from .models import model_slug
@@ -158,8 +159,7 @@ def train_member(spec: MemberSpec, public: PublicData | None = None) -> MemberRe
                                 f"holds now; its logits would not match this round, so start a new run")
         return result
     cfg = spec.config
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    torch.set_num_threads(torch_threads(cfg.threads))
     public = public if public is not None else load_public(Path(spec.public_dir))
     device = training_device()
     data, val_rows = fold_data(public, cfg, spec.fold, device)

@@ -197,6 +197,15 @@ def tiny_config() -> RunConfig:
 
 
 @pytest.fixture
+def restore_threads():
+    """torch's CPU thread count as it was before the test (members set it)."""
+    import torch
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def resolve_for():
     """`cfg` made concrete for a prepared competition, as `fit` makes it before planning members:
     what a test that plans or trains members itself must pass them."""

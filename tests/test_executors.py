@@ -32,13 +32,6 @@ def local_ray():
     ray.shutdown()
 
 
-@pytest.fixture
-def restore_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 def _square(x: int, offset: int = 0) -> int:
     return x * x + offset
 
