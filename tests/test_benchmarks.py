@@ -159,7 +159,9 @@ def test_time_limits_runs_keep_their_limits_and_record_their_plans(tmp_path):
     _result(tmp_path, "time_limits_digits")
 
 
-def test_contention_reads_a_lower_cpu_share_beside_as_many_busy_processes_as_cpus(tmp_path):
+def test_contention_reads_a_lower_cpu_share_beside_a_busy_process_on_its_cpu(tmp_path, restore_threads):
+    """Pinned to one CPU (so one thread; several would wait on each other for seconds), with a busy
+    process beside it on that CPU the probe gets about half its time, and warns."""
     import os
 
     import torch
@@ -168,8 +170,14 @@ def test_contention_reads_a_lower_cpu_share_beside_as_many_busy_processes_as_cpu
     from competition import budget
     if torch.cuda.is_available():
         pytest.skip("on a GPU the probe reports no CPU share")
-    rows = contention.main(["--competition", "digits", "--beside", "0", str(os.cpu_count()), "--repeats", "1",
-                            "--out", str(tmp_path)])
+    allowed = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(allowed)})        # the busy process inherits it
+    try:
+        rows = contention.main(["--competition", "digits", "--beside", "0", "1", "--repeats", "1",
+                                "--out", str(tmp_path)])
+    finally:
+        os.sched_setaffinity(0, allowed)
     idle, busy = rows
-    assert idle["cpu_share"] > busy["cpu_share"] and busy["cpu_share"] < budget.CONTENDED and busy["warns"]
+    assert idle["threads"] == busy["threads"] == 1
+    assert idle["cpu_share"] >= budget.CONTENDED > busy["cpu_share"] and busy["warns"] and not idle["warns"]
     _result(tmp_path, "contention_digits")
