@@ -10,16 +10,15 @@ one). joblib's `cpu_count` (joblib ships with scikit-learn) reads all three, and
 
 from __future__ import annotations
 
-import joblib
-import torch
-
 
 def usable_cpus() -> int:
     """The CPUs this process may use: the machine's, its affinity mask and any cgroup quota, the least."""
+    import joblib       # here, not above: prepare, score and the CLI's help import this module too
     return joblib.cpu_count()
 
 
 def torch_threads(requested: int | None) -> int:
     """torch's CPU threads for a member: as requested (`--threads`), else torch's own count capped at
     the usable CPUs."""
+    import torch
     return requested or min(torch.get_num_threads(), usable_cpus())
