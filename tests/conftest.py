@@ -269,7 +269,6 @@ def _harness_main(args: list[str], output: str, cwd: str, before: Callable[[], N
     signal.signal(signal.SIGINT, signal.default_int_handler)
     if before is not None:
         before()
-    from competition.cli import main
     sys.exit(main(args))
 
 
