@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from competition.config import Augmentation, RunConfig
+from competition.config import WARPS, Augmentation, RunConfig
 from competition.fit import fit
 from competition.policy import resolve
 
@@ -30,6 +30,8 @@ LEVERS: dict[str, dict] = {
     "base": {},
     "ema": {"averaging": "ema"},
     "elastic": {"augment": Augmentation(elastic=0.08)},
+    "warps": {"augment": Augmentation(**WARPS)},          # seed 001's, the default before §17
+    "shift only": {"augment": Augmentation(rotation=0.0, zoom=0.0, shear=0.0)},
     "2 seeds per fold": {"seeds": 2},
     "mixed fastnet+lenet5, greedy": {"models": ("fastnet", "lenet5"), "ensemble": "greedy"},
     "holdout 10%, 3 seeds (previous default)": {"folds": 1, "seeds": 3},

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from competition.config import Augmentation, RunConfig
+from competition.config import WARPS, Augmentation, RunConfig
 from competition.members import fold_data
 from competition.metrics import accuracy_of
 from competition.policy import resolve
@@ -40,6 +40,11 @@ LEVERS: dict[str, dict] = {
     "fastnet 24-48-96 bf16": {**FASTNET_BF16, "model_kwargs": {"widths": (24, 48, 96)}},
     "fastnet 32-64-128 bf16": {**FASTNET_BF16, "model_kwargs": {"widths": (32, 64, 128)}},
     "fastnet 24-48-96 bf16 20 epochs": {**FASTNET_BF16, "model_kwargs": {"widths": (24, 48, 96)}, "epochs": 20},
+    # the default model and precision with seed 001's warps (the default before §17), or parts of them
+    "warps": {"augment": Augmentation(**WARPS)},
+    "shift and zoom only": {"augment": Augmentation(rotation=0.0, zoom=WARPS["zoom"], shear=0.0)},
+    "shift only": {"augment": Augmentation(rotation=0.0, zoom=0.0, shear=0.0)},
+    "shift and hflip": {"augment": Augmentation(rotation=0.0, zoom=0.0, shear=0.0, hflip="on")},
 }
 
 

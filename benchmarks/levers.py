@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--repeats", type=int, default=3, help="rounds over all levers; the median is reported")
     parser.add_argument("--skip-compile", action="store_true", help="leave out torch.compile (slow to build)")
     parser.add_argument("--ensemble", type=int, default=3, help="models in the vmap comparison")
+    parser.add_argument("--ensemble-steps", type=int, default=60, help="timed steps of the vmap comparison")
     add_output_flag(parser)
     args = parser.parse_args(argv)
     base, data = training_data(args.competition)
@@ -126,9 +127,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     }
     if not args.skip_compile:
         levers["torch.compile"] = lambda: rate(data, base, args.epochs, compiled=True)
-    n = args.ensemble
-    levers[f"{n} seeds one after another (plain loop)"] = lambda: ensemble_rate(data, base, n, in_one_pass=False)
-    levers[f"{n} seeds in one vmap pass (plain loop)"] = lambda: ensemble_rate(data, base, n, in_one_pass=True)
+    n, steps = args.ensemble, args.ensemble_steps
+    levers[f"{n} seeds one after another (plain loop)"] = lambda: ensemble_rate(data, base, n, False, steps)
+    levers[f"{n} seeds in one vmap pass (plain loop)"] = lambda: ensemble_rate(data, base, n, True, steps)
     # Round-robin over the levers, so drift in a shared machine's speed hits them all alike.
     rates: dict[str, list[float]] = {name: [] for name in levers}
     for _ in range(args.repeats):

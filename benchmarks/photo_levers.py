@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from competition import policy
-from competition.config import Augmentation, RunConfig
+from competition.config import WARPS, Augmentation, RunConfig
 from competition.data import load_public
 from competition.members import fold_data
 from competition.metrics import accuracy_of
@@ -30,6 +30,7 @@ from .common import add_output_flag, command, write_result
 # Each lever is a change to the fine-tuning default (FINE_TUNE in config.py: 3 epochs, batch 32, head LR
 # 3e-3, backbone at 0.1 of it, ImageNet batch-norm statistics kept, crops) or a from-scratch setting.
 LITE0 = {"models": ("timm/efficientnet_lite0",)}
+SHIFTS = Augmentation(rotation=0.0, zoom=0.0, shear=0.0)
 LEVERS: dict[str, dict] = {
     "lite0 160 (default)": {**LITE0, "image_size": 160},
     "lite0 128": {**LITE0, "image_size": 128},
@@ -40,7 +41,12 @@ LEVERS: dict[str, dict] = {
                                                   "epochs": 4},
     "lite0 96 no warps, crop 0.6, 4 epochs": {**LITE0, "image_size": 96, "epochs": 4, "augment": Augmentation(
         rotation=0, shift=0, zoom=0, shear=0, crop=0.6)},
+    "lite0 160 shift only": {**LITE0, "image_size": 160, "augment": SHIFTS},
+    # from scratch: seed 001's warps (the default before §17) against shifts alone (the default since)
+    "scratch warps": {"augment": Augmentation(**WARPS)},
+    "scratch shift only": {"augment": SHIFTS},
     "scratch 64 crop": {"image_size": 64},
+    "scratch 64 warps": {"image_size": 64, "augment": Augmentation(**WARPS)},
     "scratch 64 pad": {"image_size": 64, "resize": "pad"},
 }
 

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import Augmentation
-from .errors import DataSourceError
+from .config import WARPS, Augmentation
+from .errors import ConfigError, DataSourceError
 from .prepared import PreparedCompetition, read_labels, read_prepared
 
 
@@ -182,6 +182,10 @@ def augment(images: torch.Tensor, aug: Augmentation, generator: torch.Generator 
     """
     if aug.is_identity:
         return images
+    unresolved = [name for name in WARPS if getattr(aug, name) == "auto"]
+    if unresolved:
+        raise ConfigError(f"augment.{', '.join(unresolved)} = auto: policy.resolve makes them concrete "
+                          f"(they depend on whether a backbone is fine-tuned) before a batch is warped")
     batch, channels, height, width = images.shape
     if aug.hflip == "on":
         # mirror a random half of the batch: the flip is a sign on the x axis of the warp

@@ -51,8 +51,9 @@ def test_pure_shift_moves_the_ink_without_losing_it():
 
 def test_augmentation_with_a_seeded_generator_is_reproducible_and_works_on_8px():
     x = _batch(size=8)
-    a = augment(x, Augmentation(), torch.Generator().manual_seed(1))
-    b = augment(x, Augmentation(), torch.Generator().manual_seed(1))
+    warps = Augmentation().resolved(hflip_safe=False, fine_tuning=True)
+    a = augment(x, warps, torch.Generator().manual_seed(1))
+    b = augment(x, warps, torch.Generator().manual_seed(1))
     assert torch.equal(a, b) and a.shape == (16, 1, 8, 8)
 
 
@@ -163,3 +164,18 @@ def test_crops_are_on_when_fine_tuning_and_off_from_scratch_unless_set():
     assert Augmentation().resolved(hflip_safe=True, fine_tuning=True).crop == FINE_TUNE_CROP
     assert Augmentation().resolved(hflip_safe=True).crop == 0.0
     assert Augmentation(crop=0.5).resolved(hflip_safe=False).crop == 0.5
+
+
+def test_rotation_zoom_and_shear_are_on_when_fine_tuning_and_off_from_scratch_unless_set():
+    from competition.config import WARPS, ConfigError
+
+    def warps(aug: Augmentation, fine_tuning: bool) -> dict:
+        resolved = aug.resolved(hflip_safe=True, fine_tuning=fine_tuning)
+        return {name: getattr(resolved, name) for name in WARPS}
+
+    assert warps(Augmentation(), fine_tuning=True) == WARPS == {"rotation": 10.0, "zoom": 0.1, "shear": 0.1}
+    assert warps(Augmentation(), fine_tuning=False) == {"rotation": 0.0, "zoom": 0.0, "shear": 0.0}
+    assert warps(Augmentation(rotation=4.0), fine_tuning=False)["rotation"] == 4.0
+    assert Augmentation().resolved(hflip_safe=False).shift == 0.08              # shifts stay on from scratch
+    with pytest.raises(ConfigError, match="augment.rotation, zoom, shear = auto: policy.resolve"):
+        augment(_batch(size=8), Augmentation())             # unresolved warps are refused, not guessed

@@ -69,7 +69,7 @@ def test_inference_and_efficiency(tmp_path):
 def test_levers_measure_each_variant(tmp_path):
     from benchmarks import levers
     rows = levers.main(["--competition", "digits", "--epochs", "1", "--repeats", "2", "--skip-compile",
-                        "--out", str(tmp_path)])
+                        "--ensemble-steps", "4", "--out", str(tmp_path)])
     assert rows[0]["lever"] == "baseline" and rows[0]["vs_baseline"] == 1.0
     assert {r["lever"] for r in rows} >= {"batch 128", "contiguous NCHW", "1 thread",
                                           "3 seeds one after another (plain loop)",

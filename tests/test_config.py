@@ -60,6 +60,19 @@ def test_wrong_types_in_a_file_are_named(tmp_path):
         build_config(path)
 
 
+@pytest.mark.parametrize("table, named", [
+    ('rotation = "ten"', r"augment.rotation = 'ten' \(auto or a number >= 0\)"),
+    ("shift = -0.1", r"augment.shift = -0.1 \(a number >= 0\)"),
+    ("zoom = true", r"augment.zoom = True \(auto or a number >= 0\)"),
+    ("elastic_sigma = 0", r"augment.elastic_sigma = 0 \(a number > 0\)"),
+])
+def test_a_bad_augmentation_amount_in_a_file_is_named_before_anything_trains(tmp_path, table, named):
+    path = tmp_path / "run.toml"
+    path.write_text(f"[augment]\n{table}\n")
+    with pytest.raises(ConfigError, match=named):
+        build_config(path)
+
+
 def test_the_config_round_trips_through_its_dict():
     cfg = RunConfig(models=("fastnet", "lenet5"), augment=Augmentation(shift=0.05), folds=3)
     assert RunConfig.from_dict(cfg.to_dict()) == cfg
