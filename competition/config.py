@@ -68,8 +68,8 @@ class Augmentation:
 
 # Rotation, zoom and shear (seed 001's digit recipe) on top of the shifts: kept when fine-tuning, the
 # recipe measured there (§11); from scratch off, where shifts alone validated higher on natural-images
-# (+3.9 to +6.4 pp on each of 4 folds), fashion-mnist, fashion-5k and digits, and the same on mnist-5k
-# and Dogs vs. Cats (benchmarks/README.md §17).
+# (+3.9 to +6.4 pp on each of 4 folds), fashion-mnist, fashion-5k and digits, and within the interval
+# on mnist-5k and Dogs vs. Cats (benchmarks/README.md §17).
 WARPS = {"rotation": 10.0, "zoom": 0.1, "shear": 0.1}
 
 
@@ -146,10 +146,9 @@ class RunConfig:
             "backbone_lr": 0 < self.backbone_lr <= 1,
             "augment.crop": self.augment.crop == "auto" or (type(self.augment.crop) in (int, float)
                                                             and 0 <= self.augment.crop < 1),
-            **{f"augment.{name}": type(getattr(self.augment, name)) in (int, float) and getattr(self.augment, name) >= 0
-               or (name in WARPS and getattr(self.augment, name) == "auto") for name in AUGMENT_AMOUNTS},
-            "augment.elastic_sigma": type(self.augment.elastic_sigma) in (int, float)
-                                     and self.augment.elastic_sigma > 0,
+            **{f"augment.{name}": is_amount(getattr(self.augment, name), may_be_auto=name in WARPS)
+               for name in AUGMENT_AMOUNTS},
+            "augment.elastic_sigma": is_amount(self.augment.elastic_sigma) and self.augment.elastic_sigma > 0,
             "image_size": self.image_size == "auto" or (type(self.image_size) is int and 8 <= self.image_size <= 1024),
         }
         bad = [name for name, ok in ranges.items() if not ok]
@@ -208,6 +207,13 @@ class RunConfig:
 
 
 AUGMENT_AMOUNTS = ("rotation", "shift", "zoom", "shear", "elastic")     # each a number >= 0
+
+
+def is_amount(value: Any, may_be_auto: bool = False) -> bool:
+    """A number >= 0 (not a bool, not text from a file), or `auto` where the field takes it."""
+    return (may_be_auto and value == "auto") or (type(value) in (int, float) and value >= 0)
+
+
 RANGES = {
     "seeds": ">= 1", "folds": "1..20", "epochs": ">= 1", "batch_size": ">= 2", "lr": "> 0",
     "weight_decay": ">= 0", "val_fraction": "strictly between 0 and 1", "patience": ">= 1",
