@@ -101,8 +101,12 @@ class Tier:
 # Richest first. Where labels are few a pseudo-label round paid +0.23 pp OOF on mnist-5k, and a
 # second seed per fold as much at about the same time (benchmarks/README.md §6), so the round
 # comes before seeds; a rung with more seeds may give up a fifth of the epochs (the one-cycle
-# schedule still anneals) before the next rung down; then epochs are given up (down to about half
-# the recipe) before the round, and folds last (fewer folds train each member on less). From
+# schedule still anneals) before the next rung down. The round too keeps four fifths of the
+# epochs: 4 folds x 15 epochs without it beat 4 x 6, 8 and 10 with it out of fold on mnist-5k,
+# fashion-5k and digits, at less than the cost of 4 x 8 (§18). Then epochs are given up (down to
+# half the recipe), and folds last (fewer folds train each member on less). The two one-seed rungs
+# spend time left on up to a third more epochs: 20 beat 15 on all three, with the round and
+# without (§18), and the next rung up costs about 1.6x (a second seed) or 1.8x (the round). From
 # `policy.LARGE_DATA` labelled images the round is not worth its time (§9), and neither are
 # short members: on fashion-mnist one 10% holdout with members of the full 15 epochs validated at
 # 0.9367-0.9375 against 0.9193 out of fold for 3 folds x 7 epochs and 0.9269 for 4 folds x 11 (§14),
@@ -114,8 +118,9 @@ class Tier:
 # the round scored at or above five narrow seeds in a third to a half of their time, out of fold on
 # mnist-5k, fashion-5k and digits (§14), so the wide rungs come first, each needing 80% of the epochs.
 TIERS = (Tier(4, 3, 1, 0.8, wide=True), Tier(4, 2, 1, 0.8, wide=True), Tier(4, 1, 1, 0.8, wide=True),
-         Tier(4, 5, 1, 0.8), Tier(4, 3, 1, 0.8), Tier(4, 2, 1, 0.8), Tier(4, 1, 1, 0.6),
-         Tier(4, 1, 0, 0.5), Tier(3, 1, 0, 0.4), Tier(2, 1, 0, 0.2))
+         Tier(4, 5, 1, 0.8), Tier(4, 3, 1, 0.8), Tier(4, 2, 1, 0.8),
+         Tier(4, 1, 1, 0.8, most_epochs=4 / 3), Tier(4, 1, 0, 0.5, most_epochs=4 / 3), Tier(3, 1, 0, 0.4),
+         Tier(2, 1, 0, 0.2))
 LARGE_DATA_TIERS = (Tier(4, 2, 0, 0.8), Tier(4, 1, 0, 0.8), Tier(1, 2, 0, 1.0, most_epochs=4 / 3),
                     Tier(1, 1, 0, 0.1, most_epochs=4 / 3))
 PLANNED = ("folds", "seeds", "pseudo_rounds", "epochs", "models")

@@ -59,8 +59,11 @@ def test_end_to_end_times_every_stage(tmp_path):
 
 
 def test_inference_and_efficiency(tmp_path):
-    assert inference.main(["--competition", "digits", "--seeds", "2", "--repeats", "1",
+    assert inference.main(["--competition", "digits", "--seeds", "2", "--repeats", "1", "--views", "2",
                            "--out", str(tmp_path)])["ensemble_img_s"] > 0
+    rows = _result(tmp_path, "inference_fastnet")["rows"]
+    assert [r["arm"] for r in rows] == list(inference.ARMS) and all(r["images"] == 2 * 360 for r in rows)
+    assert rows[-1]["vs_before"] == 1.0
     row = efficiency.main(["--competition", "digits", "--epochs", "1", "--out", str(tmp_path)])
     assert row["train_mflop_per_image"] > 0 and 0 < row["share_of_peak"] < 1
     assert _result(tmp_path, "efficiency")["profile_top_ops"]
