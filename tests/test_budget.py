@@ -58,7 +58,7 @@ def test_the_plan_keeps_the_settings_given_and_changes_only_the_rest():
     assert (planned.config.epochs, planned.config.folds, planned.config.pseudo_rounds) == (4, 5, 0)
     assert planned.config.seeds > 1                 # the time left bought more seeds instead
     # without a list of what was given, the settings at their defaults are the free ones
-    assert budget.left_to_plan(RunConfig(epochs=4)) == {"folds", "seeds", "pseudo_rounds", "models"}
+    assert budget.left_to_plan(RunConfig(epochs=4)) == {"folds", "seeds", "pseudo_rounds", "models", "tta"}
     assert "models" not in budget.left_to_plan(RunConfig(models=("fastnet",)))
 
 
@@ -139,6 +139,25 @@ def test_a_one_seed_rung_spends_time_left_on_up_to_a_third_more_epochs():
     kept = budget.plan(cfg, RATES, limit_s=seconds, budget_s=seconds, free=frozenset(budget.PLANNED) - {"epochs"},
                        **SHAPE)
     assert kept.config.epochs == 15                    # epochs given are kept
+
+
+def test_a_large_test_set_gives_up_its_test_time_views_before_epochs_below_the_recipe():
+    """9 views of 10,000 test images cost a slow CPU a third of a 3m plan: 15 epochs without them beat
+    10 with them out of fold on all three proxies (benchmarks/README.md §18), so the views go first.
+    A `--tta` given is kept, and where the views are cheap they stay."""
+    big = dict(labelled=5000, test=10_000, views=9, large_data=False)
+    slow = budget.Rates(train=1800.0, predict=8000.0, member_setup_s=0.5, device="cpu", precision="32-true")
+    cfg = RunConfig(models=("fastnet",))
+    planned = budget.plan(cfg, slow, limit_s=180, budget_s=175, free=frozenset(budget.PLANNED), **big)
+    assert planned.config.tta == "off" and planned.config.epochs >= 12
+    assert "no test-time views" in planned.line()
+    with_views = budget.plan(cfg, slow, limit_s=180, budget_s=175, free=frozenset(budget.PLANNED) - {"tta"}, **big)
+    assert with_views.config.tta == "auto" and with_views.config.epochs < planned.config.epochs
+    cheap = budget.plan(cfg, slow, limit_s=180, budget_s=175, free=frozenset(budget.PLANNED),
+                        **{**big, "labelled": 4000, "test": 1000})
+    assert cheap.config.tta == "auto" and cheap.config.epochs >= 15
+    assert budget.reserve_s(planned.config, slow, test=10_000, views=9) < \
+        budget.reserve_s(with_views.config, slow, test=10_000, views=9)
 
 
 def test_large_data_plans_spend_no_time_on_a_pseudo_round():
