@@ -250,9 +250,8 @@ def ensemble_round(cfg: RunConfig, round_number: int, members: list[MemberResult
         use_tta = cfg.tta == "on" or (cfg.tta == "auto" and pays)
         log(f"  test-time augmentation {'on' if use_tta else 'off'}: out-of-fold {metric.name} "
             f"{tta_oof.score(metric).value:.4f} with {len(test_views)} views, {plain_oof.score(metric).value:.4f} "
-            f"without "
-            f"({'forced by tta = ' + cfg.tta if cfg.tta != 'auto' else 'chosen on OOF'}; the gain is "
-            f"{'' if pays else 'not '}significant)")
+            f"without ({'set by tta = ' + cfg.tta + ', given or planned' if cfg.tta != 'auto' else 'chosen on OOF'}; "
+            f"the gain is {'' if pays else 'not '}significant)")
     views = test_views if use_tta else IDENTITY
     if use_tta:
         executor.map(predict_member_views_of, [(m.out_dir, views) for m in members], public=public)
