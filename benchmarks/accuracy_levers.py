@@ -38,6 +38,10 @@ LEVERS: dict[str, dict] = {
     # fewer folds train fewer members on less data: 3 x 15 epochs cost what 4 x 10 do (§18)
     "3 folds": {"folds": 3},
     "2 folds": {"folds": 2},
+    # fastnet's first two stages pool after their batch norm and activation (before §19), or before
+    # them at any map size (the default: from 14 px across)
+    "pool after batch norm": {"model_kwargs": {"pool_first": False}},
+    "pool before batch norm": {"model_kwargs": {"pool_first": True}},
     "bf16 autocast": {"precision": "bf16-mixed"},
     "float32": {"precision": "32-true"},
     # learning from the unlabelled test images (§13): hard pseudo-label rounds (base) against

@@ -45,6 +45,10 @@ LEVERS: dict[str, dict] = {
     "shift and zoom only": {"augment": Augmentation(rotation=0.0, zoom=WARPS["zoom"], shear=0.0)},
     "shift only": {"augment": Augmentation(rotation=0.0, zoom=0.0, shear=0.0)},
     "shift and hflip": {"augment": Augmentation(rotation=0.0, zoom=0.0, shear=0.0, hflip="on")},
+    # fastnet's first two stages pool after their batch norm and activation (before §19), or before
+    # them at any map size (the default: from 14 px across)
+    "pool after batch norm": {"model_kwargs": {"pool_first": False}},
+    "pool before batch norm": {"model_kwargs": {"pool_first": True}},
 }
 
 

@@ -108,6 +108,14 @@ def conv_bn(c_in: int, c_out: int, kernel: int = 3, stride: int = 1) -> nn.Seque
                          nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
 
 
+def conv_pool_bn(c_in: int, c_out: int, pool: nn.Module) -> nn.Sequential:
+    """`conv_bn` with its pooling moved before the batch norm: the same function where the norm's
+    scale is positive (a per-channel increasing map commutes with a max), with the norm and the
+    activation run on a quarter of the pixels."""
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), pool, nn.BatchNorm2d(c_out),
+                         nn.ReLU(inplace=True))
+
+
 # ---------------------------------------------------------------- seed 001 models 1-4, seed 004
 
 
@@ -208,25 +216,38 @@ def notmnist_winner(num_classes: int, in_chans: int, image_size: tuple[int, int]
 # ---------------------------------------------------------------- the project's default
 
 
+# A stage pools before its batch norm and activation where its map is at least this many pixels
+# across, as airbench's conv groups do: the norm and the activation, and their backward passes, run on
+# a quarter of the pixels. The planner's probe read 1.06-1.25x the training rate (float32 on one thread
+# to bf16 on two), with the same OOF on mnist-5k and fashion-5k and the same validation on a
+# fashion-mnist fold; on digits' 8 and 4 px maps, where there is no time to save, it cost 0.6 pp OOF
+# (benchmarks/README.md §19).
+POOL_FIRST_SIDE = 14
+
+
 class FastNet(nn.Module):
     """A small BN conv net, cheap on 2 CPU cores: the convs run on pooled maps where it is wide.
 
-    28 px: conv 1->c1 at 28x28, pool, conv c1->c2 at 14x14, pool, conv c2->c3 and c3->c3 at
-    7x7, then global max+mean pooling and one linear layer. The pooling adapts, so 8 px works too.
-    Widths 16-32-64: in a quick check on 2 cores, 24-48-96 and 32-64-128 trained at 0.55x and 0.37x
-    the speed with no clear accuracy gain on mnist-5k; on 45,000 images they do gain (`fastnet-wide`).
+    28 px: conv 1->c1 at 28x28, pool, conv c1->c2 at 14x14, pool (each pooling before its batch
+    norm and ReLU: `POOL_FIRST_SIDE`), conv c2->c3 and c3->c3 at 7x7, then global max+mean pooling
+    and one linear layer. The pooling adapts, so 8 px works too. Widths 16-32-64: in a quick check
+    on 2 cores, 24-48-96 and 32-64-128 trained at 0.55x and 0.37x the speed with no clear accuracy
+    gain on mnist-5k; on 45,000 images they do gain (`fastnet-wide`). `pool_first`: True or False
+    for every stage instead of by map size.
     """
 
     def __init__(self, num_classes: int, in_chans: int, image_size: tuple[int, int],
-                 widths: tuple[int, int, int] = (16, 32, 64), dropout: float = 0.1) -> None:
+                 widths: tuple[int, int, int] = (16, 32, 64), dropout: float = 0.1,
+                 pool_first: bool | None = None) -> None:
         super().__init__()
         c1, c2, c3 = widths
-        pool1, size = _pool(image_size)
-        pool2, _ = _pool(size)
-        self.features = nn.Sequential(
-            conv_bn(in_chans, c1), pool1,
-            conv_bn(c1, c2), pool2,
-            conv_bn(c2, c3), conv_bn(c3, c3))
+        stages: list[nn.Module] = []
+        size = image_size
+        for c_in, c_out in ((in_chans, c1), (c1, c2)):
+            early = min(size) >= POOL_FIRST_SIDE if pool_first is None else pool_first
+            pool, size = _pool(size)
+            stages += [conv_pool_bn(c_in, c_out, pool)] if early else [conv_bn(c_in, c_out), pool]
+        self.features = nn.Sequential(*stages, conv_bn(c2, c3), conv_bn(c3, c3))
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(2 * c3, num_classes)
 

@@ -8,7 +8,7 @@ import tempfile
 import pytest
 
 from benchmarks import (accuracy_levers, accuracy_per_second, efficiency, end_to_end, ensemble_average, fold_levers,
-                        inference, refit, scaling, throughput, time_to_accuracy, tta_views)
+                        inference, probe_rates, refit, scaling, throughput, time_to_accuracy, tta_views)
 from competition.cli import main
 
 pytestmark = pytest.mark.slow
@@ -78,6 +78,16 @@ def test_levers_measure_each_variant(tmp_path):
                                           "3 seeds one after another (plain loop)",
                                           "3 seeds in one vmap pass (plain loop)"}
     assert all(0 < r["min_img_s"] <= r["train_img_s"] <= r["max_img_s"] for r in rows)
+
+
+def test_probe_rates_reports_each_arms_training_and_predicting_rates_against_the_first(tmp_path, restore_threads):
+    rows = probe_rates.main(["--competition", "digits", "--threads", "1", "--repeats", "2", "--steps", "2",
+                             "--out", str(tmp_path)])
+    assert [r["arm"] for r in rows] == list(probe_rates.ARMS)
+    assert all(r["train_img_s"] > 0 and r["predict_img_s"] > 0 and r["threads"] == 1 for r in rows)
+    assert all(low <= r["train_img_s"] <= high for r in rows for low, high in [r["train_min_max"]])
+    assert rows[0]["train_vs_first"] == 1.0
+    _result(tmp_path, f"probe_rates_digits_fastnet_{rows[0]['precision'].split('-')[0]}_threads1")
 
 
 def test_accuracy_levers_read_oof_only_and_report_each_lever(tmp_path):

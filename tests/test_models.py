@@ -58,3 +58,22 @@ def test_fastnet_wide_is_fastnet_at_twice_the_width():
     assert widths == [2 * m.out_channels for m in narrow.modules() if isinstance(m, torch.nn.Conv2d)]
     assert [m.out_channels for m in create_model("fastnet-wide", widths=(8, 8, 8)).modules()
             if isinstance(m, torch.nn.Conv2d)] == [8, 8, 8, 8]
+
+
+@pytest.mark.parametrize("name", ["fastnet", "fastnet-wide"])
+def test_fastnet_pools_before_its_batch_norms_on_maps_of_14_px_or_more_and_after_them_below(name):
+    from torch import nn
+
+    def order(image_size: int, **kwargs) -> list[str]:
+        net = create_model(name, num_classes=10, in_chans=1, image_size=image_size, **kwargs)
+        return [type(layer).__name__ for layer in net.features.modules()
+                if isinstance(layer, (nn.Conv2d, nn.MaxPool2d, nn.BatchNorm2d))]
+
+    pool_first = ["Conv2d", "MaxPool2d", "BatchNorm2d"]
+    pool_after = ["Conv2d", "BatchNorm2d", "MaxPool2d"]
+    tail = ["Conv2d", "BatchNorm2d"] * 2
+    assert order(28) == pool_first * 2 + tail                     # maps of 28 and 14 px
+    assert order(20) == pool_first + pool_after + tail            # 20 px, then 10
+    assert order(8) == pool_after * 2 + tail                      # digits: 8 and 4 px
+    assert order(8, pool_first=True) == pool_first * 2 + tail
+    assert order(28, pool_first=False) == pool_after * 2 + tail
