@@ -109,9 +109,10 @@ def conv_bn(c_in: int, c_out: int, kernel: int = 3, stride: int = 1) -> nn.Seque
 
 
 def conv_pool_bn(c_in: int, c_out: int, pool: nn.Module) -> nn.Sequential:
-    """`conv_bn` with its pooling moved before the batch norm: the same function where the norm's
-    scale is positive (a per-channel increasing map commutes with a max), with the norm and the
-    activation run on a quarter of the pixels."""
+    """`conv_bn` with its pooling moved before the batch norm: the norm and the activation run on a
+    quarter of the pixels, and the norm's statistics come from the pooled map. Evaluated, it is
+    `conv_bn` then the pool wherever the norm's scale is positive (an increasing map per channel
+    commutes with a max), which is what lets prediction fold the norm into the convolution."""
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), pool, nn.BatchNorm2d(c_out),
                          nn.ReLU(inplace=True))
 
