@@ -48,6 +48,9 @@ LEVERS: dict[str, dict] = {
     "scratch 64 crop": {"image_size": 64},
     "scratch 64 warps": {"image_size": 64, "augment": Augmentation(**WARPS)},
     "scratch 64 pad": {"image_size": 64, "resize": "pad"},
+    # resnet-small's stages pool after their batch norm (before §19), against the default
+    "scratch pool after batch norm": {"model_kwargs": {"pool_first": False}},
+    "scratch 64 pool after batch norm": {"image_size": 64, "model_kwargs": {"pool_first": False}},
 }
 
 

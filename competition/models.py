@@ -221,8 +221,9 @@ def notmnist_winner(num_classes: int, in_chans: int, image_size: tuple[int, int]
 # across, as airbench's conv groups do: the norm and the activation, and their backward passes, run on
 # a quarter of the pixels. The planner's probe read 1.06-1.25x the training rate (float32 on one thread
 # to bf16 on two), with the same OOF on mnist-5k and fashion-5k and the same validation on a
-# fashion-mnist fold; on digits' 8 and 4 px maps, where there is no time to save, it cost 0.6 pp OOF
-# (benchmarks/README.md §19).
+# fashion-mnist fold; on digits' 8 and 4 px maps, where there is no time to save, it cost 0.6 pp OOF.
+# `resnet-small`'s stages do the same: 1.1-1.3x faster members, validation -0.6 to +4.5 pp on two folds
+# each of natural-images (30 px) and Dogs vs. Cats (64 px) (benchmarks/README.md §19).
 POOL_FIRST_SIDE = 14
 
 
@@ -287,19 +288,23 @@ class Residual(nn.Module):
 
 class ResNetSmall(nn.Module):
     """A small residual net for colour photos, after airbench's CIFAR-10 net (the anchor for
-    accuracy per second): a conv stem, then per stage conv -> 2x2 max-pool -> residual block,
+    accuracy per second): a conv stem, then per stage conv -> 2x2 max-pool -> residual block (the
+    pool before the conv's norm on maps of `POOL_FIRST_SIDE` px or more, as airbench's),
     global max pooling and a scaled linear head. Narrower than airbench's (64-256-256) so that
     it stays trainable on 2 CPU cores; widen it with `model_kwargs = {widths = [...]}` on a GPU.
     """
 
     def __init__(self, num_classes: int, in_chans: int, image_size: tuple[int, int],
-                 widths: tuple[int, ...] = (32, 64, 128), head_scale: float = 0.125) -> None:
+                 widths: tuple[int, ...] = (32, 64, 128), head_scale: float = 0.125,
+                 pool_first: bool | None = None) -> None:
         super().__init__()
         layers: list[nn.Module] = [conv_bn(in_chans, widths[0])]
         c_in, size = widths[0], image_size
         for width in widths:
+            early = min(size) >= POOL_FIRST_SIDE if pool_first is None else pool_first
             pool, size = _pool(size)
-            layers += [conv_bn(c_in, width), pool, Residual(width)]
+            layers += [conv_pool_bn(c_in, width, pool)] if early else [conv_bn(c_in, width), pool]
+            layers.append(Residual(width))
             c_in = width
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(c_in, num_classes, bias=False)

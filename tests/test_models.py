@@ -77,3 +77,14 @@ def test_fastnet_pools_before_its_batch_norms_on_maps_of_14_px_or_more_and_after
     assert order(8) == pool_after * 2 + tail                      # digits: 8 and 4 px
     assert order(8, pool_first=True) == pool_first * 2 + tail
     assert order(28, pool_first=False) == pool_after * 2 + tail
+
+
+def test_resnet_small_pools_before_the_norm_of_each_stage_whose_map_is_14_px_or_more():
+    from torch import nn
+    net = create_model("resnet-small", num_classes=8, in_chans=3, image_size=30)      # stage maps 30, 15, 7
+    stages = [m for m in net.features if isinstance(m, nn.Sequential) and any(isinstance(x, nn.Conv2d) for x in m)]
+    kinds = [[type(x).__name__ for x in stage] for stage in stages]
+    assert kinds[0] == ["Conv2d", "BatchNorm2d", "ReLU"]                               # the stem, at full size
+    assert kinds[1] == kinds[2] == ["Conv2d", "MaxPool2d", "BatchNorm2d", "ReLU"]      # 30 and 15 px
+    assert kinds[3] == ["Conv2d", "BatchNorm2d", "ReLU"]                               # 7 px: pooled after
+    assert isinstance(net.features[6], nn.MaxPool2d)

@@ -50,10 +50,11 @@ def test_folded_batch_norms_give_every_models_logits_and_leave_the_model_alone(n
         got = folded(images)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
     assert plain_batch_norms(net) == before                    # the original keeps its layers
-    if name in ("resnet-small", "notmnist-winner") or name.startswith("fastnet") and positive_scales:
+    pooling_first = name.startswith("fastnet") or name == "resnet-small"
+    if name == "notmnist-winner" or pooling_first and positive_scales:
         assert before and plain_batch_norms(folded) == 0     # conv(-pool)-bn-relu everywhere: all folded
-    if name.startswith("fastnet") and not positive_scales:
-        # at 28 px its two pooled stages pool before the norm: a negative scale keeps those two
+    if pooling_first and not positive_scales:
+        # at 28 px two stages (28 and 14 px maps) pool before the norm: a negative scale keeps those two
         assert plain_batch_norms(folded) == 2
     if name == "vgg-bn":
         assert plain_batch_norms(folded) == before           # its batch norms follow ReLU and pooling: none foldable
