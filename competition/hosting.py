@@ -119,7 +119,9 @@ def hash_token(token: str) -> str:
 
 
 def new_token() -> str:
-    return secrets.token_urlsafe(24)
+    # hex, not URL-safe base64: one of those in 64 starts with "-", which `submit --token TOKEN` then
+    # reads as an option (a CI run of the live-server test hit it)
+    return secrets.token_hex(24)
 
 
 def check_name(name: str) -> str:

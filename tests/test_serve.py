@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from competition.grading import score_submission  # noqa: E402
 from competition.prepared import load_test_ids  # noqa: E402
-from competition.hosting import LimitError, open_host, upload_limit  # noqa: E402
+from competition.hosting import LimitError, new_token, open_host, upload_limit  # noqa: E402
 from competition.prepare import CompetitionPaths  # noqa: E402
 from competition.rules import ranks  # noqa: E402
 from competition.server import create_app  # noqa: E402
@@ -410,3 +410,12 @@ def test_the_organiser_token_is_made_once_and_a_lost_one_can_be_replaced(served)
     replacement = served.host.ensure_organiser(new=True)
     assert request(served, "post", "/api/reveal", served.organiser).status_code == 401
     assert request(served, "post", "/api/reveal", replacement).status_code == 200
+
+
+def test_an_invite_token_never_reads_as_an_option_on_the_command_line():
+    """`submit --token TOKEN`: a token starting with "-" would be taken for a flag by argparse."""
+    from competition.cli import build_parser
+    tokens = [new_token() for _ in range(2000)]
+    assert not any(t.startswith("-") for t in tokens) and len(set(tokens)) == len(tokens)
+    args = build_parser().parse_args(["submit", "s.csv", "--server", "http://127.0.0.1:1", "--token", tokens[0]])
+    assert args.token == tokens[0]
