@@ -51,7 +51,14 @@ LEVERS: dict[str, dict] = {
     "mean teacher": {"consistency": "mean-teacher", "pseudo_rounds": 0},
     "fixmatch + pseudo round": {"consistency": "fixmatch"},
     "mean teacher + pseudo round": {"consistency": "mean-teacher"},
+    # the pseudo round's members go on from round 0's member of their fold for a share of the epochs
+    # (and of the peak learning rate) instead of training from scratch (§20)
+    "warm round, a third of the epochs": {"pseudo_start": "warm", "warm_epochs": 0.34},
+    "warm round, half the epochs": {"pseudo_start": "warm", "warm_epochs": 0.5},
+    "warm round, a third of the epochs and rate": {"pseudo_start": "warm", "warm_epochs": 0.34, "warm_lr": 1 / 3},
 }
+# levers about the pseudo round itself: they keep `base`'s rounds and are reported as `base` is
+ROUND_LEVERS = {name for name, changes in LEVERS.items() if "pseudo_start" in changes}
 
 
 def measure(competition: str, public_dir: Path, changes: dict, base: RunConfig, repeat: int) -> dict:
@@ -96,15 +103,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
     pseudo_rounds = base.pseudo_rounds if args.pseudo_rounds is None else args.pseudo_rounds
     rows, raw = [], {}
     for name in args.levers:
-        # only `base` pays for pseudo-label rounds; the other levers are compared on round 0
-        changes = {**LEVERS[name], "pseudo_rounds": pseudo_rounds if name == "base" else 0}
+        # only `base` and the round levers pay for pseudo-label rounds; the others are compared on round 0
+        with_rounds = name == "base" or name in ROUND_LEVERS
+        changes = {**LEVERS[name], "pseudo_rounds": pseudo_rounds if with_rounds else 0}
         raw[name] = [measure(args.competition, paths.public, changes, base, r) for r in range(args.repeats)]
-        if name == "base":
-            rows.append(summarise("base, round 0, no TTA", raw[name], round_index=0, tta=False))
-            rows.append(summarise("base, round 0, TTA", raw[name], round_index=0, tta=True))
+        if with_rounds:
+            rows.append(summarise(f"{name}, round 0, no TTA", raw[name], round_index=0, tta=False))
+            rows.append(summarise(f"{name}, round 0, TTA", raw[name], round_index=0, tta=True))
             for k in range(1, pseudo_rounds + 1):
-                rows.append(summarise(f"base, after pseudo round {k}", raw[name], round_index=k))
-            rows.append(summarise("base, chosen round", raw[name]))
+                rows.append(summarise(f"{name}, after pseudo round {k}", raw[name], round_index=k))
+            rows.append(summarise(f"{name}, chosen round", raw[name]))
         else:
             rows.append(summarise(f"{name} (round 0)", raw[name], round_index=0))
         print(rows[-1])

@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -108,8 +109,8 @@ def write_result(name: str, rows: list[dict], extra: dict | None = None, out_dir
 
 
 def command(name: str, argv: list[str] | None) -> str:
-    """The command line that reproduces a result."""
-    return f"python -m benchmarks.{name} " + " ".join(sys.argv[1:] if argv is None else argv)
+    """The command line that reproduces a result, quoted for a shell (lever names hold spaces)."""
+    return f"python -m benchmarks.{name} " + shlex.join(sys.argv[1:] if argv is None else argv)
 
 
 def add_output_flag(parser) -> None:

@@ -1,6 +1,6 @@
 """Runs given 1, 3 and 10 minutes: the plan each makes, whether it keeps its limit, and what it buys on OOF.
 
-    python -m benchmarks.time_limits [--competition mnist-5k] [--limits 1m 3m 10m] [--precision auto]
+    python -m benchmarks.time_limits [--competition mnist-5k] [--limits 1m 3m 10m] [--precision auto] [--threads N]
 
 Each limit is a whole `run` (prepare, rate probe, plan, fit, publish) in a fresh workspace, timed
 from the call to the end of publishing. The OOF score is what the limit's choices are judged by;
@@ -21,11 +21,11 @@ from competition.run import Workspace, run
 from .common import add_output_flag, command, print_table, write_result
 
 
-def measure(competition: str, limit: str, precision: str) -> dict:
+def measure(competition: str, limit: str, precision: str, threads: int = 0) -> dict:
     workspace = Workspace(Path(tempfile.mkdtemp(prefix="bench-limit-")))
     start = time.perf_counter()
-    result = run(RunConfig(competition=competition, time_limit=limit, precision=precision), workspace,
-                 log=lambda s: None)
+    result = run(RunConfig(competition=competition, time_limit=limit, precision=precision, threads=threads),
+                 workspace, log=lambda s: None)
     wall = time.perf_counter() - start
     plan = json.loads((result.run_dir / "run.json").read_text())["plan"]
     cv, score = result.fit.final.cv, result.published.scores["submission"]
@@ -42,14 +42,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--competition", default="mnist-5k")
     parser.add_argument("--limits", nargs="+", default=["1m", "3m", "10m"])
     parser.add_argument("--precision", default="auto", help="auto, or 32-true to measure the float32 path")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: the run's default); 1 on a "
+                        "2-core CPU trains at about half the rate, a slower machine's")
     add_output_flag(parser)
     args = parser.parse_args(argv)
     rows = []
     for limit in args.limits:
-        rows.append({"competition": args.competition, **measure(args.competition, limit, args.precision)})
+        rows.append({"competition": args.competition, **measure(args.competition, limit, args.precision,
+                                                                 args.threads)})
         print(rows[-1], flush=True)
     print_table(rows)
-    suffix = "" if args.precision == "auto" else f"_{args.precision}"
+    suffix = ("" if args.precision == "auto" else f"_{args.precision}") + \
+        (f"_threads{args.threads}" if args.threads else "")
     write_result(f"time_limits_{args.competition}{suffix}", rows, {"command": command("time_limits", argv)}, args.out)
     return rows
 

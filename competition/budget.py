@@ -18,6 +18,7 @@ a setting you give is kept, and costed as given.
 from __future__ import annotations
 
 import math
+import os
 import re
 import tempfile
 import time
@@ -53,6 +54,19 @@ def parse_duration(text: str) -> float | None:
     if total <= 0:
         raise ConfigError(f"time_limit = {text!r}: a time limit must be positive")
     return total
+
+
+def process_start() -> float:
+    """This process's start as a `time.perf_counter()` value: a time limit counts from there, since
+    starting Python and importing torch and Lightning (4-7 s on a 2-core CPU) is the user's wait too.
+    Read from Linux's /proc (the start in clock ticks since boot, against the uptime); elsewhere, now."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        started_after_boot = int(fields[19]) / os.sysconf("SC_CLK_TCK")      # field 22, starttime
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return time.perf_counter()
+    return time.perf_counter() - max(0.0, uptime - started_after_boot)
 
 
 def budget_seconds(cfg: RunConfig, labelled: int) -> float | None:
@@ -101,12 +115,13 @@ class Tier:
 # Richest first. Where labels are few a pseudo-label round paid +0.23 pp OOF on mnist-5k, and a
 # second seed per fold as much at about the same time (benchmarks/README.md §6), so the round
 # comes before seeds; a rung with more seeds may give up a fifth of the epochs (the one-cycle
-# schedule still anneals) before the next rung down. The round too keeps four fifths of the
-# epochs: 4 folds x 15 epochs without it beat 4 x 6, 8 and 10 with it out of fold on mnist-5k,
-# fashion-5k and digits, at less than the cost of 4 x 8 (§18). Then epochs are given up (down to
-# half the recipe), and folds last (fewer folds train each member on less). The two one-seed rungs
-# spend time left on up to a third more epochs: 20 beat 15 on all three, with the round and
-# without (§18), and the next rung up costs about 1.6x (a second seed) or 1.8x (the round). From
+# schedule still anneals) before the next rung down. One seed with the round needs the recipe's
+# epochs: 4 folds x 20 epochs without it beat 4 x 13 with it out of fold on mnist-5k, fashion-5k
+# and digits at two thirds of the cost, and 4 x 15 without it beat 4 x 6 to 10 with it (§18, §20).
+# Without the round epochs are given up (down to half the recipe), and folds last (fewer folds train
+# each member on less). The one-seed rungs spend time left on more epochs: with the round up to a
+# third more (20 beat 15 on all three, §18); without it up to two thirds more (25 epochs beat 20 by
+# 0.7 pp on fashion-5k and were within 0.1 pp of it on mnist-5k and digits, §20). From
 # `policy.LARGE_DATA` labelled images the round is not worth its time (§9), and neither are
 # short members: on fashion-mnist one 10% holdout with members of the full 15 epochs validated at
 # 0.9367-0.9375 against 0.9193 out of fold for 3 folds x 7 epochs and 0.9269 for 4 folds x 11 (§14),
@@ -119,7 +134,7 @@ class Tier:
 # mnist-5k, fashion-5k and digits (§14), so the wide rungs come first, each needing 80% of the epochs.
 TIERS = (Tier(4, 3, 1, 0.8, wide=True), Tier(4, 2, 1, 0.8, wide=True), Tier(4, 1, 1, 0.8, wide=True),
          Tier(4, 5, 1, 0.8), Tier(4, 3, 1, 0.8), Tier(4, 2, 1, 0.8),
-         Tier(4, 1, 1, 0.8, most_epochs=4 / 3), Tier(4, 1, 0, 0.5, most_epochs=4 / 3), Tier(3, 1, 0, 0.4),
+         Tier(4, 1, 1, 1.0, most_epochs=4 / 3), Tier(4, 1, 0, 0.5, most_epochs=5 / 3), Tier(3, 1, 0, 0.4),
          Tier(2, 1, 0, 0.2))
 LARGE_DATA_TIERS = (Tier(4, 2, 0, 0.8), Tier(4, 1, 0, 0.8), Tier(1, 2, 0, 1.0, most_epochs=4 / 3),
                     Tier(1, 1, 0, 0.1, most_epochs=4 / 3))
@@ -182,7 +197,8 @@ def left_to_plan(cfg: RunConfig, given: frozenset[str] | None = None) -> frozens
 
 def estimate_s(cfg: RunConfig, rates: Rates, *, labelled: int, test: int, views: int) -> float:
     """Seconds `cfg` takes on a machine with `rates`: every member's epochs (its training rows,
-    with pseudo-labelled rows added to each batch in later rounds, and its validation pass), its
+    with pseudo-labelled rows added to each batch in later rounds, and its validation pass; a warm
+    round's share of the epochs), its
     predictions, the test-time views should TTA be chosen, and publishing. Early stopping only shortens it."""
     validated = labelled / cfg.folds if cfg.folds > 1 else labelled * cfg.val_fraction
     trained = labelled - validated
@@ -193,7 +209,7 @@ def estimate_s(cfg: RunConfig, rates: Rates, *, labelled: int, test: int, views:
             + validated / rates.predict
         predicting = (validated * views + test) / rates.predict
         tta = 0.0 if cfg.tta == "off" else test * (views - 1) / rates.predict
-        total += members * (rates.member_setup_s + cfg.epochs * per_epoch + predicting + tta)
+        total += members * (rates.member_setup_s + cfg.round_epochs(round_number) * per_epoch + predicting + tta)
     return total
 
 
@@ -226,9 +242,10 @@ def plan(cfg: RunConfig, rates: Rates, *, limit_s: float, budget_s: float, label
 
     spendable = budget_s * SAFETY
     tiers = LARGE_DATA_TIERS if large_data else TIERS
-    # test-time views (`tta = auto`: predicted on the test set when OOF chose them) go before a rung
-    # gives up epochs below the recipe's: 15 epochs without them beat 10 with them out of fold on
-    # mnist-5k, fashion-5k and digits; 20 without about matched 15 with (§18)
+    # test-time views (`tta = auto`: predicted on the test set when OOF chose them) go before the
+    # recipe's epochs do, and where they cost a third of them: out of fold on mnist-5k, fashion-5k and
+    # digits 15 epochs without them beat 10 with them, 20 without about matched 15 with (§18), and 25
+    # without beat 15 with (§20)
     view_choices = (True, False) if "tta" in free and cfg.tta == "auto" else (True,)
     for tier in tiers:
         least = max(1, math.ceil(tier.least_epochs * recipe_epochs)) if "epochs" in free else recipe_epochs
@@ -246,20 +263,31 @@ def plan(cfg: RunConfig, rates: Rates, *, limit_s: float, budget_s: float, label
                 spendable -= (time.perf_counter() - probe_start) * SAFETY
             tier_rates = measured[0]
         longest = math.floor(tier.most_epochs * recipe_epochs) if "epochs" in free else least
-        # the recipe's epochs or more: with the views at any of them, then without; fewer: each count
-        # of epochs with the views, then without, before one epoch fewer
-        full = range(longest, min(recipe_epochs, longest + 1) - 1, -1)
-        short = range(min(recipe_epochs - 1, longest), least - 1, -1)
-        candidates = [(e, kept) for kept in view_choices for e in full] + \
-            [(e, kept) for e in short for kept in view_choices]
-        for epochs, views_kept in candidates:
-            candidate = recipe(tier, epochs) if views_kept else recipe(tier, epochs).replace(tta="off")
-            if cost(candidate, tier_rates) <= spendable:
-                return Plan(config=candidate, limit_s=limit_s, budget_s=budget_s,
-                            estimate_s=cost(candidate, tier_rates), rates=tier_rates, fits=True)
+        # the most epochs that fit with the views and without them; the views are kept at the recipe's
+        # epochs or more, unless dropping them buys a third of the recipe's epochs more
+        counts = range(longest, least - 1, -1)
+
+        def fits(c: RunConfig) -> bool:
+            return cost(c, tier_rates) <= spendable
+
+        with_views = most_epochs_fitting([recipe(tier, e) for e in counts], fits)
+        without = most_epochs_fitting([recipe(tier, e).replace(tta="off") for e in counts], fits) \
+            if False in view_choices else None
+        gain = 0 if with_views is None or without is None else without.epochs - with_views.epochs
+        views_pay = with_views is not None and (gain == 0 or (with_views.epochs >= min(recipe_epochs, longest)
+                                                              and gain < math.ceil(recipe_epochs / 3)))
+        chosen = with_views if views_pay or without is None else without
+        if chosen is not None:
+            return Plan(config=chosen, limit_s=limit_s, budget_s=budget_s, estimate_s=cost(chosen, tier_rates),
+                        rates=tier_rates, fits=True)
     smallest = recipe(tiers[-1], 1 if "epochs" in free else recipe_epochs)
     return Plan(config=smallest, limit_s=limit_s, budget_s=budget_s, estimate_s=cost(smallest, rates), rates=rates,
                 fits=False)
+
+
+def most_epochs_fitting(candidates: list[RunConfig], fits: Callable[[RunConfig], bool]) -> RunConfig | None:
+    """The first of `candidates` (most epochs first) that fits, or None."""
+    return next((c for c in candidates if fits(c)), None)
 
 
 def measure_rates(public, cfg: RunConfig, device: torch.device, steps: int = 6) -> Rates:

@@ -84,6 +84,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .budget import process_start
     from .executors import make_executor
     from .run import run
 
@@ -107,7 +108,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         get_competition(cfg.competition)
     executor = make_executor(args.workers, args.cluster, args.gpus_per_member)
     run(cfg, _workspace(args), Path(args.data) if args.data else None, args.resume, split, executor,
-        metric=args.metric, given=frozenset(chosen))
+        metric=args.metric, given=frozenset(chosen),
+        started=process_start() if args.own_process else None)
     return 0
 
 
@@ -402,7 +404,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line. Called without `argv` (the process's own command line: `python -m
+    competition`, the `competition` script), `run`'s time limit counts from the process's start;
+    called with one (a test, a script), from the call."""
     args = build_parser().parse_args(argv)
+    args.own_process = argv is None
     try:
         return args.func(args)
     except HarnessError as e:          # a user's fault: one line; anything else is a bug and keeps its traceback

@@ -28,6 +28,9 @@ Resize = Literal["crop", "pad"]
 # fixmatch: hard targets from a weak view where confident, learnt on a strong view (Sohn et al. 2020);
 # mean-teacher: soft targets from an EMA of the student's weights (Tarvainen & Valpola 2017)
 Consistency = Literal["none", "fixmatch", "mean-teacher"]
+# where a pseudo-label round's members start: from scratch, or from the previous round's member of
+# their fold, seed and model (its best checkpoint), for a share of the epochs (`warm_epochs`)
+PseudoStart = Literal["scratch", "warm"]
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,10 @@ class RunConfig:
                                         # under policy.LARGE_DATA labelled images, else 0
     pseudo_threshold: float = 0.95      # share of the label-smoothing cap the confidence must reach
     pseudo_share: float = 0.25          # share of every training batch drawn from pseudo-labels
+    pseudo_start: PseudoStart = "scratch"   # a round's members from scratch, or warm from the last round's
+                                        # (no better than more epochs at the same cost: benchmarks §20)
+    warm_epochs: float = 0.5            # a warm round's epochs, as a share of `epochs` (at least one)
+    warm_lr: float = 1.0                # a warm round's peak learning rate, as a share of `lr`
     consistency: Consistency = "none"   # consistency training on the unlabelled test images (benchmarks §13)
     consistency_weight: float = 1.0     # its loss's weight beside the labelled loss
     # time: see budget.py
@@ -141,6 +148,7 @@ class RunConfig:
                                                               and self.pseudo_rounds >= 0),
             "pseudo_threshold": 0.0 < self.pseudo_threshold <= 1.0,
             "pseudo_share": 0.0 < self.pseudo_share < 1.0, "label_smoothing": 0.0 <= self.label_smoothing < 1.0,
+            "warm_epochs": 0.0 < self.warm_epochs <= 1.0, "warm_lr": 0.0 < self.warm_lr <= 1.0,
             "ema_half_life": self.ema_half_life > 0, "threads": self.threads >= 0,
             "consistency_weight": self.consistency_weight > 0,
             "backbone_lr": 0 < self.backbone_lr <= 1,
@@ -174,6 +182,18 @@ class RunConfig:
         """A field by name, `augment.<field>` for augmentation's."""
         return getattr(self.augment, name.removeprefix("augment.")) if name.startswith("augment.") \
             else getattr(self, name)
+
+    def round_epochs(self, round_number: int) -> int:
+        """The epochs a member of round `round_number` trains: a warm round's share of `epochs`."""
+        if round_number and self.pseudo_start == "warm":
+            return max(1, round(self.epochs * self.warm_epochs))
+        return int(self.epochs)
+
+    def for_round(self, round_number: int) -> "RunConfig":
+        """What a member of round `round_number` trains with: a warm round's epochs and peak rate."""
+        if round_number and self.pseudo_start == "warm":
+            return self.replace(epochs=self.round_epochs(round_number), lr=self.lr * self.warm_lr)
+        return self
 
     @property
     def members_per_round(self) -> int:
@@ -218,6 +238,7 @@ RANGES = {
     "seeds": ">= 1", "folds": "1..20", "epochs": ">= 1", "batch_size": ">= 2", "lr": "> 0",
     "weight_decay": ">= 0", "val_fraction": "strictly between 0 and 1", "patience": ">= 1",
     "pseudo_rounds": "auto or >= 0", "pseudo_threshold": "in (0, 1]", "pseudo_share": "strictly between 0 and 1",
+    "warm_epochs": "in (0, 1]", "warm_lr": "in (0, 1]",
     "label_smoothing": "in [0, 1)", "ema_half_life": "> 0", "threads": ">= 0", "backbone_lr": "in (0, 1]",
     "consistency_weight": "> 0",
     "image_size": "auto or 8..1024", "augment.crop": "auto or in [0, 1)", "augment.elastic_sigma": "a number > 0",

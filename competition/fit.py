@@ -159,7 +159,8 @@ def fit(cfg: RunConfig, public_dir: Path, run_dir: Path, executor: Executor | No
     for round_number in range(cfg.pseudo_rounds + 1):
         if deadline is not None and rounds:
             # measured, not modelled: round 0's time with the pseudo-labelled rows added to each batch
-            needed = rounds[0].train_s / (1 - cfg.pseudo_share)
+            # (for a warm round's share of the epochs)
+            needed = rounds[0].train_s / (1 - cfg.pseudo_share) * cfg.round_epochs(round_number) / cfg.epochs
             if time.time() + needed > deadline:
                 log(f"round {round_number} not started: it needs ~{needed:.0f}s and the time limit leaves "
                     f"{max(deadline - time.time(), 0):.0f}s")
@@ -168,7 +169,8 @@ def fit(cfg: RunConfig, public_dir: Path, run_dir: Path, executor: Executor | No
         specs = plan_members(cfg, round_number, public_dir, run_dir, pseudo_path, deadline)
         extra = "" if pseudo is None else (f", with {len(pseudo.indices):,} pseudo-labelled test images "
                                            f"({cfg.pseudo_share:.0%} of each batch)")
-        log(f"round {round_number}: {len(specs)} members, up to {cfg.epochs} epochs{extra}")
+        warm = " from the last round's members" if specs[0].warm_from else ""
+        log(f"round {round_number}: {len(specs)} members, up to {cfg.round_epochs(round_number)} epochs{warm}{extra}")
         done = []
 
         def progress(spec: MemberSpec, result: MemberResult) -> None:

@@ -47,6 +47,7 @@ class MemberSpec:
     out_dir: str
     pseudo_labels: str | None = None    # CSV (ImageId,Label) of pseudo-labelled test rows, rounds >= 1
     deadline: float | None = None       # time.time() its training must end by (the run's time limit)
+    warm_from: str | None = None        # a warm round's member: the checkpoint its weights start from
 
     @property
     def name(self) -> str:
@@ -97,10 +98,14 @@ def member_dir(run_dir: Path, round_number: int, fold: int, seed: int, model: st
 
 def plan_members(cfg: RunConfig, round_number: int, public_dir: Path, run_dir: Path,
                  pseudo_labels: Path | None = None, deadline: float | None = None) -> list[MemberSpec]:
-    """Every member of one round: folds x seeds x models."""
+    """Every member of one round: folds x seeds x models. In a warm round each starts from the
+    best checkpoint of the previous round's member of its fold, seed and model: that member never
+    saw the fold's validation rows either."""
+    warm = round_number > 0 and cfg.pseudo_start == "warm"
     return [MemberSpec(round_number, fold, seed, model, cfg, str(public_dir),
                        str(member_dir(run_dir, round_number, fold, seed, model)),
-                       None if pseudo_labels is None else str(pseudo_labels), deadline)
+                       None if pseudo_labels is None else str(pseudo_labels), deadline,
+                       str(member_dir(run_dir, round_number - 1, fold, seed, model) / "best.ckpt") if warm else None)
             for model in cfg.models for fold in range(cfg.folds) for seed in range(cfg.seeds)]
 
 
@@ -178,8 +183,9 @@ def train_member(spec: MemberSpec, public: PublicData | None = None) -> MemberRe
     # consistency training reads the test images without labels, as pseudo-labelling does
     unlabelled = None if cfg.consistency == "none" else \
         to_placement(public.test_images, device, placement(public.train_images, device))
-    trained = train_model(data, cfg, spec.model, spec.rng_seed, out_dir, pseudo_images, pseudo_targets,
-                          unlabelled=unlabelled, deadline=spec.deadline)
+    trained = train_model(data, cfg.for_round(spec.round), spec.model, spec.rng_seed,
+                          out_dir, pseudo_images, pseudo_targets, unlabelled=unlabelled, deadline=spec.deadline,
+                          warm_from=None if spec.warm_from is None else Path(spec.warm_from))
     # every test-time view of the validation rows (cheap), so TTA can be chosen on OOF without
     # predicting again; the test set only in the plain view until TTA is chosen
     val_view_set = tta_views(cfg.augment.hflip == "on")

@@ -149,10 +149,13 @@ def plan_to_time_limit(cfg: RunConfig, paths: CompetitionPaths, free: frozenset[
 def run(cfg: RunConfig, workspace: Workspace, kaggle_dir: Path | None = None, resume: str | None = None,
         split: SplitOptions = SplitOptions(), executor: Executor | None = None,
         log: Callable[[str], None] = print, metric: str | None = None,
-        given: frozenset[str] | None = None) -> RunResult:
+        given: frozenset[str] | None = None, started: float | None = None) -> RunResult:
     """Play a competition end to end: prepare, fit, publish. Returns everything it measured.
-    `given`: the settings the user gave, which a time limit's plan keeps (default: those not at their defaults)."""
-    start = time.perf_counter()
+    `given`: the settings the user gave, which a time limit's plan keeps (default: those not at their defaults).
+    `started`: a `time.perf_counter()` the time limit counts from (the command line's: its process's
+    start, `budget.process_start`); default: now."""
+    entered = time.perf_counter()
+    start = entered if started is None else started
     deadline = None
     if resume:      # its config.json is the planned recipe: it goes on without a time limit
         run_dir, cfg, paths = open_resumed_run(workspace, resume)
@@ -177,7 +180,9 @@ def run(cfg: RunConfig, workspace: Workspace, kaggle_dir: Path | None = None, re
         atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
         record = run_record(paths) | ({"plan": planned.record()} if planned else {})
         atomic_write_text(run_dir / "run.json", json.dumps(record, indent=2) + "\n")
-    stage_s = {"prepare": time.perf_counter() - start}
+    # what the process spent before `run` (Python, imports) is shown apart from preparing
+    stage_s = {"start": entered - start, "prepare": time.perf_counter() - entered} if started is not None \
+        else {"prepare": time.perf_counter() - start}
     log(f"run {run_dir.name} -> {run_dir}")
     fit_start = time.perf_counter()
     with stop_on_signals():

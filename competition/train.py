@@ -173,8 +173,8 @@ def resumable_checkpoint(path: Path) -> Path | None:
 def train_model(data: TrainingData, cfg: RunConfig, model: str, seed: int, out_dir: Path,
                 pseudo_images: torch.Tensor | None = None, pseudo_labels: torch.Tensor | None = None,
                 fixed_epochs: bool = False, unlabelled: torch.Tensor | None = None,
-                deadline: float | None = None) -> TrainedModel:
-    """Train `model` from scratch on one fold (optionally with pseudo-labelled rows in every batch,
+                deadline: float | None = None, warm_from: Path | None = None) -> TrainedModel:
+    """Train `model` from scratch (or from the weights of the checkpoint `warm_from`) on one fold (optionally with pseudo-labelled rows in every batch,
     and with consistency training on `unlabelled` images when the config asks for it) and return
     the module holding its best validation epoch's weights. `deadline` (a `time.time()`): stop at the
     epoch boundary before it (see `Deadline`).
@@ -196,6 +196,9 @@ def train_model(data: TrainingData, cfg: RunConfig, model: str, seed: int, out_d
     module = Classifier.from_config(cfg, model=model, num_classes=data.num_classes, image_shape=data.image_shape,
                                     mean=data.mean, std=data.std, steps_per_epoch=len(train_batches),
                                     seed=seed)
+    if warm_from is not None:
+        # the weights only: the optimiser and its schedule start afresh for this member's epochs
+        module.load_state_dict(torch.load(warm_from, map_location=device, weights_only=False)["state_dict"])
     if cfg.consistency != "none":
         module.attach_unlabelled(unlabelled)
     history = EpochHistory()

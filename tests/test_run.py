@@ -209,3 +209,35 @@ def test_a_finished_member_whose_pseudo_labels_changed_is_not_reused(tmp_path, t
     pseudo.write_text("ImageId,Label,Confidence\n1,5,0.9\n")
     with pytest.raises(RunStateError, match="trained on other pseudo-labels"):
         train_member(spec)
+
+
+def test_a_warm_round_member_starts_from_the_last_rounds_member_of_its_fold_and_seed(tmp_path, tiny_config):
+    cfg = tiny_config.replace(pseudo_start="warm", seeds=2, epochs=10, warm_epochs=0.3, warm_lr=0.5)
+    assert all(spec.warm_from is None for spec in plan_members(cfg, 0, tmp_path / "public", tmp_path / "run"))
+    for spec in plan_members(cfg, 1, tmp_path / "public", tmp_path / "run", tmp_path / "pseudo.csv"):
+        assert spec.warm_from == str(tmp_path / "run" / "round0" / f"fold{spec.fold}-seed{spec.seed}-fastnet"
+                                     / "best.ckpt")
+    assert (cfg.for_round(1).epochs, cfg.for_round(1).lr) == (3, cfg.lr * 0.5)
+    assert cfg.for_round(0) == cfg and tiny_config.for_round(1) == tiny_config     # from scratch: unchanged
+    assert all(s.warm_from is None for s in plan_members(tiny_config, 1, tmp_path, tmp_path / "run", tmp_path))
+
+
+@pytest.mark.slow
+def test_a_warm_member_begins_with_the_weights_of_the_checkpoint_it_starts_from(tmp_path, tiny_config, resolve_for,
+                                                                                 prepared_digits):
+    from competition.data import load_public
+    from competition.members import fold_data
+    from competition.train import train_model, training_device
+    paths = prepared_digits
+    cfg = resolve_for(tiny_config.replace(epochs=2), paths)
+    data, _ = fold_data(load_public(paths.public), cfg, 0, training_device())
+    train_model(data, cfg, "fastnet", seed=0, out_dir=tmp_path / "first")
+    start = torch.load(tmp_path / "first" / "best.ckpt", weights_only=False)["state_dict"]
+    # a learning rate too small to move a weight: what the warm member ends with is what it began with
+    still = cfg.replace(epochs=1, lr=1e-12, weight_decay=0.0)
+    warm = train_model(data, still, "fastnet", seed=1, out_dir=tmp_path / "warm",
+                       warm_from=tmp_path / "first" / "best.ckpt")
+    cold = train_model(data, still, "fastnet", seed=1, out_dir=tmp_path / "cold")
+    weights = {k: v for k, v in warm.module.state_dict().items() if k.endswith("weight")}
+    assert all(torch.allclose(v, start[k].to(v.device), atol=1e-6) for k, v in weights.items())
+    assert warm.history[0]["val_acc"] > cold.history[0]["val_acc"]
