@@ -89,13 +89,15 @@ def summarise(name: str, runs: list[dict], round_index: int | None = None, tta: 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--competition", default="mnist-5k")
+    parser.add_argument("--data", type=Path, default=None, help="a Kaggle-form folder (as `run --data`) instead")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--levers", nargs="+", default=list(LEVERS), choices=list(LEVERS))
     parser.add_argument("--epochs", type=int, default=None, help="instead of run's default (for quick checks)")
     parser.add_argument("--pseudo-rounds", type=int, default=None, help="of `base` (default: run's)")
     add_output_flag(parser)
     args = parser.parse_args(argv)
-    public, paths = public_data(args.competition)
+    public, paths = public_data(args.competition, folder=args.data)
+    args.competition = paths.root.name
     base = RunConfig(competition=args.competition, tta="auto",
                      **({"epochs": args.epochs} if args.epochs else {}))
     base = resolve(base, channels=public.image_shape[0], labelled=len(public.train_labels),

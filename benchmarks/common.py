@@ -16,7 +16,7 @@ import torch
 
 from competition.config import RunConfig
 from competition.data import PublicData, load_public
-from competition.prepare import CompetitionPaths, prepare
+from competition.prepare import CompetitionPaths, prepare, prepare_kaggle_folder
 from competition.members import fold_data
 from competition.policy import resolve
 from competition.train import TrainingData, training_device
@@ -38,9 +38,14 @@ def machine() -> dict:
     return info
 
 
-def public_data(competition: str, root: Path | None = None) -> tuple[PublicData, CompetitionPaths]:
-    """A prepared competition's public data (prepared into root/data, or a temporary folder)."""
+def public_data(competition: str, root: Path | None = None, folder: Path | None = None
+                ) -> tuple[PublicData, CompetitionPaths]:
+    """A prepared competition's public data (prepared into root/data, or a temporary folder): a
+    registry competition, or the Kaggle-form `folder` (`run --data`'s) as `run` prepares it."""
     data_dir = (root or Path(tempfile.mkdtemp(prefix="bench-"))) / "data"
+    if folder is not None:
+        paths = prepare_kaggle_folder(folder, data_dir, log=lambda s: None)
+        return load_public(paths.public), paths
     paths = CompetitionPaths(data_dir / competition)
     if not paths.is_prepared():
         paths = prepare(competition, data_dir, log=lambda s: None)

@@ -7,4 +7,9 @@ fit (rounds, out-of-fold score), publish (submission, grading, leaderboard, repo
 run.py is prepare + fit + publish.
 """
 
+import time as _time
+
 __version__ = "0.2.0"
+# `python -m competition` imports this package first: the command line's time limit counts from
+# here, or from the process's own start just before it (budget.process_start)
+IMPORTED_AT = _time.perf_counter()

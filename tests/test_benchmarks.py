@@ -11,6 +11,8 @@ from benchmarks import (accuracy_levers, accuracy_per_second, efficiency, end_to
                         inference, probe_rates, refit, scaling, throughput, time_to_accuracy, tta_views)
 from competition.cli import main
 
+from conftest import write_kaggle_folder
+
 pytestmark = pytest.mark.slow
 
 
@@ -99,6 +101,21 @@ def test_accuracy_levers_read_oof_only_and_report_each_lever(tmp_path):
                for r in rows)
     data = _result(tmp_path, "accuracy_levers_digits")
     assert "public" not in json.dumps(data) and "private" not in json.dumps(data)
+
+
+def test_accuracy_levers_take_a_kaggle_folder_and_round_levers_keep_their_round(tmp_path, monkeypatch):
+    # a confidence rule loose enough for members of a few epochs, so the round always has rows
+    lever = {"pseudo_start": "warm", "warm_epochs": 0.5, "pseudo_threshold": 0.1}
+    monkeypatch.setitem(accuracy_levers.LEVERS, "loose warm round", lever)
+    monkeypatch.setattr(accuracy_levers, "ROUND_LEVERS", accuracy_levers.ROUND_LEVERS | {"loose warm round"})
+    folder = write_kaggle_folder(tmp_path / "my-comp", n_train=400, n_test=40, side=20)
+    rows = accuracy_levers.main(["--data", str(folder), "--repeats", "1", "--epochs", "8", "--pseudo-rounds", "1",
+                                 "--levers", "loose warm round", "ema", "--out", str(tmp_path / "out")])
+    names = [r["lever"] for r in rows]
+    assert "loose warm round, after pseudo round 1" in names and names[-1] == "ema (round 0)"
+    data = _result(tmp_path / "out", "accuracy_levers_my-comp")
+    assert len(data["runs"]["loose warm round"][0]["rounds"]) == 2
+    assert len(data["runs"]["ema"][0]["rounds"]) == 1
 
 
 def test_scaling_times_in_process_and_ray_workers(tmp_path):

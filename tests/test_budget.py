@@ -321,6 +321,27 @@ def test_the_command_line_time_limit_counts_from_the_process_start():
     assert 1.5 <= elapsed < 30
 
 
+def test_a_process_start_that_proc_cannot_give_plausibly_is_the_packages_import(monkeypatch):
+    import competition
+
+    class OddProc:          # a sandbox whose /proc says the process started at boot, a week ago
+        def __init__(self, path: str) -> None:
+            self.path = path
+
+        def read_text(self) -> str:
+            return "604800.00 0.00" if self.path == "/proc/uptime" else "1 (python) R " + " ".join(["0"] * 49)
+
+    monkeypatch.setattr(budget, "Path", OddProc)
+    assert budget.process_start() == competition.IMPORTED_AT
+
+    class NoProc(OddProc):
+        def read_text(self) -> str:
+            raise FileNotFoundError(self.path)
+
+    monkeypatch.setattr(budget, "Path", NoProc)
+    assert budget.process_start() == competition.IMPORTED_AT
+
+
 def test_a_run_started_earlier_plans_only_the_time_left_of_its_limit(tmp_path, capsys):
     from competition.run import Workspace, run
     folder = write_kaggle_folder(tmp_path / "comp", n_train=80, n_test=30, side=8)
