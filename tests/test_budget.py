@@ -16,7 +16,7 @@ from competition.fit import fit
 from competition.members import fold_data
 from competition.train import train_model, training_device
 
-from conftest import write_kaggle_folder
+from conftest import silent, write_kaggle_folder
 
 RATES = budget.Rates(train=2000.0, predict=20000.0, member_setup_s=1.0, device="cpu", precision="32-true")
 SHAPE = dict(labelled=4000, test=1000, views=9, large_data=False)
@@ -346,7 +346,7 @@ def test_a_run_started_earlier_plans_only_the_time_left_of_its_limit(tmp_path, c
     from competition.run import Workspace, run
     folder = write_kaggle_folder(tmp_path / "comp", n_train=80, n_test=30, side=8)
     cfg = RunConfig(models=("fastnet",), time_limit="110s")
-    run(cfg, Workspace(tmp_path / "ws"), folder, log=lambda line: None, started=time.perf_counter() - 100)
+    run(cfg, Workspace(tmp_path / "ws"), folder, log=silent, started=time.perf_counter() - 100)
     [run_dir] = (tmp_path / "ws" / "submissions").iterdir()
     plan = json.loads((run_dir / "run.json").read_text())["plan"]
     assert plan["limit_s"] == 110 and plan["budget_s"] <= 10
