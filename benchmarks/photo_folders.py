@@ -42,10 +42,12 @@ def stratified_test(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
     return np.array(sorted(chosen))
 
 
-def write_answers(out: Path, ids: list[str], labels: list[str], seed: int) -> None:
+def write_answers(out: Path, ids: list, labels: list, seed: int, columns: tuple[str, str] = ("id", "label")) -> None:
+    """sample_submission.csv (every row the smallest label: it tells nothing) and solution.csv, 30% Public."""
+    id_column, label_column = columns
     usage = np.where(np.random.default_rng(seed + 1).random(len(ids)) < 0.3, "Public", "Private")
-    pd.DataFrame({"id": ids, "label": labels[0]}).to_csv(out / "sample_submission.csv", index=False)
-    pd.DataFrame({"id": ids, "label": labels, "Usage": usage}).to_csv(out / "solution.csv", index=False)
+    pd.DataFrame({id_column: ids, label_column: min(labels)}).to_csv(out / "sample_submission.csv", index=False)
+    pd.DataFrame({id_column: ids, label_column: labels, "Usage": usage}).to_csv(out / "solution.csv", index=False)
 
 
 def dogs_vs_cats(src: Path, out: Path, test: int = 502, seed: int = 0) -> Path:
@@ -96,10 +98,7 @@ def digit_recognizer(src: Path, out: Path, train: int = 7000, test: int = 3000, 
     out.mkdir(parents=True)
     pd.DataFrame(train_x, columns=pixels).assign(label=train_y)[["label", *pixels]].to_csv(out / "train.csv", index=False)
     pd.DataFrame(test_x, columns=pixels).to_csv(out / "test.csv", index=False)
-    ids = np.arange(1, test + 1)
-    usage = np.where(np.random.default_rng(seed + 1).random(test) < 0.3, "Public", "Private")
-    pd.DataFrame({"ImageId": ids, "Label": 0}).to_csv(out / "sample_submission.csv", index=False)
-    pd.DataFrame({"ImageId": ids, "Label": test_y, "Usage": usage}).to_csv(out / "solution.csv", index=False)
+    write_answers(out, list(range(1, test + 1)), test_y.tolist(), seed, columns=("ImageId", "Label"))
     return out
 
 
