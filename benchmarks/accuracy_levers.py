@@ -21,7 +21,7 @@ from pathlib import Path
 
 from competition.config import WARPS, Augmentation, RunConfig
 from competition.fit import fit
-from competition.policy import resolve
+from competition.policy import resolve_for
 
 from .common import add_output_flag, command, public_data, write_result
 
@@ -100,8 +100,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args.competition = paths.root.name
     base = RunConfig(competition=args.competition, tta="auto",
                      **({"epochs": args.epochs} if args.epochs else {}))
-    base = resolve(base, channels=public.image_shape[0], labelled=len(public.train_labels),
-                   hflip_safe=public.hflip)      # run's `auto` choices
+    base = resolve_for(base, public)      # run's `auto` choices
     pseudo_rounds = base.pseudo_rounds if args.pseudo_rounds is None else args.pseudo_rounds
     rows, raw = [], {}
     for name in args.levers:

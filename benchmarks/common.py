@@ -18,8 +18,9 @@ from competition.config import RunConfig
 from competition.data import PublicData, load_public
 from competition.prepare import CompetitionPaths, prepare, prepare_kaggle_folder
 from competition.members import fold_data
-from competition.policy import resolve
-from competition.train import TrainingData, training_device
+from competition.policy import resolve_for
+from competition.train import TrainingData
+from competition.device import training_device
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -59,8 +60,7 @@ def training_data(competition: str, **overrides) -> tuple[RunConfig, TrainingDat
     values = {k: v for k, v in overrides.items() if v is not None}
     if "model" in values:
         values["models"] = (values.pop("model"),)
-    cfg = resolve(RunConfig(competition=competition, **{"folds": 1, **values}), channels=public.image_shape[0],
-                  labelled=len(public.train_labels), hflip_safe=public.hflip)        # run's `auto` choices
+    cfg = resolve_for(RunConfig(competition=competition, **{"folds": 1, **values}), public)        # run's `auto` choices
     data, _ = fold_data(public, cfg, 0, training_device())
     return cfg, data
 

@@ -19,8 +19,8 @@ import torch
 
 from competition import budget
 from competition.config import RunConfig
-from competition.policy import resolve
-from competition.train import training_device
+from competition.policy import resolve_for
+from competition.device import training_device
 
 from .common import add_output_flag, command, print_table, public_data, write_result
 
@@ -47,8 +47,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     add_output_flag(parser)
     args = parser.parse_args(argv)
     public, _ = public_data(args.competition)
-    cfg = resolve(RunConfig(competition=args.competition, threads=args.threads or 0), channels=public.image_shape[0],
-                  labelled=len(public.train_labels), hflip_safe=public.hflip)
+    cfg = resolve_for(RunConfig(competition=args.competition, threads=args.threads or 0), public)
     device = training_device()
     rows = []
     for count in args.beside:

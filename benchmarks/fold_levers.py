@@ -19,9 +19,10 @@ from pathlib import Path
 from competition.config import WARPS, Augmentation, RunConfig
 from competition.members import fold_data
 from competition.metrics import accuracy_of
-from competition.policy import resolve
+from competition.policy import resolve_for
 from competition.predict import predict, tta_views
-from competition.train import precision_for, train_model, training_device
+from competition.train import train_model
+from competition.device import precision_for, training_device
 
 from .common import add_output_flag, command, public_data, write_result
 
@@ -53,7 +54,7 @@ LEVERS: dict[str, dict] = {
 
 
 def measure(public, cfg: RunConfig, fold: int) -> dict:
-    cfg = resolve(cfg, channels=public.image_shape[0], labelled=len(public.train_labels), hflip_safe=public.hflip)
+    cfg = resolve_for(cfg, public)
     model = cfg.models[0]
     data, _ = fold_data(public, cfg, fold, training_device())
     start = time.perf_counter()

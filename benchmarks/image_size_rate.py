@@ -15,16 +15,17 @@ import time
 import torch
 
 from competition.config import RunConfig
+from competition.policy import resolve
 from competition.module import Classifier
-from competition.train import precision_for, training_device
+from competition.device import precision_for, training_device
 
 from .common import add_output_flag, command, write_result
 
 
 def rate(model: str, size: int, batch_size: int, steps: int, precision: str) -> float:
     device = training_device()
-    cfg = RunConfig(models=(model,), precision=precision)
-    cfg = cfg.replace(augment=cfg.augment.resolved(hflip_safe=True))
+    cfg = resolve(RunConfig(models=(model,), precision=precision), channels=3, labelled=1000, stored_size=size,
+                  hflip_safe=True)
     module = Classifier.from_config(cfg, model=model, num_classes=2, image_shape=(3, size, size),
                                     mean=(0.5,) * 3, std=(0.25,) * 3, steps_per_epoch=steps + 2,
                                     ).to(device).train()

@@ -17,7 +17,7 @@ import time
 
 from competition.module import Classifier
 from competition.predict import PIXELS_PER_BATCH, TTA_VIEWS, predict, prediction_batch
-from competition.train import training_device
+from competition.device import training_device
 
 from .common import add_output_flag, command, public_data, training_data, write_result
 

@@ -26,7 +26,7 @@ from competition.config import RunConfig
 from competition.data import DeviceBatches, augment, normalize, to_unit
 from competition.models import create_model
 from competition.module import Classifier
-from competition.train import precision_for
+from competition.device import precision_for
 
 from .common import add_output_flag, command, training_data, write_result
 from .throughput import AUG, _trainer

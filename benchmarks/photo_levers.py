@@ -23,7 +23,8 @@ from competition.members import fold_data
 from competition.metrics import accuracy_of
 from competition.predict import IDENTITY, predict
 from competition.prepare import prepare_kaggle_folder
-from competition.train import precision_for, train_model, training_device
+from competition.train import train_model
+from competition.device import precision_for, training_device
 
 from .common import add_output_flag, command, write_result
 
@@ -58,8 +59,7 @@ def measure(folder: Path, cfg: RunConfig, fold: int, workspace: Path) -> dict:
     sizes = policy.size_request(cfg, training_device().type)
     paths = prepare_kaggle_folder(folder, workspace / sizes.key.replace(" ", "_"), log=lambda s: None, sizes=sizes)
     public = load_public(paths.public)
-    cfg = policy.resolve(cfg, channels=public.image_shape[0], labelled=len(public.train_labels),
-                         hflip_safe=public.hflip)
+    cfg = policy.resolve_for(cfg, public)
     data, _ = fold_data(public, cfg, fold, training_device())
     start = time.perf_counter()
     trained = train_model(data, cfg, cfg.models[0], seed=7, out_dir=Path(tempfile.mkdtemp(prefix="bench-photo-")))

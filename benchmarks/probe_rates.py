@@ -18,8 +18,8 @@ import torch
 
 from competition.budget import measure_rates
 from competition.config import RunConfig
-from competition.policy import resolve
-from competition.train import precision_for, training_device
+from competition.policy import resolve_for
+from competition.device import precision_for, training_device
 
 from .common import add_output_flag, command, public_data, write_result
 
@@ -42,10 +42,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     public, _ = public_data(args.competition)
     device = training_device()
-    configs = {name: resolve(RunConfig(competition=args.competition, models=(args.model,), threads=args.threads,
-                                       model_kwargs=ARMS[name]),
-                             channels=public.image_shape[0], labelled=len(public.train_labels),
-                             hflip_safe=public.hflip) for name in args.arms}
+    configs = {name: resolve_for(RunConfig(competition=args.competition, models=(args.model,), threads=args.threads,
+                                           model_kwargs=ARMS[name]), public) for name in args.arms}
     measured: dict[str, list] = {name: [] for name in args.arms}
     for _ in range(args.repeats):
         for name, cfg in configs.items():

@@ -23,10 +23,11 @@ import torch
 from competition.config import RunConfig
 from competition.data import PublicData, pixel_stats
 from competition.grading import accuracy_of
-from competition.policy import resolve
+from competition.policy import resolve_for
 from competition.predict import predict
 from competition.splits import stratified_split, training_rows, validation_folds
-from competition.train import TrainingData, train_model, training_device
+from competition.train import TrainingData, train_model
+from competition.device import training_device
 
 from .common import add_output_flag, command, public_data, write_result
 
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     public, _ = public_data(args.competition)
     cfg = RunConfig(competition=args.competition, pseudo_rounds=0, **({"epochs": args.epochs} if args.epochs else {}))
-    cfg = resolve(cfg, channels=public.image_shape[0], labelled=len(public.train_labels), hflip_safe=public.hflip)
+    cfg = resolve_for(cfg, public)
     work = Path(tempfile.mkdtemp(prefix="bench-refit-"))
     runs = []
     for r in range(args.repeats):

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from competition.config import RunConfig
-from competition.policy import resolve
+from competition.policy import resolve_for
 from competition.executors import Executor, InProcess, RayExecutor
 from competition.members import plan_members, train_member
 
@@ -40,8 +40,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     add_output_flag(parser)
     args = parser.parse_args(argv)
     public, paths = public_data(args.competition)
-    cfg = resolve(RunConfig(competition=args.competition, folds=args.members, epochs=args.epochs, pseudo_rounds=0),
-                  channels=public.image_shape[0], labelled=len(public.train_labels), hflip_safe=public.hflip)
+    cfg = resolve_for(RunConfig(competition=args.competition, folds=args.members, epochs=args.epochs, pseudo_rounds=0),
+                      public)
     rows = []
     wall = time_members(InProcess(), cfg, public, paths.public)
     rows.append({"executor": "in-process", "startup_s": 0.0, "members": args.members, "members_wall_s": wall,

@@ -19,7 +19,7 @@ from competition.config import RunConfig
 from competition.config import Augmentation
 from competition.data import DeviceBatches
 from competition.module import Classifier
-from competition.train import precision_for, training_device
+from competition.device import precision_for, training_device
 
 from .common import add_output_flag, command, training_data, write_result
 from .reference import ReferenceModule, loaders

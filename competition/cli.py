@@ -93,7 +93,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                  threads=args.threads, tta=args.tta, ensemble=args.ensemble, averaging=args.averaging,
                  image_size=args.image_size, resize=args.resize, weights=args.weights,
                  pretrained=True if args.pretrained else None, time_limit=args.time_limit,
-                 consistency=args.consistency)
+                 consistency=args.consistency, weights_dir=args.weights_dir, probe=args.probe,
+                 input_size=args.input_size)
     given = sorted(name for name, value in flags.items() if value is not None)
     given += (["--config"] if args.config else []) + (["--data"] if args.data else []) + \
         (["--metric"] if args.metric else [])
@@ -312,6 +313,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "machine)")
     p.add_argument("--weights", metavar="FILE",
                    help="timm models: start from this state dict in timm's key names (offline)")
+    p.add_argument("--weights-dir", metavar="DIR",
+                   help="a folder of <timm-name>.pth files (default $COMPETITION_WEIGHTS): colour photos with "
+                   "the model left to auto fine-tune the first backbone found there, or in timm's cache")
+    p.add_argument("--probe", choices=["auto", "on", "only", "off"],
+                   help="a pretrained backbone's linear probe on its frozen features: beside the fine-tune, which "
+                   "starts from its head (on), alone (only), or not (off); auto: the plan's choice")
+    p.add_argument("--input-size", type=count_or_auto, metavar="S|auto",
+                   help="side the network sees (auto: a pretrained backbone's own, else the stored size)")
     p.add_argument("--image-size", type=count_or_auto, metavar="S|auto",
                    help="side images are stored and trained at (auto: their own size if they share one, "
                    "else the median shorter side within the model's and device's limit)")
@@ -320,8 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, help="members per fold and model")
     p.add_argument("--folds", type=int, help="stratified K-fold cross-validation; 1 = one holdout split")
     p.add_argument("--tta", choices=["auto", "on", "off"], help="test-time augmentation (auto: chosen on OOF)")
-    p.add_argument("--ensemble", choices=["logits", "probs", "greedy"],
-                   help="how members combine (greedy: weights chosen on out-of-fold logits)")
+    p.add_argument("--ensemble", choices=["auto", "logits", "probs", "greedy"],
+                   help="how members combine (greedy: weights chosen on out-of-fold logits; auto: greedy for "
+                   "several kinds of member, else logits)")
     p.add_argument("--averaging", choices=["ema", "none"], help="EMA weight averaging")
     p.add_argument("--epochs", type=int, help="most epochs per member (early stopping may end sooner)")
     p.add_argument("--pseudo-rounds", type=count_or_auto,

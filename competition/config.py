@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -18,7 +19,9 @@ from typing import Any, Literal
 from .errors import ConfigError
 
 Schedule = Literal["onecycle", "cosine", "constant"]
-EnsembleMethod = Literal["logits", "probs", "greedy"]   # greedy: Caruana forward selection on OOF logits
+# greedy: Caruana forward selection on OOF logits; auto: greedy where members of several kinds (models, or a
+# probe beside a fine-tune) are combined, so the weights that score best out of fold decide, else logits
+EnsembleMethod = Literal["auto", "logits", "probs", "greedy"]
 Averaging = Literal["ema", "none"]
 TestTimeAugmentation = Literal["auto", "on", "off"]     # auto: on when it raises out-of-fold accuracy significantly
 Precision = Literal["auto", "32-true", "bf16-mixed", "16-mixed"]
@@ -31,6 +34,13 @@ Consistency = Literal["none", "fixmatch", "mean-teacher"]
 # where a pseudo-label round's members start: from scratch, or from the previous round's member of
 # their fold, seed and model (its best checkpoint), for a share of the epochs (`warm_epochs`)
 PseudoStart = Literal["scratch", "warm"]
+# a pretrained backbone's linear probe (probe.py): beside the fine-tune, which then starts from its head
+# (on), alone (only), or not at all (off); auto: on, unless a time limit affords the probe alone
+Probe = Literal["auto", "on", "only", "off"]
+# how images are normalised for a network: by the training set's per-channel statistics (from scratch),
+# by a pretrained backbone's own mean and std (timm's pretrained_cfg), or to [-1, 1] (0.5 and 0.5: the
+# TensorFlow ports' convention); auto: data from scratch, else the one a backbone's stem statistics fit
+Normalise = Literal["auto", "data", "backbone", "inception"]
 
 
 @dataclass(frozen=True)
@@ -76,12 +86,17 @@ class Augmentation:
 WARPS = {"rotation": 10.0, "zoom": 0.1, "shear": 0.1}
 
 
-# From scratch: 256 images a batch reach a given accuracy sooner than 128 (benchmarks/README.md).
-SCRATCH = {"epochs": 15, "batch_size": 256, "lr": 6e-3}
+# The recipes `auto` takes (policy.resolve), by whether a pretrained backbone is fine-tuned.
+# From scratch: 256 images a batch reach a given accuracy sooner than 128.
+SCRATCH = {"epochs": 15, "batch_size": 256, "lr": 6e-3, "min_steps": 0}
 # Fine-tuning a pretrained backbone (its batch-norm statistics kept, the backbone at `backbone_lr`
 # of the head's rate): on a Dogs vs. Cats fold at 160 px the validation accuracy peaks at epoch 2-3
-# of a one-cycle schedule; 3e-3 beat 1e-3 and 1e-2 at 96 px (benchmarks/README.md §11).
-FINE_TUNE = {"epochs": 3, "batch_size": 32, "lr": 3e-3}
+# of a one-cycle schedule; 3e-3 beat 1e-3 and 1e-2 at 96 px. A schedule of a few epochs is a few
+# steps on a small competition (3 epochs of 180 photos at batch 32: 18 steps), so a member takes at
+# least `min_steps` optimiser steps, in as many epochs as that needs.
+FINE_TUNE = {"epochs": 3, "batch_size": 32, "lr": 3e-3, "min_steps": 120}
+RECIPE_FIELDS = tuple(SCRATCH)
+PROBE_PREFIX = "probe:"     # a member model `probe:timm/<name>`: that backbone's linear probe (probe.py)
 FINE_TUNE_CROP = 0.35   # random resized crops keep 35-100% of a photo's area (timm's ImageNet recipe: 8-100%)
 
 
@@ -93,18 +108,25 @@ class RunConfig:
                                             # auto: see policy.default_model
     pretrained: bool = False            # timm models: ImageNet weights from timm's hub cache
     weights: str = ""                   # timm models: a state dict file in timm's key names (offline weights)
+    weights_dir: str = ""               # a folder of <timm-name>.pth files (else $COMPETITION_WEIGHTS): where
+                                        # `auto` looks for a colour competition's pretrained backbone
+    probe: Probe = "auto"               # a pretrained backbone's linear probe on frozen features (probe.py)
+    normalise: Normalise = "auto"       # see Normalise
     backbone_lr: float = 0.1            # a pretrained backbone's peak LR, as a share of `lr` (the new head's)
-    image_size: int | Literal["auto"] = "auto"  # side the images are stored and trained at; auto: see policy
+    image_size: int | Literal["auto"] = "auto"  # side the images are stored at; auto: see policy
+    input_size: int | Literal["auto"] = "auto"  # side a network sees (images resized on the way in); auto:
+                                        # a pretrained backbone's own input size, else the stored size
     resize: Resize = "crop"             # how images of another size reach it: crop (shorter side) or pad
     seeds: int = 1                      # members per (fold, model)
     folds: int = 4                      # stratified K-fold (every labelled image validated once); 1 = one holdout
     val_fraction: float = 0.1           # the holdout's share when folds == 1
     split_seed: int = 0                 # the folds are shared by every member
     # optimisation
-    # auto: the recipe, SCRATCH or FINE_TUNE (below), as the config is made
+    # auto: the recipe, SCRATCH or FINE_TUNE (below), by policy.resolve
     epochs: int | Literal["auto"] = "auto"      # upper bound; early stopping may end a member sooner
     batch_size: int | Literal["auto"] = "auto"
     lr: float | Literal["auto"] = "auto"        # peak learning rate of AdamW (a fine-tuned head's)
+    min_steps: int | Literal["auto"] = "auto"   # a member's least optimiser steps (more epochs where needed)
     weight_decay: float = 5e-4
     label_smoothing: float = 0.1
     schedule: Schedule = "onecycle"
@@ -114,7 +136,8 @@ class RunConfig:
     augment: Augmentation = field(default_factory=Augmentation)
     # prediction, ensemble and pseudo-labels: every choice reads out-of-fold logits only
     tta: TestTimeAugmentation = "auto"  # shifted views, on where they win on OOF beyond chance (McNemar)
-    ensemble: EnsembleMethod = "logits"     # logits, for every metric: probabilities measured no better (§12)
+    ensemble: EnsembleMethod = "auto"   # logits, for every metric (probabilities measured no better); greedy
+                                        # weights for several kinds of member
     pseudo_rounds: int | Literal["auto"] = "auto"   # most rounds (a round that lowers OOF ends them); auto: 1
                                         # under policy.LARGE_DATA labelled images, else 0
     pseudo_threshold: float = 0.95      # share of the label-smoothing cap the confidence must reach
@@ -134,15 +157,16 @@ class RunConfig:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        recipe = FINE_TUNE if (self.pretrained or self.weights) else SCRATCH
-        for name, value in recipe.items():
-            if getattr(self, name) == "auto":
-                object.__setattr__(self, name, value)       # frozen: made concrete once, here
         check_choices(self)
         check_choices(self.augment, prefix="augment.")
+
+        def auto_or(name: str, ok) -> bool:
+            value = getattr(self, name)
+            return value == "auto" or (type(value) in (int, float) and ok(value))
         ranges = {
-            "seeds": self.seeds >= 1, "folds": 1 <= self.folds <= 20, "epochs": self.epochs >= 1,
-            "batch_size": self.batch_size >= 2, "lr": self.lr > 0, "weight_decay": self.weight_decay >= 0,
+            "seeds": self.seeds >= 1, "folds": 1 <= self.folds <= 20, "epochs": auto_or("epochs", lambda v: v >= 1),
+            "batch_size": auto_or("batch_size", lambda v: v >= 2), "lr": auto_or("lr", lambda v: v > 0),
+            "min_steps": auto_or("min_steps", lambda v: v >= 0), "weight_decay": self.weight_decay >= 0,
             "val_fraction": 0.0 < self.val_fraction < 1.0, "patience": self.patience >= 1,
             "pseudo_rounds": self.pseudo_rounds == "auto" or (type(self.pseudo_rounds) is int
                                                               and self.pseudo_rounds >= 0),
@@ -158,6 +182,7 @@ class RunConfig:
                for name in AUGMENT_AMOUNTS},
             "augment.elastic_sigma": is_amount(self.augment.elastic_sigma) and self.augment.elastic_sigma > 0,
             "image_size": self.image_size == "auto" or (type(self.image_size) is int and 8 <= self.image_size <= 1024),
+            "input_size": self.input_size == "auto" or (type(self.input_size) is int and 8 <= self.input_size <= 1024),
         }
         bad = [name for name, ok in ranges.items() if not ok]
         if bad:
@@ -177,6 +202,25 @@ class RunConfig:
         if (self.pretrained or self.weights) and not all(m.startswith("timm/") for m in self.models):
             raise ConfigError(f"pretrained weights are for timm models (--model timm/<name>); "
                               f"models = {list(self.models)}")
+        if self.probe in ("on", "only") and not (self.pretrained or self.weights or self.weights_dir
+                                                 or "auto" in self.models):
+            raise ConfigError(f"probe = {self.probe}: a linear probe reads a pretrained backbone's features; give "
+                              f"--weights FILE, --weights-dir DIR or --pretrained")
+
+    @property
+    def is_resolved(self) -> bool:
+        """Whether policy.resolve made every `auto` concrete: what training reads."""
+        return "auto" not in (*self.models, self.probe, self.input_size, self.ensemble, self.pseudo_rounds, self.normalise,
+                              *(getattr(self, name) for name in RECIPE_FIELDS)) and self.augment.is_resolved
+
+    @property
+    def fine_tuning(self) -> bool:
+        """A pretrained backbone's weights start the members (resolved: `weights` names their file)."""
+        return bool(self.weights)
+
+    def member_epochs(self, steps_per_epoch: int) -> int:
+        """The epochs a member trains: `epochs`, or as many as `min_steps` optimiser steps take."""
+        return max(int(self.epochs), math.ceil(int(self.min_steps) / max(1, steps_per_epoch)))
 
     def value(self, name: str) -> Any:
         """A field by name, `augment.<field>` for augmentation's."""
@@ -196,8 +240,21 @@ class RunConfig:
         return self
 
     @property
+    def member_models(self) -> tuple[str, ...]:
+        """What a round's members are, one group of the ensemble each: every model, a pretrained
+        backbone's probe (`probe:<model>`) beside it or instead of it."""
+        kinds: list[str] = []
+        for model in self.models:
+            if self.probe in ("on", "only") and model.startswith("timm/"):
+                kinds.append(PROBE_PREFIX + model)
+            if self.probe != "only":
+                kinds.append(model)
+        return tuple(kinds)
+
+    @property
     def members_per_round(self) -> int:
-        return self.folds * self.seeds * len(self.models)
+        """Folds x seeds a trained model, one member a fold for a probe (its fit has no randomness)."""
+        return sum(self.folds * (1 if m.startswith(PROBE_PREFIX) else self.seeds) for m in self.member_models)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -235,7 +292,8 @@ def is_amount(value: Any, may_be_auto: bool = False) -> bool:
 
 
 RANGES = {
-    "seeds": ">= 1", "folds": "1..20", "epochs": ">= 1", "batch_size": ">= 2", "lr": "> 0",
+    "seeds": ">= 1", "folds": "1..20", "epochs": "auto or >= 1", "batch_size": "auto or >= 2", "lr": "auto or > 0",
+    "min_steps": "auto or >= 0", "input_size": "auto or 8..1024",
     "weight_decay": ">= 0", "val_fraction": "strictly between 0 and 1", "patience": ">= 1",
     "pseudo_rounds": "auto or >= 0", "pseudo_threshold": "in (0, 1]", "pseudo_share": "strictly between 0 and 1",
     "warm_epochs": "in (0, 1]", "warm_lr": "in (0, 1]",
@@ -246,7 +304,8 @@ RANGES = {
 }
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
 # fields that take `auto` or a number, and the kind of number
-NUMBER_OR_AUTO = {"pseudo_rounds": 0, "image_size": 0, "epochs": 0, "batch_size": 0, "lr": 0.0}
+NUMBER_OR_AUTO = {"pseudo_rounds": 0, "image_size": 0, "input_size": 0, "epochs": 0, "batch_size": 0, "lr": 0.0,
+                  "min_steps": 0}
 AUGMENT_FIELDS = {f.name: f for f in dataclasses.fields(Augmentation)}
 
 

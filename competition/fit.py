@@ -28,12 +28,14 @@ from .data import PublicData, load_public, placement
 from .ensemble import OutOfFold, as_logits, combine, greedy_weights, probabilities, within_model
 from .executors import Executor, InProcess, check_shared_storage
 from .metrics import Estimate, Metric, get_metric
-from .members import (MemberResult, MemberSpec, load_logits, member_logits, plan_members, predict_member_views,
-                      train_member)
+from .members import (MemberResult, MemberSpec, feature_path, load_logits, member_logits, plan_members,
+                      predict_member_views, train_member)
 from .predict import IDENTITY, View, tta_views
+from .probe import (Features, backbone_net, backbone_of, extract_features, feature_bf16, is_probe, load_features,
+                    save_features)
 from .pseudo_label import PseudoLabels, select_pseudo_labels
 from .sources import atomic_write_text
-from .train import precision_for, training_device
+from .device import precision_for, training_device
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,8 +93,45 @@ def member_line(result: MemberResult, done: int, total: int) -> str:
     status = "loaded from an earlier run" if result.resumed else \
         f"{result.wall_s:.1f}s on {result.device} ({result.precision})"
     cut = ", stopped by the time limit" if result.out_of_time else ""
+    how = f"C = {result.probe_C:g}, chosen inside the fold" if result.probe_C is not None else \
+        f"best epoch {result.best_epoch}/{result.epochs_run}{cut}"
     return (f"  [{done}/{total}] {result.name}: val acc {result.val_acc:.4f} of {result.val_size:,} "
-            f"(best epoch {result.best_epoch}/{result.epochs_run}{cut}), {status}; {total - done} to go")
+            f"({how}), {status}; {total - done} to go")
+
+
+def probe_views(cfg: RunConfig) -> tuple[View, ...]:
+    """The views a probe's features are computed in: the test-time views (TTA chooses among them on
+    OOF, and training takes each as a row), or the image alone where the plan gave the views up."""
+    return IDENTITY if cfg.tta == "off" else tta_views(cfg.augment.hflip == "on")
+
+
+def ensure_features(cfg: RunConfig, public: PublicData, run_dir: Path, log: Callable[[str], None]) -> None:
+    """Compute and cache the features of every probe's backbone, once a run: every fold and round reads
+    them (a resumed run too, where they were cached)."""
+    device = training_device()
+    for backbone in dict.fromkeys(backbone_of(m) for m in cfg.member_models if is_probe(m)):
+        path = feature_path(run_dir, backbone)
+        views = probe_views(cfg)
+        if path.is_file():
+            cached = load_features(path)
+            if (cached.fingerprint, cached.size, cached.views) == \
+                    (public.competition.fingerprint, int(cfg.input_size), tuple(v.name for v in views)):
+                log(f"features of {backbone}: cached in {path}")
+                continue
+        start = time.perf_counter()
+        net, mean, std = backbone_net(backbone, cfg, public.image_shape[0])
+        bf16 = feature_bf16(cfg, device)
+        kwargs = dict(views=views, size=int(cfg.input_size), mean=mean, std=std, device=device, bf16=bf16)
+        train = extract_features(net, public.train_images, **kwargs)
+        test = extract_features(net, public.test_images, **kwargs)
+        seconds = time.perf_counter() - start
+        save_features(path, Features(train=train, test=test, views=tuple(v.name for v in views), backbone=backbone,
+                                     size=int(cfg.input_size), fingerprint=public.competition.fingerprint,
+                                     seconds=seconds))
+        images = (len(public.train_images) + len(public.test_images)) * len(views)
+        log(f"features of {backbone}: {train.shape[-1]:,} a view, {len(views)} view(s) of "
+            f"{len(public.train_images) + len(public.test_images):,} images at {cfg.input_size} px in {seconds:.0f}s "
+            f"({images / seconds:,.0f} images/s, {'bf16' if bf16 else 'float32'} on {device.type})")
 
 
 def grouped_oof(members: list[MemberResult], views: tuple[View, ...], num_rows: int, num_classes: int,
@@ -139,8 +178,7 @@ def fit(cfg: RunConfig, public_dir: Path, run_dir: Path, executor: Executor | No
     metric = get_metric(public.competition.metric)
     labels, k = public.train_labels, public.num_classes
     channels, height, width = public.image_shape
-    cfg = policy.resolve(cfg, channels=channels, labelled=len(labels), hflip_safe=public.hflip,
-                         multi_label=public.competition.multi_label)
+    cfg = policy.resolve_for(cfg, public, training_device().type)
     device = training_device()
     where = {"device": f"resident on {device.type}" if device.type == "cuda" else "in memory",
              "host": "batched from pinned host memory (too big for the GPU)"}[placement(public.train_images, device)]
@@ -150,10 +188,11 @@ def fit(cfg: RunConfig, public_dir: Path, run_dir: Path, executor: Executor | No
                if device.type == "cpu" and isinstance(executor, InProcess) else "")
     log(f"{public.name}: {len(labels):,} labelled / {len(public.test_images):,} test {colour} images of "
         f"{height}x{width}, {k} {'labels (several an image)' if public.competition.multi_label else 'classes'}, "
-        f"scored by {metric.name}; {cfg.folds} fold(s) x {cfg.seeds} seed(s) x "
-        f"{'+'.join(cfg.models)} = {cfg.members_per_round} members a round, up to {cfg.pseudo_rounds} "
+        f"scored by {metric.name}; {members_phrase(cfg)} = {cfg.members_per_round} members a round, up to "
+        f"{cfg.pseudo_rounds} "
         f"pseudo-label round(s), on {device.type} in "
         f"{precision_for(cfg, device)} (images {where}), {executor.name}" + threads)
+    ensure_features(cfg, public, run_dir, log)
     rounds: list[RoundResult] = []
     pseudo, pseudo_path, use_tta = None, None, None
     for round_number in range(cfg.pseudo_rounds + 1):
@@ -167,10 +206,12 @@ def fit(cfg: RunConfig, public_dir: Path, run_dir: Path, executor: Executor | No
                 break
         start = time.perf_counter()
         specs = plan_members(cfg, round_number, public_dir, run_dir, pseudo_path, deadline)
-        extra = "" if pseudo is None else (f", with {len(pseudo.indices):,} pseudo-labelled test images "
-                                           f"({cfg.pseudo_share:.0%} of each batch)")
-        warm = " from the last round's members" if specs[0].warm_from else ""
-        log(f"round {round_number}: {len(specs)} members, up to {cfg.round_epochs(round_number)} epochs{warm}{extra}")
+        trained = any(not is_probe(s.model) for s in specs)
+        extra = "" if pseudo is None else (f", with {len(pseudo.indices):,} pseudo-labelled test images"
+                                           + (f" ({cfg.pseudo_share:.0%} of each batch)" if trained else ""))
+        warm = " from the last round's members" if any(s.warm_from for s in specs) else ""
+        epochs = f", up to {cfg.round_epochs(round_number)} epochs{warm}" if trained else ""
+        log(f"round {round_number}: {len(specs)} members{epochs}{extra}")
         done = []
 
         def progress(spec: MemberSpec, result: MemberResult) -> None:
@@ -178,7 +219,10 @@ def fit(cfg: RunConfig, public_dir: Path, run_dir: Path, executor: Executor | No
             done.append(result)
             log(member_line(result, len(done), len(specs)))
 
-        members = executor.map(train_member, specs, on_result=progress, public=public)
+        # probes first: a fine-tune beside one starts from the head it fitted on its fold
+        members = [result for batch in ([s for s in specs if is_probe(s.model)], [s for s in specs
+                                                                                  if not is_probe(s.model)])
+                   if batch for result in executor.map(train_member, batch, on_result=progress, public=public)]
         ensemble_start = time.perf_counter()
         ens = ensemble_round(cfg, round_number, members, labels, k, use_tta, executor, public, metric, log)
         use_tta = ens.tta
@@ -210,6 +254,12 @@ def fit(cfg: RunConfig, public_dir: Path, run_dir: Path, executor: Executor | No
                      metric=metric.name, multi_label=public.competition.multi_label)
 
 
+def members_phrase(cfg: RunConfig) -> str:
+    """'4 fold(s) x 1 seed(s) x fastnet', a probe's members as '4 fold(s) x probe:timm/x'."""
+    return " + ".join(f"{cfg.folds} fold(s) x " + (m if is_probe(m) else f"{cfg.seeds} seed(s) x {m}")
+                      for m in cfg.member_models)
+
+
 def best_round(rounds: list[RoundResult], metric: Metric) -> int:
     """The round with the best OOF score; of tied rounds the latest, which has seen the most unlabelled data."""
     sign = 1 if metric.higher_is_better else -1
@@ -236,9 +286,10 @@ def ensemble_round(cfg: RunConfig, round_number: int, members: list[MemberResult
                    num_classes: int, use_tta: bool | None, executor: Executor, public: PublicData,
                    metric: Metric, log: Callable[[str], None]) -> RoundEnsemble:
     """OOF logits, the TTA and weight choices made on them, and the test logits they imply."""
-    models = cfg.models
-    # mirrored views where training mirrored images: the competition allows it and hflip was on
-    test_views = tta_views(cfg.augment.hflip == "on")
+    models = cfg.member_models
+    # mirrored views where training mirrored images: the competition allows it and hflip was on; none
+    # where the plan gave them up (a probe's features have the image alone then)
+    test_views = IDENTITY if cfg.tta == "off" else tta_views(cfg.augment.hflip == "on")
     plain = grouped_oof(members, IDENTITY, len(labels), num_classes, models, cfg.ensemble)
     tta_groups = grouped_oof(members, test_views, len(labels), num_classes, models, cfg.ensemble)
     weights = None

@@ -189,6 +189,8 @@ class SizeRequest:
     limit: int = 64                 # auto's largest side for images of varied sizes
     limit_reason: str = "the default"   # why that limit (the model, the device), for the log
     resize: str = "crop"            # crop | pad, for images that change size
+    colour_limit: int | None = None     # for colour images, where it differs (a pretrained backbone's size)
+    colour_reason: str = ""
 
     def __post_init__(self) -> None:
         if self.size is not None and not 8 <= self.size <= 1024:
@@ -199,7 +201,8 @@ class SizeRequest:
     @property
     def key(self) -> str:
         """Equal keys, equal stored images: a competition prepared under another is prepared again."""
-        return f"size={self.size or 'auto'} limit={self.limit} resize={self.resize}"
+        colour = f" colour={self.colour_limit}" if self.colour_limit else ""
+        return f"size={self.size or 'auto'} limit={self.limit}{colour} resize={self.resize}"
 
     def accepts(self, stored_key: str, shape: tuple[int, int, int], resize: str) -> bool:
         """Whether images stored under `stored_key` at `shape` (H, W, C) answer this request: an
@@ -208,17 +211,20 @@ class SizeRequest:
             return shape[0] == shape[1] == self.size and resize in ("none", self.resize)
         return stored_key == self.key
 
-    def choose(self, sizes: list[tuple[int, int]]) -> tuple[tuple[int, int], str]:
+    def choose(self, sizes: list[tuple[int, int]], grey: bool = True) -> tuple[tuple[int, int], str]:
         """((height, width), why) for images of these (height, width) sizes. auto: a set that shares
-        one size keeps it; a set of varied sizes goes to its median shorter side, at most `limit`."""
+        one size keeps it; a set of varied sizes goes to its median shorter side, at most `limit`
+        (`colour_limit` for colour images, where given)."""
         if self.size is not None:
             return (self.size, self.size), f"--image-size {self.size}"
         distinct = set(sizes)
         if len(distinct) == 1:
             height, width = distinct.pop()
             return (height, width), f"every image is {height}x{width}"
+        limit, reason = (self.limit, self.limit_reason) if grey or not self.colour_limit else \
+            (self.colour_limit, self.colour_reason)
         median = int(np.median([min(s) for s in sizes]))
-        side = max(16, min(median, self.limit))
+        side = max(16, min(median, limit))
         why = f"the median shorter side is {median} px" + \
-            (f", at most {self.limit} for {self.limit_reason}" if median > self.limit else "")
+            (f", at most {limit} for {reason}" if median > limit else "")
         return (side, side), why

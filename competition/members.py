@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import zlib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -31,12 +32,15 @@ from .errors import HarnessError, RunStateError
 from .models import model_slug
 from .module import hit_rate
 from .predict import IDENTITY, View, load_classifier, predict, tta_views
+from .probe import (C_CANDIDATES, LinearHead, backbone_of, fit_linear_head, is_probe, load_features,
+                    probe_of)
 from .sources import atomic_write_text
 from .splits import training_rows, validation_folds
-from .train import TrainingData, precision_for, train_model, training_device
+from .train import TrainingData, train_model
+from .device import precision_for, training_device
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class MemberSpec:
     round: int
     fold: int
@@ -48,6 +52,8 @@ class MemberSpec:
     pseudo_labels: str | None = None    # CSV (ImageId,Label) of pseudo-labelled test rows, rounds >= 1
     deadline: float | None = None       # time.time() its training must end by (the run's time limit)
     warm_from: str | None = None        # a warm round's member: the checkpoint its weights start from
+    features: str | None = None         # a probe member: its backbone's cached features (probe.py)
+    head_from: str | None = None        # a fine-tune beside a probe: the fold's fitted head it starts from
 
     @property
     def name(self) -> str:
@@ -87,6 +93,7 @@ class MemberResult:
     history: list[dict[str, float]] = field(default_factory=list)
     resumed: bool = False               # loaded from an earlier run, not trained now
     out_of_time: bool = False           # stopped early by the run's time limit
+    probe_C: float | None = None        # a probe member: its head's regularisation, chosen inside the fold
 
     def summary(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k not in ("history", "resumed")}
@@ -96,17 +103,34 @@ def member_dir(run_dir: Path, round_number: int, fold: int, seed: int, model: st
     return Path(run_dir) / f"round{round_number}" / f"fold{fold}-seed{seed}-{model_slug(model)}"
 
 
+def feature_path(run_dir: Path, backbone: str) -> Path:
+    """Where a run caches a backbone's features (every fold and round of its probe reads them)."""
+    return Path(run_dir) / "features" / f"{model_slug(backbone)}.pt"
+
+
 def plan_members(cfg: RunConfig, round_number: int, public_dir: Path, run_dir: Path,
                  pseudo_labels: Path | None = None, deadline: float | None = None) -> list[MemberSpec]:
-    """Every member of one round: folds x seeds x models. In a warm round each starts from the
-    best checkpoint of the previous round's member of its fold, seed and model: that member never
-    saw the fold's validation rows either."""
+    """Every member of one round: folds x seeds x models, a probe's first (one a fold: its fit has no
+    randomness); beside a probe, a fine-tune starts from the head the probe fitted on its fold. In a
+    warm round each trained member starts from the best checkpoint of the previous round's member of
+    its fold, seed and model: that member never saw the fold's validation rows either."""
     warm = round_number > 0 and cfg.pseudo_start == "warm"
-    return [MemberSpec(round_number, fold, seed, model, cfg, str(public_dir),
-                       str(member_dir(run_dir, round_number, fold, seed, model)),
-                       None if pseudo_labels is None else str(pseudo_labels), deadline,
-                       str(member_dir(run_dir, round_number - 1, fold, seed, model) / "best.ckpt") if warm else None)
-            for model in cfg.models for fold in range(cfg.folds) for seed in range(cfg.seeds)]
+    specs = []
+    for model in cfg.member_models:
+        probe = is_probe(model)
+        for fold in range(cfg.folds):
+            for seed in range(1 if probe else cfg.seeds):
+                head = member_dir(run_dir, round_number, fold, 0, probe_of(model)) / PROBE_HEAD \
+                    if not probe and probe_of(model) in cfg.member_models else None
+                specs.append(MemberSpec(
+                    round=round_number, fold=fold, seed=seed, model=model, config=cfg, public_dir=str(public_dir),
+                    out_dir=str(member_dir(run_dir, round_number, fold, seed, model)),
+                    pseudo_labels=None if pseudo_labels is None else str(pseudo_labels), deadline=deadline,
+                    warm_from=str(member_dir(run_dir, round_number - 1, fold, seed, model) / "best.ckpt")
+                    if warm and not probe else None,
+                    features=str(feature_path(run_dir, backbone_of(model))) if probe else None,
+                    head_from=None if head is None else str(head)))
+    return specs
 
 
 def fold_rows(labels: np.ndarray, cfg: RunConfig, fold: int) -> tuple[np.ndarray, np.ndarray]:
@@ -154,6 +178,22 @@ def is_finished(out_dir: Path) -> bool:
     return (Path(out_dir) / "result.json").is_file() and (Path(out_dir) / "logits.pt").is_file()
 
 
+def make_out_dir(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise HarnessError(f"{out_dir}: this member cannot write its outputs here ({e.strerror}); on a multi-node "
+                           f"Ray cluster the run folder (--root) must be on storage every node shares") from e
+
+
+def pseudo_rows(spec: MemberSpec, public: PublicData) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(test rows, labels) of the pseudo-labels a round's member trains on; None in round 0."""
+    if spec.pseudo_labels is None:
+        return None
+    return read_pseudo_labels(Path(spec.pseudo_labels), len(public.test_images),
+                              public.num_classes if public.competition.multi_label else None)
+
+
 def train_member(spec: MemberSpec, public: PublicData | None = None) -> MemberResult:
     """Train one member (or load it, if finished earlier) and write its outputs beside it."""
     out_dir = Path(spec.out_dir)
@@ -166,26 +206,24 @@ def train_member(spec: MemberSpec, public: PublicData | None = None) -> MemberRe
     cfg = spec.config
     torch.set_num_threads(torch_threads(cfg.threads))
     public = public if public is not None else load_public(Path(spec.public_dir))
+    if is_probe(spec.model):
+        return fit_probe_member(spec, public)
     device = training_device()
     data, val_rows = fold_data(public, cfg, spec.fold, device)
     pseudo_images = pseudo_targets = None
-    if spec.pseudo_labels is not None:
-        rows, labels = read_pseudo_labels(Path(spec.pseudo_labels), len(public.test_images),
-                                          public.num_classes if public.competition.multi_label else None)
+    pseudo = pseudo_rows(spec, public)
+    if pseudo is not None:
+        rows, labels = pseudo
         pseudo_images = to_placement(public.test_images[rows], device, placement(public.train_images, device))
         pseudo_targets = labels.to(device)
-
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise HarnessError(f"{out_dir}: this member cannot write its outputs here ({e.strerror}); on a multi-node "
-                           f"Ray cluster the run folder (--root) must be on storage every node shares") from e
+    make_out_dir(out_dir)
     # consistency training reads the test images without labels, as pseudo-labelling does
     unlabelled = None if cfg.consistency == "none" else \
         to_placement(public.test_images, device, placement(public.train_images, device))
     trained = train_model(data, cfg.for_round(spec.round), spec.model, spec.rng_seed,
                           out_dir, pseudo_images, pseudo_targets, unlabelled=unlabelled, deadline=spec.deadline,
-                          warm_from=None if spec.warm_from is None else Path(spec.warm_from))
+                          warm_from=None if spec.warm_from is None else Path(spec.warm_from),
+                          head_from=None if spec.head_from is None else Path(spec.head_from))
     # every test-time view of the validation rows (cheap), so TTA can be chosen on OOF without
     # predicting again; the test set only in the plain view until TTA is chosen
     val_view_set = tta_views(cfg.augment.hflip == "on")
@@ -201,10 +239,55 @@ def train_member(spec: MemberSpec, public: PublicData | None = None) -> MemberRe
                           out_dir=str(out_dir), pseudo_labels_sha=file_digest(spec.pseudo_labels),
                           precision=precision_for(cfg, device), history=trained.history,
                           out_of_time=trained.out_of_time)
-    atomic_write_text(out_dir / "spec.json", spec.to_json())
-    atomic_write_text(out_dir / "result.json", json.dumps(asdict(result), indent=2) + "\n")
+    write_result(out_dir, spec, result)
     return result
 
+
+def write_result(out_dir: Path, spec: MemberSpec, result: MemberResult) -> None:
+    """spec.json, then result.json: the file whose presence marks the member finished."""
+    atomic_write_text(out_dir / "spec.json", spec.to_json())
+    atomic_write_text(out_dir / "result.json", json.dumps(asdict(result), indent=2) + "\n")
+
+
+PROBE_HEAD = "probe.pt"     # a probe member's fitted head (weight, bias, C), in the features' units
+
+
+def fit_probe_member(spec: MemberSpec, public: PublicData) -> MemberResult:
+    """A probe member: a linear head on its fold's training images' cached features (with the round's
+    pseudo-labelled test images' features added), its logits for every cached view of the fold's
+    validation images and of the test images. C is chosen inside round 0's fold; a later round's
+    member of the fold keeps that C."""
+    start = time.perf_counter()
+    out_dir = Path(spec.out_dir)
+    features = load_features(Path(spec.features))
+    if features.fingerprint != public.competition.fingerprint:
+        raise RunStateError(f"{spec.features}: these features were computed from another prepared split; "
+                            f"start a new run")
+    train_rows, val_rows = fold_rows(public.train_labels.numpy(), spec.config, spec.fold)
+    x, y = features.train[:, train_rows], public.train_labels[train_rows]
+    pseudo = pseudo_rows(spec, public)
+    if pseudo is not None:
+        rows, labels = pseudo
+        x, y = torch.cat([x, features.test[:, rows]], dim=1), torch.cat([y, labels])
+    candidates = C_CANDIDATES
+    if spec.round > 0:
+        first = member_dir(Path(spec.out_dir).parents[1], 0, spec.fold, 0, spec.model) / PROBE_HEAD
+        candidates = (LinearHead.from_state_dict(torch.load(first, weights_only=True)).C,)
+    head = fit_linear_head(x, y, public.num_classes, candidates, seed=spec.rng_seed)
+    make_out_dir(out_dir)
+    torch.save(head.state_dict(), out_dir / (PROBE_HEAD + ".tmp"))
+    (out_dir / (PROBE_HEAD + ".tmp")).replace(out_dir / PROBE_HEAD)
+    val_logits = head.logits(features.train[:, val_rows])
+    test_logits = head.logits(features.test)
+    save_logits(out_dir, torch.from_numpy(val_rows), {
+        "val": dict(zip(features.views, val_logits)), "test": dict(zip(features.views, test_logits))})
+    result = MemberResult(name=spec.name, round=spec.round, fold=spec.fold, seed=spec.seed, model=spec.model,
+                          val_acc=float(hit_rate(val_logits[0], public.train_labels[val_rows])),
+                          val_size=len(val_rows), best_epoch=0, epochs_run=0, wall_s=time.perf_counter() - start,
+                          device="cpu", out_dir=str(out_dir), pseudo_labels_sha=file_digest(spec.pseudo_labels),
+                          precision="float64 head", probe_C=head.C)
+    write_result(out_dir, spec, result)
+    return result
 
 def save_logits(out_dir: Path, val_index: torch.Tensor, views: dict[str, dict[str, torch.Tensor]]) -> None:
     tmp = Path(out_dir) / "logits.pt.tmp"

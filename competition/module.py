@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from .config import Augmentation, RunConfig
 from .data import augment, cutout, normalize, strong, to_unit
 from .errors import ConfigError
-from .models import create_model, head_parameters, pretrained_config
+from .models import create_model, head_parameters, normalisation
 from .pseudo_label import confidence_cap
 
 
@@ -53,14 +53,19 @@ class Classifier(L.LightningModule):
                  steps_per_epoch: int, augmentation: dict[str, Any] | None = None,
                  model_kwargs: dict[str, Any] | None = None, channels_last: bool = True, seed: int = 0,
                  weights: str = "", backbone_lr: float = 1.0, consistency: str = "none",
-                 consistency_weight: float = 1.0, confidence: float = 1.0, teacher_decay: float = 0.0) -> None:
+                 consistency_weight: float = 1.0, confidence: float = 1.0, teacher_decay: float = 0.0,
+                 input_size: int | None = None) -> None:
         """`weights`: the pretrained file a fine-tuned backbone starts from; `backbone_lr` its peak
         learning rate as a share of `lr`, the new head's. `consistency` (config.Consistency): train
         on unlabelled images too (`attach_unlabelled`), with FixMatch's `confidence` threshold or a
-        mean teacher whose weights decay by `teacher_decay` a step."""
+        mean teacher whose weights decay by `teacher_decay` a step. `input_size`: the side the
+        network sees, where the images are stored at another (a pretrained backbone's own size)."""
         super().__init__()
         self.save_hyperparameters()
-        net = create_model(model, num_classes=num_classes, in_chans=in_chans, image_size=tuple(image_size),
+        self.input_size = None if input_size is None or tuple(image_size) == (input_size, input_size) else \
+            int(input_size)
+        net = create_model(model, num_classes=num_classes, in_chans=in_chans,
+                           image_size=tuple(image_size) if self.input_size is None else (input_size, input_size),
                            weights=weights, **(model_kwargs or {}))
         # channels_last: the oneDNN (CPU) and cuDNN convolutions run faster on NHWC (measured in
         # benchmarks/levers.py); the arithmetic is unchanged.
@@ -81,16 +86,13 @@ class Classifier(L.LightningModule):
                     **overrides: Any) -> "Classifier":
         """The one place a run's settings become a module. `image_shape` is (channels, height, width);
         `cfg` as `policy.resolve` made it: its augmentation has no `auto` left."""
-        if not cfg.augment.is_resolved:
-            raise ConfigError("the augmentation's `auto` settings are made concrete by policy.resolve "
-                              "(they depend on the competition) before a module is made")
+        if not cfg.is_resolved:
+            raise ConfigError("a module is made from a config policy.resolve made concrete (its `auto` settings "
+                              "depend on the competition)")
         channels, height, width = image_shape
         if cfg.weights:
             # a pretrained backbone sees images normalised as in its own training, not by this data's statistics
-            own = pretrained_config(model)
-            mean, std = own["mean"], own["std"]
-            if channels == 1:           # timm sums the stem's RGB filters into one grey filter
-                mean, std = (sum(mean) / 3,), (sum(std) / 3,)
+            mean, std = normalisation(model, cfg.normalise, channels)
         settings = dict(model=model, num_classes=num_classes, in_chans=channels, image_size=(height, width),
                         mean=tuple(mean), std=tuple(std), lr=cfg.lr, weight_decay=cfg.weight_decay,
                         label_smoothing=cfg.label_smoothing, schedule=cfg.schedule, epochs=cfg.epochs,
@@ -99,7 +101,7 @@ class Classifier(L.LightningModule):
                         backbone_lr=cfg.backbone_lr if cfg.weights else 1.0, consistency=cfg.consistency,
                         consistency_weight=cfg.consistency_weight,
                         confidence=cfg.pseudo_threshold * confidence_cap(num_classes, cfg.label_smoothing),
-                        teacher_decay=ema_decay(cfg.ema_half_life, steps_per_epoch))
+                        teacher_decay=ema_decay(cfg.ema_half_life, steps_per_epoch), input_size=int(cfg.input_size))
         return cls(**{**settings, **overrides})
 
     def attach_unlabelled(self, images: torch.Tensor | None) -> None:
@@ -116,9 +118,14 @@ class Classifier(L.LightningModule):
         # bfloat16 would be off by a tenth of a pixel; only the network runs in the lower precision
         with torch.autocast(images.device.type, enabled=False):
             x = to_unit(images)
-            if train:
-                x = augment(x, self.augmentation)
-            return normalize(x, self.mean, self.std).contiguous(memory_format=self.memory_format)
+            return self.to_input(augment(x, self.augmentation) if train else x)
+
+    def to_input(self, x: torch.Tensor) -> torch.Tensor:
+        """[0, 1] images -> what the network reads: at its input size, normalised, in its memory format."""
+        if self.input_size is not None:
+            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", antialias=True,
+                              align_corners=False)
+        return normalize(x, self.mean, self.std).contiguous(memory_format=self.memory_format)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 images (B, C, H, W) -> logits (B, K), without augmentation."""
@@ -158,8 +165,7 @@ class Classifier(L.LightningModule):
     def strong_view(self, images: torch.Tensor) -> torch.Tensor:
         """Warps at twice the training ranges, then a cutout square: the view learnt from."""
         with torch.autocast(images.device.type, enabled=False):
-            x = cutout(augment(to_unit(images), strong(self.augmentation)))
-            return normalize(x, self.mean, self.std).contiguous(memory_format=self.memory_format)
+            return self.to_input(cutout(augment(to_unit(images), strong(self.augmentation))))
 
     def consistency_loss(self, weak: torch.Tensor, strong_logits: torch.Tensor) -> torch.Tensor:
         """FixMatch: the weak view's class, where its probability reaches `confidence`, is the strong

@@ -301,7 +301,7 @@ def write_image_arrays(public: Path, train_images: Images, test_images: Images, 
     if isinstance(train_images, np.ndarray):
         train, test = with_channels(train_images), with_channels(test_images)
         originals = [train.shape[1:3], test.shape[1:3]]
-        size, why = sizes.choose(originals)
+        size, why = sizes.choose(originals, grey=train.shape[3] == 1)
         for array, out in ((train, TRAIN_IMAGES), (test, TEST_IMAGES)):
             if array.shape[1:3] != size:
                 array = np.stack([fit_to_size(image[..., 0] if image.shape[2] == 1 else image, size, sizes.resize)
@@ -312,8 +312,8 @@ def write_image_arrays(public: Path, train_images: Images, test_images: Images, 
     files = list(train_images) + list(test_images)
     headers = read_headers(files)
     dims = [(h.height, h.width) for h in headers]
-    size, why = sizes.choose(dims)
     grey = all(h.grey for h in headers)
+    size, why = sizes.choose(dims, grey)
     decode_into(list(train_images), public / TRAIN_IMAGES, size, sizes.resize, grey, log=log)
     decode_into(list(test_images), public / TEST_IMAGES, size, sizes.resize, grey, log=log)
     return size, why, describe_sizes(headers), any(d != size for d in dims)

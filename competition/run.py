@@ -9,6 +9,7 @@ prediction is made, to grade; nothing read from them goes back into training.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import signal
@@ -29,8 +30,8 @@ from .prepare import CompetitionPaths, SplitOptions, Workspace, ensure_prepared
 from . import budget
 from .data import load_public
 from .predict import tta_views
-from .models import check_weights, model_slug
-from .train import training_device
+from .models import AUTO, model_slug
+from .device import precision_for, training_device
 from .publish import Published, publish
 from .rules import check_daily_limit, read_rules
 from .sources import atomic_write_text
@@ -124,25 +125,39 @@ def plan_to_time_limit(cfg: RunConfig, paths: CompetitionPaths, free: frozenset[
     if limit is None:
         return None, None
     public = load_public(paths.public)
-    log(f"time limit {budget.format_duration(limit)}"
-        + (" (auto: by the labelled count)" if cfg.time_limit == "auto" else "")
-        + f": measuring {cfg.models[0]} on this {training_device().type}")
     device = training_device()
-    rates = budget.measure_rates(public, cfg, device)
     views = len(tta_views(cfg.augment.hflip == "on"))
     wider = policy.wider_models(cfg.models)
+    prefix = (f"time limit {budget.format_duration(limit)}"
+              + (" (auto: by the labelled count)" if cfg.time_limit == "auto" else ""))
 
     def wider_rates() -> budget.Rates:
         log(f"measuring {'+'.join(wider)} too: the time may buy the wider net")
         return budget.measure_rates(public, cfg.replace(models=wider), device)
 
+    training_rates = None
+    if cfg.fine_tuning and cfg.probe != "off":
+        # the probe's rates first: a fine-tune is measured only where one could fit at all
+        log(f"{prefix}: measuring the features of {cfg.models[0]} at {cfg.input_size} px on this {device.type}")
+        features, fit_s = budget.measure_probe(public, cfg, device)
+        # training an image costs at least three forward passes: a bound no fine-tune beats
+        rates = budget.Rates(train=features / 3, predict=features, member_setup_s=0.0, device=device.type,
+                             precision=precision_for(cfg, device), features=features, probe_fit_s=fit_s)
+
+        def training_rates() -> budget.Rates:
+            log(f"measuring a fine-tune of {cfg.models[0]} too: the time may afford one")
+            measured = budget.measure_rates(public, cfg, device)
+            return dataclasses.replace(measured, features=features, probe_fit_s=fit_s)
+    else:
+        log(f"{prefix}: measuring {cfg.models[0]} on this {device.type}")
+        rates = budget.measure_rates(public, cfg, device)
     elapsed = time.perf_counter() - start
     planned = budget.plan(cfg, rates, limit_s=limit, budget_s=limit - elapsed, labelled=info.train_size,
                           test=info.test_size, views=views, large_data=info.train_size >= policy.LARGE_DATA, free=free,
-                          wider=wider, wider_rates=wider_rates)
+                          wider=wider, wider_rates=wider_rates, training_rates=training_rates)
     log(planned.line())
     left = limit - (time.perf_counter() - start)
-    reserve = budget.reserve_s(planned.config, rates, test=info.test_size, views=views)
+    reserve = budget.reserve_s(planned.config, planned.rates, test=info.test_size, views=views)
     return planned, time.time() + left - reserve
 
 
@@ -160,20 +175,30 @@ def run(cfg: RunConfig, workspace: Workspace, kaggle_dir: Path | None = None, re
     if resume:      # its config.json is the planned recipe: it goes on without a time limit
         run_dir, cfg, paths = open_resumed_run(workspace, resume)
     else:
+        free = budget.left_to_plan(cfg, given)         # what a time limit may change: what was not given
         # the weights' file is found (or refused) before anything is prepared or trained, and
         # recorded, so config.json repeats the run from the same file
-        cfg = cfg.replace(weights=check_weights(cfg.models, cfg.pretrained, cfg.weights))
+        backbone, why = policy.colour_backbone(cfg, training_device().type) if AUTO in cfg.models else (None, "")
+        if AUTO not in cfg.models:
+            cfg = cfg.replace(weights=policy.pretrained_weights(cfg, cfg.models), pretrained=False)
         paths = ensure_prepared(workspace, cfg.competition, kaggle_dir, split, log, metric,
-                                policy.size_request(cfg, training_device().type))
+                                policy.size_request(cfg, training_device().type, backbone))
         # refuse before training, not after: the day's limit may already be used up
         check_daily_limit(paths.root, paths.root.name, read_rules(paths.root))
         info = paths.read()
-        free = budget.left_to_plan(cfg, given)         # what a time limit may change: what was not given
-        # the stored size is the training size: config.json records it, so --config repeats it
+        if why and info.channels != 1:
+            log(why)
+        # the stored size: config.json records it, so --config repeats it
         cfg = policy.resolve(cfg.replace(competition=paths.root.name, image_size=info.height if
                                          info.height == info.width else cfg.image_size),
-                             channels=info.channels, labelled=info.train_size, hflip_safe=info.hflip,
-                             multi_label=info.multi_label)
+                             channels=info.channels, labelled=info.train_size, stored_size=info.height,
+                             hflip_safe=info.hflip, multi_label=info.multi_label,
+                             sample_images=load_public(paths.public).train_images[:64],
+                             device_type=training_device().type)
+        scratch_timm = [m for m in cfg.models if m.startswith("timm/") and not cfg.weights]
+        if scratch_timm:
+            log(f"{'+'.join(scratch_timm)} trains from scratch: no pretrained weights given or at hand (--weights "
+                f"FILE, --weights-dir DIR, $COMPETITION_WEIGHTS, timm's cache, or --pretrained to fetch them)")
         planned, deadline = plan_to_time_limit(cfg, paths, free, start, log)
         cfg = planned.config if planned else cfg
         run_dir = new_run_dir(workspace, cfg)

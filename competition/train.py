@@ -22,7 +22,9 @@ from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, Model
 from . import stopping
 from .config import RunConfig
 from .data import DeviceBatches
+from .device import precision_for
 from .module import Classifier, ema_decay
+from .probe import LinearHead, load_head_into
 
 # The run prints its own line per member; Lightning's banners (devices, tips) would drown it.
 logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
@@ -58,31 +60,6 @@ class TrainedModel:
     wall_s: float
     history: list[dict[str, float]] = field(default_factory=list)
     out_of_time: bool = False       # stopped at an epoch boundary by the run's time limit
-
-
-def training_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether `device` multiplies bfloat16 in hardware: a CUDA GPU, or a CPU with AVX512-BF16 or AMX
-    (emulated bfloat16 on other CPUs is slower than float32)."""
-    if device.type == "cuda":
-        return True
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")     # private, hence the getattr
-    return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
-
-
-def precision_for(cfg: RunConfig, device: torch.device) -> str:
-    """`auto`: bf16 autocast where the hardware has it, float32 elsewhere; and float32 for timm
-    models on a CPU. The project's own dense-conv nets train 1.3-2x faster in bf16 on a Zen 4 CPU
-    (accuracy within noise), but timm's depthwise-conv backbones train 1.7x slower there
-    (EfficientNet-Lite0 at 96 px: 63 against 106 images/s; benchmarks/README.md §11)."""
-    if cfg.precision != "auto":
-        return cfg.precision
-    if device.type == "cpu" and any(m.startswith("timm/") for m in cfg.models):
-        return "32-true"
-    return "bf16-mixed" if native_bf16(device) else "32-true"
 
 
 class EpochHistory(L.Callback):
@@ -173,11 +150,14 @@ def resumable_checkpoint(path: Path) -> Path | None:
 def train_model(data: TrainingData, cfg: RunConfig, model: str, seed: int, out_dir: Path,
                 pseudo_images: torch.Tensor | None = None, pseudo_labels: torch.Tensor | None = None,
                 fixed_epochs: bool = False, unlabelled: torch.Tensor | None = None,
-                deadline: float | None = None, warm_from: Path | None = None) -> TrainedModel:
+                deadline: float | None = None, warm_from: Path | None = None,
+                head_from: Path | None = None) -> TrainedModel:
     """Train `model` from scratch (or from the weights of the checkpoint `warm_from`) on one fold (optionally with pseudo-labelled rows in every batch,
     and with consistency training on `unlabelled` images when the config asks for it) and return
     the module holding its best validation epoch's weights. `deadline` (a `time.time()`): stop at the
-    epoch boundary before it (see `Deadline`).
+    epoch boundary before it (see `Deadline`). `head_from`: a fitted probe's head (probe.py) the
+    classifier starts from (linear probe, then fine-tune). A member trains `cfg.member_epochs`: at
+    least `min_steps` optimiser steps.
 
     `fixed_epochs`: a refit. Train exactly `cfg.epochs` epochs without validating (no early
     stopping, nothing chosen) and return the last epoch's weights; `data.val_*` are not read.
@@ -193,9 +173,12 @@ def train_model(data: TrainingData, cfg: RunConfig, model: str, seed: int, out_d
                                   extra_images=pseudo_images, extra_labels=pseudo_labels,
                                   extra_share=cfg.pseudo_share, device=device)
     val_batches = DeviceBatches(data.val_images, data.val_labels, 1024, shuffle=False, device=device)
+    cfg = cfg.replace(epochs=cfg.member_epochs(len(train_batches)))
     module = Classifier.from_config(cfg, model=model, num_classes=data.num_classes, image_shape=data.image_shape,
                                     mean=data.mean, std=data.std, steps_per_epoch=len(train_batches),
                                     seed=seed)
+    if head_from is not None:
+        load_head_into(module.net, LinearHead.from_state_dict(torch.load(head_from, weights_only=True)))
     if warm_from is not None:
         # the weights only: the optimiser and its schedule start afresh for this member's epochs
         module.load_state_dict(torch.load(warm_from, map_location=device, weights_only=False)["state_dict"])
@@ -236,6 +219,7 @@ def _train_fixed_epochs(data: TrainingData, cfg: RunConfig, model: str, seed: in
     device = data.device
     batches = DeviceBatches(data.train_images, data.train_labels, cfg.batch_size, shuffle=True, seed=seed,
                             device=device)
+    cfg = cfg.replace(epochs=cfg.member_epochs(len(batches)))
     module = Classifier.from_config(cfg, model=model, num_classes=data.num_classes, image_shape=data.image_shape,
                                     mean=data.mean, std=data.std, steps_per_epoch=len(batches),
                                     seed=seed)

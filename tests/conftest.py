@@ -196,6 +196,19 @@ def tiny_config() -> RunConfig:
                      time_limit="none", batch_size=64, patience=5, pseudo_threshold=0.3)
 
 
+@pytest.fixture(scope="session")
+def backbone_weights(tmp_path_factory) -> Path:
+    """An ImageNet-shaped (1,000-class) state dict of timm's ~100k-parameter `test_efficientnet` in
+    timm's key names, as a converted checkpoint is; saved as `<timm-name>.pth`, so its folder is a
+    weights folder too."""
+    import timm
+    import torch
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "test_efficientnet.pth"
+    torch.save(timm.create_model("test_efficientnet", num_classes=1000).state_dict(), path)
+    return path
+
+
 @pytest.fixture
 def restore_threads():
     """torch's CPU thread count as it was before the test (members set it)."""
@@ -211,8 +224,16 @@ def resolve_for():
     what a test that plans or trains members itself must pass them."""
     def resolve_for(cfg: RunConfig, paths) -> RunConfig:
         info = paths.read()
-        return policy.resolve(cfg, channels=info.channels, labelled=info.train_size, hflip_safe=info.hflip)
+        return policy.resolve(cfg, channels=info.channels, labelled=info.train_size, stored_size=info.height,
+                              hflip_safe=info.hflip, multi_label=info.multi_label)
     return resolve_for
+
+
+def resolved(cfg: RunConfig, *, channels: int = 1, labelled: int = 4000, stored_size: int = 28,
+             hflip_safe: bool = False) -> RunConfig:
+    """`cfg` made concrete (policy.resolve) for a grey competition of this shape: what a unit test of
+    the planner or of a module passes, since those read no `auto`."""
+    return policy.resolve(cfg, channels=channels, labelled=labelled, stored_size=stored_size, hflip_safe=hflip_safe)
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

@@ -14,9 +14,10 @@ from competition.config import RunConfig
 from competition.errors import ConfigError
 from competition.fit import fit
 from competition.members import fold_data
-from competition.train import train_model, training_device
+from competition.train import train_model
+from competition.device import training_device
 
-from conftest import silent, write_kaggle_folder
+from conftest import resolved, silent, write_kaggle_folder
 
 RATES = budget.Rates(train=2000.0, predict=20000.0, member_setup_s=1.0, device="cpu", precision="32-true")
 SHAPE = dict(labelled=4000, test=1000, views=9, large_data=False)
@@ -41,7 +42,7 @@ def test_the_auto_limit_is_three_minutes_growing_with_the_labelled_count():
 
 
 def test_a_longer_limit_plans_a_richer_recipe_and_every_plan_fits_its_limit():
-    cfg = RunConfig(models=("fastnet",), pseudo_rounds=1)
+    cfg = resolved(RunConfig(models=("fastnet",), pseudo_rounds=1))
     plans = [budget.plan(cfg, RATES, limit_s=s, budget_s=s, free=frozenset(budget.PLANNED), **SHAPE)
              for s in (20, 60, 180, 600)]
     costs = [budget.estimate_s(p.config, RATES, labelled=4000, test=1000, views=9) for p in plans]
@@ -52,13 +53,13 @@ def test_a_longer_limit_plans_a_richer_recipe_and_every_plan_fits_its_limit():
 
 
 def test_the_plan_keeps_the_settings_given_and_changes_only_the_rest():
-    cfg = RunConfig(models=("fastnet",), epochs=4, folds=5, pseudo_rounds=0)
+    cfg = resolved(RunConfig(models=("fastnet",), epochs=4, folds=5, pseudo_rounds=0))
     planned = budget.plan(cfg, RATES, limit_s=600, budget_s=600,
                           free=budget.left_to_plan(cfg, frozenset({"epochs", "folds", "pseudo_rounds"})), **SHAPE)
     assert (planned.config.epochs, planned.config.folds, planned.config.pseudo_rounds) == (4, 5, 0)
     assert planned.config.seeds > 1                 # the time left bought more seeds instead
     # without a list of what was given, the settings at their defaults are the free ones
-    assert budget.left_to_plan(RunConfig(epochs=4)) == {"folds", "seeds", "pseudo_rounds", "models", "tta"}
+    assert budget.left_to_plan(RunConfig(epochs=4)) == {"folds", "seeds", "pseudo_rounds", "models", "tta", "probe"}
     assert "models" not in budget.left_to_plan(RunConfig(models=("fastnet",)))
 
 
@@ -75,7 +76,7 @@ def _plan_with_width(cfg: RunConfig, seconds: float, free: frozenset[str], probe
 
 def test_a_long_limit_buys_the_wider_net_costed_at_its_own_measured_rate():
     probes: list[str] = []
-    cfg = RunConfig(models=("fastnet",), epochs=15, pseudo_rounds=1)
+    cfg = resolved(RunConfig(models=("fastnet",), epochs=15, pseudo_rounds=1))
     planned = _plan_with_width(cfg, 3600, frozenset(budget.PLANNED), probes)
     assert planned.config.models == ("fastnet-wide",) and probes == ["fastnet-wide"]     # measured once
     assert planned.rates == WIDE_RATES and planned.estimate_s == budget.estimate_s(
@@ -85,20 +86,20 @@ def test_a_long_limit_buys_the_wider_net_costed_at_its_own_measured_rate():
 
 def test_a_short_limit_keeps_the_narrow_net_without_measuring_the_wide_one():
     probes: list[str] = []
-    planned = _plan_with_width(RunConfig(models=("fastnet",), epochs=15, pseudo_rounds=1), 60,
+    planned = _plan_with_width(resolved(RunConfig(models=("fastnet",), epochs=15, pseudo_rounds=1)), 60,
                                frozenset(budget.PLANNED), probes)
     assert planned.config.models == ("fastnet",) and probes == []        # hopeless at the narrow rate: no probe
 
 
 def test_a_model_given_is_never_widened():
     probes: list[str] = []
-    cfg = RunConfig(models=("fastnet",), epochs=15, pseudo_rounds=1)
+    cfg = resolved(RunConfig(models=("fastnet",), epochs=15, pseudo_rounds=1))
     planned = _plan_with_width(cfg, 3600, budget.left_to_plan(cfg, frozenset({"models"})), probes)
     assert planned.config.models == ("fastnet",) and probes == []
 
 
 def test_a_limit_too_short_for_any_recipe_gives_the_smallest_and_says_so():
-    planned = budget.plan(RunConfig(models=("fastnet",)), RATES, limit_s=1, budget_s=1,
+    planned = budget.plan(resolved(RunConfig(models=("fastnet",))), RATES, limit_s=1, budget_s=1,
                           free=frozenset(budget.PLANNED), **SHAPE)
     assert not planned.fits and (planned.config.folds, planned.config.epochs) == (2, 1)
     assert "members will be cut short" in planned.line()
@@ -107,7 +108,7 @@ def test_a_limit_too_short_for_any_recipe_gives_the_smallest_and_says_so():
 def test_one_seed_keeps_the_pseudo_round_only_at_20_epochs_and_else_trains_longer_without_it():
     """Out of fold on five sets, 4 folds x 20 epochs without a round beat 4 x 13 with one, and 4 x 25
     without it beat 4 x 15 with it on average, each for less (benchmarks/README.md §20)."""
-    cfg = RunConfig(models=("fastnet",))
+    cfg = resolved(RunConfig(models=("fastnet",)))
 
     def cost(epochs: int, rounds: int) -> float:
         return budget.estimate_s(cfg.replace(folds=4, seeds=1, epochs=epochs, pseudo_rounds=rounds), RATES,
@@ -127,7 +128,7 @@ def test_a_one_seed_rung_spends_time_left_on_more_epochs():
     """20 epochs beat 15 out of fold on mnist-5k, fashion-5k and digits, with the round and without
     (benchmarks/README.md §18): between one seed's 15 epochs and two seeds' 12 the time goes on epochs;
     without the round up to 25 (§20)."""
-    cfg = RunConfig(models=("fastnet",))
+    cfg = resolved(RunConfig(models=("fastnet",)))
 
     def cost(seeds: int, epochs: int) -> float:
         return budget.estimate_s(cfg.replace(folds=4, seeds=seeds, epochs=epochs, pseudo_rounds=1), RATES,
@@ -152,7 +153,7 @@ def test_a_large_test_set_gives_up_its_test_time_views_before_epochs_below_the_r
     A `--tta` given is kept, and where the views are cheap they stay."""
     big = dict(labelled=5000, test=10_000, views=9, large_data=False)
     slow = budget.Rates(train=1800.0, predict=8000.0, member_setup_s=0.5, device="cpu", precision="32-true")
-    cfg = RunConfig(models=("fastnet",))
+    cfg = resolved(RunConfig(models=("fastnet",)))
     planned = budget.plan(cfg, slow, limit_s=180, budget_s=175, free=frozenset(budget.PLANNED), **big)
     assert planned.config.tta == "off" and planned.config.epochs >= 12
     assert "no test-time views" in planned.line()
@@ -166,7 +167,7 @@ def test_a_large_test_set_gives_up_its_test_time_views_before_epochs_below_the_r
 
 
 def test_large_data_plans_spend_no_time_on_a_pseudo_round():
-    planned = budget.plan(RunConfig(models=("fastnet",)), RATES, limit_s=3600, budget_s=3600,
+    planned = budget.plan(resolved(RunConfig(models=("fastnet",))), RATES, limit_s=3600, budget_s=3600,
                           free=frozenset(budget.PLANNED), **{**SHAPE, "large_data": True})
     assert planned.config.pseudo_rounds == 0
 
@@ -174,7 +175,7 @@ def test_large_data_plans_spend_no_time_on_a_pseudo_round():
 def test_large_data_gives_up_folds_for_one_full_length_holdout_member_before_it_gives_up_epochs():
     fashion = dict(labelled=60_000, test=10_000, views=9, large_data=True)
     rates = budget.Rates(train=1400.0, predict=2600.0, member_setup_s=5.0, device="cpu", precision="32-true")
-    cfg = RunConfig(models=("fastnet-wide",), epochs=15)
+    cfg = resolved(RunConfig(models=("fastnet-wide",), epochs=15))
     planned = budget.plan(cfg, rates, limit_s=700, budget_s=690, free=frozenset(budget.PLANNED), **fashion)
     assert (planned.config.folds, planned.config.seeds) == (1, 1) and 10 <= planned.config.epochs < 15
     richer = budget.plan(cfg, rates, limit_s=3 * 3600, budget_s=3 * 3600, free=frozenset(budget.PLANNED), **fashion)
@@ -268,7 +269,8 @@ def test_the_rate_probe_reads_the_steadiest_epoch_and_prediction_pass(monkeypatc
     images = torch.zeros(1024, 1, 8, 8, dtype=torch.uint8)
     public = types.SimpleNamespace(train_images=images[:64], train_labels=torch.arange(64) % 2,
                                    test_images=images, num_classes=2)
-    rates = budget.measure_rates(public, RunConfig(batch_size=16, models=("fastnet",), threads=2),
+    rates = budget.measure_rates(public, resolved(RunConfig(batch_size=16, models=("fastnet",), threads=2),
+                                                  stored_size=8),
                                  torch.device("cpu"), steps=4)
     assert rates.predict == pytest.approx(1024 / 0.1)
     # the 1 s epoch held a validation pass over the 64 images at that rate
@@ -280,9 +282,9 @@ def test_a_probe_that_shared_the_cores_says_so_in_the_plan_line_and_its_record()
     fields = dict(train=2000.0, predict=6000.0, member_setup_s=1.0, device="cpu", precision="32-true")
     kwargs = dict(limit_s=180, budget_s=175, labelled=4000, test=1000, views=9, large_data=False,
                   free=frozenset(budget.PLANNED))
-    idle = budget.plan(RunConfig(models=("fastnet",)), budget.Rates(**fields, cpu_share=0.98), **kwargs)
-    shared = budget.plan(RunConfig(models=("fastnet",)), budget.Rates(**fields, cpu_share=0.61), **kwargs)
-    on_gpu = budget.plan(RunConfig(models=("fastnet",)), budget.Rates(**fields | {"device": "cuda"}), **kwargs)
+    idle = budget.plan(resolved(RunConfig(models=("fastnet",))), budget.Rates(**fields, cpu_share=0.98), **kwargs)
+    shared = budget.plan(resolved(RunConfig(models=("fastnet",))), budget.Rates(**fields, cpu_share=0.61), **kwargs)
+    on_gpu = budget.plan(resolved(RunConfig(models=("fastnet",))), budget.Rates(**fields | {"device": "cuda"}), **kwargs)
     assert "warning" not in idle.line() and "warning" not in on_gpu.line()
     threads = torch.get_num_threads()
     assert "got 61% of its threads' CPU time" in shared.line()
@@ -293,7 +295,7 @@ def test_a_probe_that_shared_the_cores_says_so_in_the_plan_line_and_its_record()
 def test_a_holdout_rung_spends_time_left_on_up_to_a_third_more_epochs_unless_epochs_were_given():
     fashion = dict(labelled=60_000, test=10_000, views=9, large_data=True)
     rates = budget.Rates(train=1400.0, predict=2600.0, member_setup_s=5.0, device="cpu", precision="32-true")
-    cfg = RunConfig(models=("fastnet-wide",), epochs=15)
+    cfg = resolved(RunConfig(models=("fastnet-wide",), epochs=15))
     # 20m on a float32 CPU: one 15-epoch member takes about half; two do not fit
     planned = budget.plan(cfg, rates, limit_s=1200, budget_s=1190, free=frozenset(budget.PLANNED), **fashion)
     assert (planned.config.folds, planned.config.seeds, planned.config.epochs) == (1, 1, 20)
@@ -306,9 +308,9 @@ def test_a_holdout_rung_spends_time_left_on_up_to_a_third_more_epochs_unless_epo
     kept = budget.plan(cfg, rates, limit_s=1200, budget_s=1190, free=frozenset(budget.PLANNED) - {"epochs"}, **fashion)
     assert kept.config.epochs == 15
     # small data's rungs with several seeds never stretch: time left buys seeds, width and the round
-    small = budget.plan(RunConfig(models=("fastnet",)), RATES, limit_s=10 * 3600, budget_s=10 * 3600,
+    small = budget.plan(resolved(RunConfig(models=("fastnet",))), RATES, limit_s=10 * 3600, budget_s=10 * 3600,
                         free=frozenset(budget.PLANNED), **SHAPE)
-    assert small.config.seeds > 1 and small.config.epochs == RunConfig(models=("fastnet",)).epochs
+    assert small.config.seeds > 1 and small.config.epochs == resolved(RunConfig(models=("fastnet",))).epochs
 
 
 def test_the_command_line_time_limit_counts_from_the_process_start():
@@ -353,7 +355,7 @@ def test_a_run_started_earlier_plans_only_the_time_left_of_its_limit(tmp_path, c
 
 
 def test_a_warm_round_is_costed_at_its_share_of_the_epochs():
-    cfg = RunConfig(models=("fastnet",), folds=4, seeds=1, epochs=15, pseudo_rounds=1, tta="off")
+    cfg = resolved(RunConfig(models=("fastnet",), folds=4, seeds=1, epochs=15, pseudo_rounds=1, tta="off"))
     scratch, warm = (budget.estimate_s(c, RATES, **{k: SHAPE[k] for k in ("labelled", "test", "views")})
                      for c in (cfg, cfg.replace(pseudo_start="warm", warm_epochs=1 / 3)))
     # 4 members, 10 epochs fewer each (15 -> 5): 3,000 training rows and a quarter more pseudo-labelled,
@@ -365,7 +367,7 @@ def test_a_warm_round_is_costed_at_its_share_of_the_epochs():
 def test_at_the_recipes_epochs_the_views_stay_unless_dropping_them_buys_a_third_more_epochs():
     """25 epochs without the views beat 15 with them out of fold on all three proxies, and 20 without
     about matched 15 with (benchmarks/README.md §18, §20): views that cost five epochs or more go."""
-    cfg = RunConfig(models=("fastnet",))
+    cfg = resolved(RunConfig(models=("fastnet",)))
 
     def cost(epochs: int, test: int, views: bool) -> float:
         chosen = cfg.replace(folds=4, seeds=1, epochs=epochs, pseudo_rounds=0, tta="auto" if views else "off")

@@ -31,7 +31,7 @@ def test_unknown_keys_are_errors_naming_them(tmp_path):
 def test_a_value_out_of_range_names_its_field_and_range_not_the_whole_config():
     with pytest.raises(ConfigError, match=r"^invalid config value: pseudo_share = 1.5 \(strictly between 0 and 1\)$"):
         RunConfig(pseudo_share=1.5)
-    with pytest.raises(ConfigError, match=r"^invalid config value: epochs = 0 \(>= 1\)$"):
+    with pytest.raises(ConfigError, match=r"^invalid config value: epochs = 0 \(auto or >= 1\)$"):
         build_config(epochs=0)
 
 
@@ -91,10 +91,10 @@ def test_pseudo_rounds_take_a_count_or_auto_and_nothing_else(tmp_path):
         build_config(path)
 
 
-def test_auto_settings_follow_the_data_and_explicit_ones_are_kept():
+def test_auto_settings_follow_the_data_and_explicit_ones_are_kept(tmp_path):
     small, large = LARGE_DATA - 1, LARGE_DATA
     def auto(channels: int, labelled: int, cfg: RunConfig = RunConfig()) -> RunConfig:
-        return resolve(cfg, channels=channels, labelled=labelled, hflip_safe=channels == 3)
+        return resolve(cfg, stored_size=28, channels=channels, labelled=labelled, hflip_safe=channels == 3)
 
     assert (auto(1, small).models, auto(1, small).pseudo_rounds) == (("fastnet",), 1)
     assert (auto(1, large).models, auto(1, large).pseudo_rounds) == (("fastnet-wide",), 0)
@@ -102,7 +102,9 @@ def test_auto_settings_follow_the_data_and_explicit_ones_are_kept():
     explicit = auto(1, large, RunConfig(models=("fastnet", "lenet5"), pseudo_rounds=2))
     assert (explicit.models, explicit.pseudo_rounds) == (("fastnet", "lenet5"), 2)
     assert (auto(1, small).augment.hflip, auto(3, small).augment.hflip) == ("off", "on")
-    fine_tuning = auto(3, small, RunConfig(models=("timm/test_efficientnet",), weights="w.pth"))
+    (tmp_path / "w.pth").write_bytes(b"")
+    fine_tuning = auto(3, small, RunConfig(models=("timm/test_efficientnet",), weights=str(tmp_path / "w.pth"),
+                                           normalise="backbone"))
     assert fine_tuning.augment.crop == FINE_TUNE_CROP and auto(3, small).augment.crop == 0.0
     resolved = auto(1, large)
     assert resolved.augment.is_resolved and RunConfig.from_dict(resolved.to_dict()) == resolved

@@ -11,7 +11,8 @@ from competition.errors import ConfigError
 from competition.members import fold_data
 from competition.policy import resolve
 from competition.predict import IDENTITY, load_classifier, predict
-from competition.train import train_model, training_device
+from competition.train import train_model
+from competition.device import training_device
 
 
 def test_cutout_zeroes_one_square_of_the_side_share_in_each_image():
@@ -38,7 +39,7 @@ def digits_fold(tmp_path, tiny_config, prepared_digits):
 def test_a_consistency_member_trains_on_the_test_images_and_reloads_to_the_same_logits(tmp_path, digits_fold,
                                                                                      method):
     public, tiny_config, _ = digits_fold
-    cfg = resolve(tiny_config.replace(consistency=method, epochs=2), channels=1, labelled=len(public.train_labels),
+    cfg = resolve(tiny_config.replace(consistency=method, epochs=2), stored_size=8, channels=1, labelled=len(public.train_labels),
                   hflip_safe=False)
     data, _ = fold_data(public, cfg, 0, training_device())
     trained = train_model(data, cfg, "fastnet", seed=0, out_dir=tmp_path / "m", unlabelled=public.test_images)
@@ -59,7 +60,7 @@ def test_a_consistency_member_trains_on_the_test_images_and_reloads_to_the_same_
 
 def test_consistency_without_unlabelled_images_is_refused(tmp_path, digits_fold):
     public, tiny_config, _ = digits_fold
-    cfg = resolve(tiny_config.replace(consistency="fixmatch", epochs=1), channels=1,
+    cfg = resolve(tiny_config.replace(consistency="fixmatch", epochs=1), stored_size=8, channels=1,
                   labelled=len(public.train_labels), hflip_safe=False)
     data, _ = fold_data(public, cfg, 0, training_device())
     with pytest.raises(ConfigError, match="trains on unlabelled images; none were given"):
@@ -68,4 +69,4 @@ def test_consistency_without_unlabelled_images_is_refused(tmp_path, digits_fold)
 
 def test_consistency_is_refused_for_several_labels_an_image():
     with pytest.raises(ConfigError, match="consistency = fixmatch is written for one class an image"):
-        resolve(RunConfig(consistency="fixmatch"), channels=1, labelled=100, hflip_safe=False, multi_label=True)
+        resolve(RunConfig(consistency="fixmatch"), stored_size=28, channels=1, labelled=100, hflip_safe=False, multi_label=True)

@@ -9,7 +9,7 @@ import torch
 from competition.data import DeviceBatches, to_placement
 from competition.executors import RayExecutor
 from competition.fit import fit
-from competition.train import precision_for
+from competition.device import precision_for
 
 from conftest import silent
 

@@ -9,7 +9,7 @@ import torch
 
 from competition.errors import ConfigError
 from competition.models import create_model, list_models
-from competition.policy import resolve_models
+from competition.policy import default_model
 
 
 def test_registry_holds_every_seed_model_and_both_defaults():
@@ -31,10 +31,9 @@ def test_model_maps_a_batch_to_finite_logits(name, channels, size):
 
 
 def test_auto_is_the_grey_or_the_colour_default_and_wider_for_large_grey_sets():
-    assert resolve_models(("auto", "lenet5"), 1) == ("fastnet", "lenet5")
-    assert resolve_models(("auto",), 3) == ("resnet-small",)
-    assert resolve_models(("auto",), 1, labelled=60_000) == ("fastnet-wide",)
-    assert resolve_models(("auto",), 3, labelled=60_000) == ("resnet-small",)
+    assert default_model(1) == "fastnet" and default_model(3) == "resnet-small"
+    assert default_model(1, labelled=60_000) == "fastnet-wide"
+    assert default_model(3, labelled=60_000) == "resnet-small"
 
 
 def test_timm_models_need_timm_and_say_so():

@@ -61,3 +61,23 @@ def test_the_watch_itself_sees_a_private_read(tmp_path):
     finally:
         _watch["folder"] = None
     assert _watch["opened"] == [str(paths.solution)]
+
+
+@pytest.mark.slow
+def test_a_probe_and_the_fine_tune_beside_it_never_open_a_private_file(tmp_path, backbone_weights):
+    """The probe's features, heads and pseudo-labels, and the fine-tune started from its head."""
+    pytest.importorskip("timm")
+    from competition.config import RunConfig
+    from competition.prepare import prepare_kaggle_folder
+    from test_images import write_dogs_vs_cats
+    paths = prepare_kaggle_folder(write_dogs_vs_cats(tmp_path / "dvc"), tmp_path / "data", log=silent)
+    cfg = RunConfig(models=("timm/test_efficientnet",), weights=str(backbone_weights), folds=2, epochs=1,
+                    min_steps=0, batch_size=8, tta="on", pseudo_threshold=0.3, time_limit="none")
+    _watch["folder"], _watch["opened"] = paths.private.resolve(), []
+    try:
+        result = fit(cfg, paths.public, tmp_path / "run", log=silent)
+    finally:
+        _watch["folder"] = None
+    assert {m.model for m in result.rounds[0].members} == {"probe:timm/test_efficientnet", "timm/test_efficientnet"}
+    assert len(result.rounds) == 2 and result.rounds[1].pseudo is not None
+    assert _watch["opened"] == []

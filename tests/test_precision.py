@@ -6,7 +6,8 @@ import torch
 
 from competition.config import Augmentation, RunConfig
 from competition.module import Classifier
-from competition.train import precision_for
+from competition.device import precision_for
+from conftest import resolved
 
 CPU = torch.device("cpu")
 
@@ -25,7 +26,7 @@ def test_auto_precision_is_bf16_only_where_the_cpu_has_bf16_hardware(monkeypatch
 
 
 def test_augmentation_and_normalisation_stay_float32_under_bf16_autocast():
-    cfg = RunConfig(augment=Augmentation(rotation=10.0, zoom=0.1, shear=0.1, hflip="off", crop=0.0))
+    cfg = resolved(RunConfig(augment=Augmentation(rotation=10.0, zoom=0.1, shear=0.1, hflip="off", crop=0.0)))
     module = Classifier.from_config(cfg, model="fastnet", num_classes=10, image_shape=(1, 28, 28),
                                     mean=(0.13,), std=(0.31,), steps_per_epoch=10)
     images = torch.randint(0, 256, (16, 1, 28, 28), dtype=torch.uint8)

@@ -16,20 +16,12 @@ from competition.errors import ConfigError                          # noqa: E402
 from competition.models import create_model, resolve_weights        # noqa: E402
 from competition.module import Classifier                           # noqa: E402
 from competition.config import FINE_TUNE, SCRATCH                   # noqa: E402
-from competition.policy import PRETRAINED_CPU_LIMIT, size_request   # noqa: E402
+from competition.policy import size_request                         # noqa: E402
 
+from conftest import resolved                                       # noqa: E402
 from test_images import write_dogs_vs_cats                          # noqa: E402
 
 MODEL = "timm/test_efficientnet"         # timm's own ~100k-parameter test model
-
-
-@pytest.fixture(scope="session")
-def backbone_weights(tmp_path_factory):
-    """An ImageNet-shaped (1,000-class) state dict in timm's key names, as a converted checkpoint is."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "test_efficientnet.pth"
-    torch.save(timm.create_model("test_efficientnet", num_classes=1000).state_dict(), path)
-    return path
 
 
 def test_a_weights_file_initialises_the_backbone_and_a_new_head_for_the_classes(backbone_weights):
@@ -42,8 +34,8 @@ def test_a_weights_file_initialises_the_backbone_and_a_new_head_for_the_classes(
 
 
 def test_fine_tuning_normalises_as_the_backbone_learnt_and_gives_it_a_share_of_the_heads_rate(backbone_weights):
-    cfg = RunConfig(models=(MODEL,), weights=str(backbone_weights), lr=1e-3, backbone_lr=0.1)
-    cfg = cfg.replace(augment=cfg.augment.resolved(hflip_safe=True, fine_tuning=True))
+    cfg = resolved(RunConfig(models=(MODEL,), weights=str(backbone_weights), lr=1e-3, backbone_lr=0.1,
+                             normalise="backbone"), channels=3, stored_size=32, hflip_safe=True)
     module = Classifier.from_config(cfg, model=MODEL, num_classes=2, image_shape=(3, 32, 32), mean=(0.5,) * 3,
                                     std=(0.2,) * 3, steps_per_epoch=4)
     assert module.mean == timm.models.get_pretrained_cfg("test_efficientnet").mean
@@ -52,8 +44,9 @@ def test_fine_tuning_normalises_as_the_backbone_learnt_and_gives_it_a_share_of_t
     rates = {("head" if all(id(p) in head for p in g["params"]) else "backbone"): g["initial_lr"] if "initial_lr" in g
              else g["lr"] for g in optimizer.param_groups}
     assert rates["head"] == pytest.approx(10 * rates["backbone"])
-    scratch = Classifier.from_config(cfg.replace(weights=""), model=MODEL, num_classes=2, image_shape=(3, 32, 32),
-                                     mean=(0.5,) * 3, std=(0.2,) * 3, steps_per_epoch=4)
+    scratch = Classifier.from_config(cfg.replace(weights="", normalise="data", input_size=32, probe="off"), model=MODEL,
+                                     num_classes=2, image_shape=(3, 32, 32), mean=(0.5,) * 3, std=(0.2,) * 3,
+                                     steps_per_epoch=4)
     assert scratch.mean == (0.5,) * 3 and len({g["lr"] for g in scratch.configure_optimizers()["optimizer"]
                                                 .param_groups}) == 1
 
@@ -97,20 +90,21 @@ def test_weights_that_are_not_there_or_for_a_registry_model_are_refused(tmp_path
         RunConfig(models=("resnet-small",), pretrained=True)
 
 
-def test_auto_image_size_follows_the_pretrained_model_and_the_device(backbone_weights):
+def test_auto_image_size_is_a_pretrained_models_own_on_any_device_and_the_scratch_limit_else(backbone_weights):
     cfg = RunConfig(models=("timm/efficientnet_lite0",), weights=str(backbone_weights))
-    assert size_request(cfg, "cuda").limit == 224                                      # the model's own
-    assert size_request(cfg, "cpu").limit == PRETRAINED_CPU_LIMIT == 160
-    assert size_request(cfg.replace(weights=""), "cpu").limit == 64                   # from scratch
+    assert size_request(cfg, "cuda").limit == size_request(cfg, "cpu").limit == 224      # the model's own
+    assert size_request(cfg.replace(weights=""), "cpu").limit == 64                     # from scratch
+    assert size_request(cfg.replace(weights=""), "cuda").limit == 128
     assert size_request(cfg.replace(image_size=96), "cpu").size == 96
 
 
 def test_a_pretrained_backbone_gets_the_fine_tuning_recipe_unless_told_otherwise(backbone_weights):
-    tuned = RunConfig(models=(MODEL,), weights=str(backbone_weights))
-    assert (tuned.epochs, tuned.batch_size, tuned.lr) == (FINE_TUNE["epochs"], FINE_TUNE["batch_size"],
-                                                          FINE_TUNE["lr"])
-    assert (RunConfig().epochs, RunConfig().batch_size, RunConfig().lr) == tuple(SCRATCH.values())
-    assert RunConfig(models=(MODEL,), weights=str(backbone_weights), epochs=5).epochs == 5
+    tuned = resolved(RunConfig(models=(MODEL,), weights=str(backbone_weights)), channels=3)
+    assert {name: getattr(tuned, name) for name in FINE_TUNE} == FINE_TUNE
+    scratch = resolved(RunConfig())
+    assert {name: getattr(scratch, name) for name in SCRATCH} == SCRATCH
+    assert resolved(RunConfig(models=(MODEL,), weights=str(backbone_weights), epochs=5), channels=3).epochs == 5
+    assert RunConfig(models=(MODEL,), weights=str(backbone_weights)).epochs == "auto"     # until resolved
 
 
 @pytest.mark.slow

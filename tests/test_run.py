@@ -20,9 +20,9 @@ from competition.leaderboard import read
 from competition.members import MemberSpec, load_logits, plan_members, train_member
 from competition.prepare import prepare
 from competition.run import Workspace, new_run_dir, open_resumed_run, run, run_record
-from competition.train import precision_for
+from competition.device import precision_for
 
-from conftest import silent, write_kaggle_folder
+from conftest import resolved, silent, write_kaggle_folder
 
 
 @pytest.mark.slow
@@ -143,7 +143,7 @@ def test_two_runs_started_in_the_same_second_get_two_folders(workspace):
 
 @pytest.mark.parametrize("argv, message", [
     (["--model", "nosuch"], "models: unknown model 'nosuch'"),
-    (["--epochs", "0"], "epochs = 0 (>= 1)"),
+    (["--epochs", "0"], "epochs = 0 (auto or >= 1)"),
     (["--competition", "imagenet"], "unknown competition 'imagenet'"),
     (["--folds", "50"], "folds = 50 (1..20)"),
     (["--time-limit", "soon"], "time_limit = 'soon': give a duration such as 90s, 3m"),
@@ -212,7 +212,8 @@ def test_a_finished_member_whose_pseudo_labels_changed_is_not_reused(tmp_path, t
 
 
 def test_a_warm_round_member_starts_from_the_last_rounds_member_of_its_fold_and_seed(tmp_path, tiny_config):
-    cfg = tiny_config.replace(pseudo_start="warm", seeds=2, epochs=10, warm_epochs=0.3, warm_lr=0.5)
+    cfg = resolved(tiny_config.replace(pseudo_start="warm", seeds=2, epochs=10, warm_epochs=0.3, warm_lr=0.5),
+                   stored_size=8)
     assert all(spec.warm_from is None for spec in plan_members(cfg, 0, tmp_path / "public", tmp_path / "run"))
     for spec in plan_members(cfg, 1, tmp_path / "public", tmp_path / "run", tmp_path / "pseudo.csv"):
         assert spec.warm_from == str(tmp_path / "run" / "round0" / f"fold{spec.fold}-seed{spec.seed}-fastnet"
@@ -227,7 +228,8 @@ def test_a_warm_member_begins_with_the_weights_of_the_checkpoint_it_starts_from(
                                                                                  prepared_digits):
     from competition.data import load_public
     from competition.members import fold_data
-    from competition.train import train_model, training_device
+    from competition.train import train_model
+    from competition.device import training_device
     paths = prepared_digits
     cfg = resolve_for(tiny_config.replace(epochs=2), paths)
     data, _ = fold_data(load_public(paths.public), cfg, 0, training_device())
