@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 from competition.config import WARPS, Augmentation, RunConfig
-from competition.fit import fit
-from competition.policy import resolve_for
+from competition.fitting.fit import fit
+from competition.fitting.policy import resolve_for
 
 from .common import add_output_flag, command, public_data, write_result
 

@@ -18,7 +18,7 @@ import time
 import lightning as L
 
 from competition.config import Augmentation
-from competition.train import train_model
+from competition.fitting.train import train_model
 
 from .common import add_output_flag, command, training_data, write_result
 from .reference import ReferenceModule, loaders

@@ -15,12 +15,12 @@ from pathlib import Path
 import torch
 
 from competition.config import RunConfig
-from competition.data import PublicData, load_public
-from competition.prepare import CompetitionPaths, prepare, prepare_kaggle_folder
-from competition.members import fold_data
-from competition.policy import resolve_for
-from competition.train import TrainingData
-from competition.device import training_device
+from competition.fitting.data import PublicData, load_public
+from competition.preparing.prepare import CompetitionPaths, prepare, prepare_kaggle_folder
+from competition.fitting.members import fold_data
+from competition.fitting.policy import resolve_for
+from competition.fitting.train import TrainingData
+from competition.fitting.device import training_device
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

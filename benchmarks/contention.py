@@ -17,10 +17,10 @@ from collections.abc import Iterator
 
 import torch
 
-from competition import budget
+from competition.fitting import budget
 from competition.config import RunConfig
-from competition.policy import resolve_for
-from competition.device import training_device
+from competition.fitting.policy import resolve_for
+from competition.fitting.device import training_device
 
 from .common import add_output_flag, command, print_table, public_data, write_result
 

@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from competition.config import RunConfig
-from competition.data import augment, normalize, to_unit
-from competition.models import create_model
+from competition.fitting.data import augment, normalize, to_unit
+from competition.fitting.models import create_model
 
 from .common import add_output_flag, command, training_data, write_result
 from .throughput import AUG, harness_rate

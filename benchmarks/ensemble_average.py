@@ -12,11 +12,11 @@ so the comparison needs `--seeds 2` or more. The test answers are never read.
 
 from __future__ import annotations
 
-from competition.ensemble import OutOfFold
-from competition.fit import grouped_oof
-from competition.members import load_member_result
-from competition.metrics import get_metric
-from competition.predict import IDENTITY
+from competition.fitting.ensemble import OutOfFold
+from competition.fitting.fit import grouped_oof
+from competition.fitting.members import load_member_result
+from competition.grading.metrics import get_metric
+from competition.fitting.predict import IDENTITY
 
 from .common import finished_run_args, write_run_result
 

@@ -17,12 +17,12 @@ import time
 from pathlib import Path
 
 from competition.config import WARPS, Augmentation, RunConfig
-from competition.members import fold_data
-from competition.metrics import accuracy_of
-from competition.policy import resolve_for
-from competition.predict import predict, tta_views
-from competition.train import train_model
-from competition.device import precision_for, training_device
+from competition.fitting.members import fold_data
+from competition.grading.metrics import accuracy_of
+from competition.fitting.policy import resolve_for
+from competition.fitting.predict import predict, tta_views
+from competition.fitting.train import train_model
+from competition.fitting.device import precision_for, training_device
 
 from .common import add_output_flag, command, public_data, write_result
 

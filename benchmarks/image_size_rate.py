@@ -15,9 +15,9 @@ import time
 import torch
 
 from competition.config import RunConfig
-from competition.policy import resolve
-from competition.module import Classifier
-from competition.device import precision_for, training_device
+from competition.fitting.policy import resolve
+from competition.fitting.module import Classifier
+from competition.fitting.device import precision_for, training_device
 
 from .common import add_output_flag, command, write_result
 

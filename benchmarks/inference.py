@@ -15,9 +15,9 @@ import argparse
 import statistics
 import time
 
-from competition.module import Classifier
-from competition.predict import PIXELS_PER_BATCH, TTA_VIEWS, predict, prediction_batch
-from competition.device import training_device
+from competition.fitting.module import Classifier
+from competition.fitting.predict import PIXELS_PER_BATCH, TTA_VIEWS, predict, prediction_batch
+from competition.fitting.device import training_device
 
 from .common import add_output_flag, command, public_data, training_data, write_result
 

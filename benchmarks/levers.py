@@ -23,10 +23,10 @@ import torch
 from torch.func import functional_call, stack_module_state, vmap
 
 from competition.config import RunConfig
-from competition.data import DeviceBatches, augment, normalize, to_unit
-from competition.models import create_model
-from competition.module import Classifier
-from competition.device import precision_for
+from competition.fitting.data import DeviceBatches, augment, normalize, to_unit
+from competition.fitting.models import create_model
+from competition.fitting.module import Classifier
+from competition.fitting.device import precision_for
 
 from .common import add_output_flag, command, training_data, write_result
 from .throughput import AUG, _trainer

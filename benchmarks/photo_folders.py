@@ -84,7 +84,7 @@ def natural_images(src: Path, out: Path, test_fraction: float = 0.3, seed: int =
 
 
 def digit_recognizer(src: Path, out: Path, train: int = 7000, test: int = 3000, seed: int = 0) -> Path:
-    from competition.sources import read_idx_pair
+    from competition.preparing.sources import read_idx_pair
 
     def first(stem: str, count: int) -> tuple[np.ndarray, np.ndarray]:
         images, labels = read_idx_pair(*(next(src.glob(f"{stem}-{kind}-idx{d}-ubyte*"))

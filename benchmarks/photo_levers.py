@@ -16,15 +16,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from competition import policy
+from competition.fitting import policy
 from competition.config import WARPS, Augmentation, RunConfig
-from competition.data import load_public
-from competition.members import fold_data
-from competition.metrics import accuracy_of
-from competition.predict import IDENTITY, predict
-from competition.prepare import prepare_kaggle_folder
-from competition.train import train_model
-from competition.device import precision_for, training_device
+from competition.fitting.data import load_public
+from competition.fitting.members import fold_data
+from competition.grading.metrics import accuracy_of
+from competition.fitting.predict import IDENTITY, predict
+from competition.preparing.prepare import prepare_kaggle_folder
+from competition.fitting.train import train_model
+from competition.fitting.device import precision_for, training_device
 
 from .common import add_output_flag, command, write_result
 

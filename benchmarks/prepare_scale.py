@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from competition.images import SizeRequest
-from competition.prepare import prepare_kaggle_folder
+from competition.preparing.images import SizeRequest
+from competition.preparing.prepare import prepare_kaggle_folder
 
 from .common import add_output_flag, command, write_result
 

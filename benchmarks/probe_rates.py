@@ -16,10 +16,10 @@ import statistics
 
 import torch
 
-from competition.budget import measure_rates
+from competition.fitting.budget import measure_rates
 from competition.config import RunConfig
-from competition.policy import resolve_for
-from competition.device import precision_for, training_device
+from competition.fitting.policy import resolve_for
+from competition.fitting.device import precision_for, training_device
 
 from .common import add_output_flag, command, public_data, write_result
 

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from competition.config import Augmentation
-from competition.data import augment, normalize, to_unit
-from competition.models import create_model
+from competition.fitting.data import augment, normalize, to_unit
+from competition.fitting.models import create_model
 
 
 class PerSampleAugmented(Dataset):

@@ -21,13 +21,13 @@ import numpy as np
 import torch
 
 from competition.config import RunConfig
-from competition.data import PublicData, pixel_stats
-from competition.grading import accuracy_of
-from competition.policy import resolve_for
-from competition.predict import predict
-from competition.splits import stratified_split, training_rows, validation_folds
-from competition.train import TrainingData, train_model
-from competition.device import training_device
+from competition.fitting.data import PublicData, pixel_stats
+from competition.grading.grader import accuracy_of
+from competition.fitting.policy import resolve_for
+from competition.fitting.predict import predict
+from competition.preparing.splits import stratified_split, training_rows, validation_folds
+from competition.fitting.train import TrainingData, train_model
+from competition.fitting.device import training_device
 
 from .common import add_output_flag, command, public_data, write_result
 

@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 from competition.config import RunConfig
-from competition.policy import resolve_for
-from competition.executors import Executor, InProcess, RayExecutor
-from competition.members import plan_members, train_member
+from competition.fitting.policy import resolve_for
+from competition.fitting.executors import Executor, InProcess, RayExecutor
+from competition.fitting.members import plan_members, train_member
 
 from .common import add_output_flag, command, public_data, write_result
 

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from competition.config import RunConfig
-from competition.fit import fit
+from competition.fitting.fit import fit
 
 from .common import add_output_flag, command, print_table, public_data, write_result
 

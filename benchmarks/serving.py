@@ -103,8 +103,8 @@ def live_server(root: Path, name: str = "digits", *extra: str):
 
 def invite(root: Path, name: str, participant: str) -> str:
     """A participant's token, as `invite` makes it (the same call, without a process start per participant)."""
-    from competition.hosting import open_host
-    from competition.prepare import CompetitionPaths
+    from competition.hosting.host import open_host
+    from competition.preparing.prepare import CompetitionPaths
     return open_host(CompetitionPaths(Path(root) / "data" / name)).invite(participant)
 
 
@@ -273,7 +273,7 @@ def kill_during_uploads(root: Path, participants: int = 20, kill_after: int = 25
 
 def main(argv: list[str] | None = None) -> None:
     from benchmarks.common import add_output_flag, command, print_table, write_result
-    from competition.prepare import prepare
+    from competition.preparing.prepare import prepare
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--participants", type=int, default=50)

@@ -17,9 +17,9 @@ import torch
 
 from competition.config import RunConfig
 from competition.config import Augmentation
-from competition.data import DeviceBatches
-from competition.module import Classifier
-from competition.device import precision_for, training_device
+from competition.fitting.data import DeviceBatches
+from competition.fitting.module import Classifier
+from competition.fitting.device import precision_for, training_device
 
 from .common import add_output_flag, command, training_data, write_result
 from .reference import ReferenceModule, loaders

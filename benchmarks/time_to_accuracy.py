@@ -14,7 +14,7 @@ import argparse
 import statistics
 import tempfile
 
-from competition.train import train_model
+from competition.fitting.train import train_model
 
 from .common import add_output_flag, command, training_data, write_result
 

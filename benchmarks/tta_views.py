@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
-from competition.members import load_logits
-from competition.metrics import accuracy_of
-from competition.predict import View, load_classifier, predict
+from competition.fitting.members import load_logits
+from competition.grading.metrics import accuracy_of
+from competition.fitting.predict import View, load_classifier, predict
 
 from .common import finished_run_args, write_run_result
 

@@ -12,17 +12,17 @@ import os
 import sys
 from pathlib import Path
 
-from . import leaderboard
-from .competitions import COMPETITIONS, DEFAULT_COMPETITION, get_competition
+from .grading import leaderboard
+from .preparing.competitions import COMPETITIONS, DEFAULT_COMPETITION, get_competition
 from .config import build_config, read_config_file
 from .errors import ConfigError, DataSourceError, HarnessError, RunStateError
-from .grading import format_score
-from .prepare import (SplitOptions, Workspace, check_fixed_metric, competition_lock, ensure_prepared,
+from .grading.grader import format_score
+from .preparing.prepare import (SplitOptions, Workspace, check_fixed_metric, competition_lock, ensure_prepared,
                       kaggle_folder_name, prepare, prepare_kaggle_folder)
-from .rules import Rules, format_private_leaderboard, private_leaderboard, read_rules, select_final, write_rules
-from .metrics import METRICS, get_metric
-from .scoring import Row, grade_and_record, sync_leaderboard
-from .stopping import StopRequested
+from .grading.rules import Rules, format_private_leaderboard, private_leaderboard, read_rules, select_final, write_rules
+from .grading.metrics import METRICS, get_metric
+from .grading.scoring import Row, grade_and_record, sync_leaderboard
+from .fitting.stopping import StopRequested
 
 
 def _workspace(args: argparse.Namespace) -> Workspace:
@@ -84,8 +84,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .budget import process_start
-    from .executors import make_executor
+    from .fitting.budget import process_start
+    from .fitting.executors import make_executor
     from .run import run
 
     flags = dict(competition=args.competition, models=args.model, seeds=args.seeds, folds=args.folds,
@@ -116,7 +116,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_train_member(args: argparse.Namespace) -> int:
     """Train one member from its JSON spec: the same job any executor runs, from a fresh process."""
-    from .members import MemberSpec, train_member
+    from .fitting.members import MemberSpec, train_member
 
     try:
         spec = MemberSpec.from_json(Path(args.spec).read_text())
@@ -189,8 +189,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Host a prepared competition over HTTP until stopped (Ctrl-C)."""
     import uvicorn
 
-    from .hosting import open_host, upload_limit
-    from .server import create_app
+    from .hosting.host import open_host, upload_limit
+    from .hosting.server import create_app
 
     host = open_host(_hosted_paths(args), daily_limit=args.daily_limit)
     token = host.ensure_organiser(new=args.new_organiser_token)
@@ -209,7 +209,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_invite(args: argparse.Namespace) -> int:
-    from .hosting import open_host
+    from .hosting.host import open_host
 
     host = open_host(_hosted_paths(args))
     if args.revoke:
@@ -221,7 +221,7 @@ def cmd_invite(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from .client import submit_file
+    from .hosting.client import submit_file
 
     answer = submit_file(Path(args.file), server=args.server, token=args.token, note=args.note)
     public = answer["public"]
@@ -307,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="a Kaggle-form folder instead of a named competition")
     p.add_argument("--model", nargs="+", metavar="MODEL",
                    help="registry model name(s) or timm/<name>; several make a mixed ensemble "
-                   "(see competition.models.list_models)")
+                   "(see competition.fitting.models.list_models)")
     p.add_argument("--pretrained", action="store_true",
                    help="timm models: start from timm's ImageNet weights (its hub cache, filled on a connected "
                    "machine)")

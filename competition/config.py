@@ -189,9 +189,9 @@ class RunConfig:
             raise ConfigError("invalid config value: " + "; ".join(
                 f"{name} = {self.value(name)!r} ({RANGES[name]})" for name in bad))
         if self.time_limit != "auto":
-            from .budget import parse_duration
+            from .fitting.budget import parse_duration
             parse_duration(self.time_limit)          # a bad duration is a ConfigError naming the field
-        from .models import check_model_name     # the registry is the one source of model names
+        from .fitting.models import check_model_name     # the registry is the one source of model names
         if not self.models:
             raise ConfigError("models: give at least one registry model")
         for name in self.models:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataSourceError
-from .submission import SubmissionForm
+from .grading.submission import SubmissionForm
 
 FORMAT = 3          # 3: submission forms by value kind; 2: image size policy, .npy arrays; 1: images.npz
 

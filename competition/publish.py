@@ -15,20 +15,20 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .competitions import COMPETITIONS, get_competition
+from .preparing.competitions import COMPETITIONS, get_competition
 from .prepared import load_test_ids
 from .errors import SubmissionLimitError
-from .ensemble import probabilities
-from .fit import FitResult
-from .grading import Score, score_probabilities
-from .leaderboard import format_duration
-from .metrics import get_metric
-from .prepare import CompetitionPaths
+from .fitting.ensemble import probabilities
+from .fitting.fit import FitResult
+from .grading.grader import Score, score_probabilities
+from .grading.leaderboard import format_duration
+from .grading.metrics import get_metric
+from .preparing.prepare import CompetitionPaths
 from .report import write_report
-from .scoring import Row, grade_and_record
-from .rules import read_rules
-from .sources import atomic_write_text
-from .submission import Solution, SubmissionForm, read_solution, validate_submission, write_submission
+from .grading.scoring import Row, grade_and_record
+from .grading.rules import read_rules
+from .preparing.sources import atomic_write_text
+from .grading.submission import Solution, SubmissionForm, read_solution, validate_submission, write_submission
 
 
 @dataclass

@@ -21,16 +21,16 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from .data import load_public  # noqa: E402
+from .fitting.data import load_public  # noqa: E402
 from .prepared import load_test_ids  # noqa: E402
-from .ensemble import decide, probabilities as ensemble_probabilities  # noqa: E402
-from .grading import accuracy_of, clopper_pearson, score_probabilities  # noqa: E402
-from .metrics import get_metric  # noqa: E402
-from .prepare import CompetitionPaths  # noqa: E402
+from .fitting.ensemble import decide, probabilities as ensemble_probabilities  # noqa: E402
+from .grading.grader import accuracy_of, clopper_pearson, score_probabilities  # noqa: E402
+from .grading.metrics import get_metric  # noqa: E402
+from .preparing.prepare import CompetitionPaths  # noqa: E402
 from .errors import RunStateError  # noqa: E402
-from .rules import read_rules  # noqa: E402
-from .sources import atomic_write_text  # noqa: E402
-from .submission import read_solution  # noqa: E402
+from .grading.rules import read_rules  # noqa: E402
+from .preparing.sources import atomic_write_text  # noqa: E402
+from .grading.submission import read_solution  # noqa: E402
 
 DPI = 100
 MAX_CLASS_ROWS = 20         # figures with a row per class show at most this many classes

@@ -21,22 +21,22 @@ from pathlib import Path
 from typing import Callable
 
 from . import __version__
-from . import policy
+from .fitting import policy
 from .config import RunConfig
 from .errors import RunStateError
-from .executors import Executor
-from .fit import FitResult, fit
-from .prepare import CompetitionPaths, SplitOptions, Workspace, ensure_prepared
-from . import budget
-from .data import load_public
-from .predict import tta_views
-from .models import AUTO, model_slug
-from .device import precision_for, training_device
+from .fitting.executors import Executor
+from .fitting.fit import FitResult, fit
+from .preparing.prepare import CompetitionPaths, SplitOptions, Workspace, ensure_prepared
+from .fitting import budget
+from .fitting.data import load_public
+from .fitting.predict import tta_views
+from .fitting.models import AUTO, model_slug
+from .fitting.device import precision_for, training_device
 from .publish import Published, publish
-from .rules import check_daily_limit, read_rules
-from .sources import atomic_write_text
-from .stopping import StopRequested, stop_on_signals
-from . import stopping
+from .grading.rules import check_daily_limit, read_rules
+from .preparing.sources import atomic_write_text
+from .fitting.stopping import StopRequested, stop_on_signals
+from .fitting import stopping
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,8 +72,8 @@ PACKAGE = Path(__file__).resolve().parent
 def code_fingerprint() -> str:
     """A short hash of the package's source: a resumed run's new members must come from the same code."""
     digest = hashlib.sha256()
-    for source in sorted(PACKAGE.glob("*.py")):
-        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    for source in sorted(PACKAGE.rglob("*.py")):
+        digest.update(source.relative_to(PACKAGE).as_posix().encode() + b"\0" + source.read_bytes())
     return digest.hexdigest()[:16]
 
 

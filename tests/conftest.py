@@ -20,10 +20,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from competition import competitions, policy
+from competition.preparing import competitions
+
+from competition.fitting import policy
 from competition.cli import main
 from competition.config import RunConfig
-from competition.prepare import CompetitionPaths, prepare
+from competition.preparing.prepare import CompetitionPaths, prepare
 from competition.run import Workspace
 
 
@@ -274,7 +276,7 @@ def digits_workspace(tmp_path: Path, prepared_digits: CompetitionPaths) -> Works
 
 
 # What `python -m competition run` imports before it trains: the fork server imports it once
-HARNESS_MODULES = ("competition.cli", "competition.run", "competition.fit", "competition.train")
+HARNESS_MODULES = ("competition.cli", "competition.run", "competition.fitting.fit", "competition.fitting.train")
 
 
 def _harness_main(args: list[str], output: str, cwd: str, before: Callable[[], None] | None) -> None:

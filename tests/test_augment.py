@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from competition.config import Augmentation
-from competition.data import (DeviceBatches, augment, normalize, pixel_stats, placement, to_normalised, to_placement,
+from competition.fitting.data import (DeviceBatches, augment, normalize, pixel_stats, placement, to_normalised, to_placement,
                               to_unit)
-from competition.predict import IDENTITY, TTA_VIEWS, View, shift, tta_views
+from competition.fitting.predict import IDENTITY, TTA_VIEWS, View, shift, tta_views
 
 
 def _batch(n=16, size=28):
@@ -151,7 +151,7 @@ def test_mirrored_views_exist_only_where_the_competition_allows_mirrors():
 
 
 def test_random_resized_crops_stay_inside_the_image_and_keep_at_least_their_share_of_it():
-    from competition.data import random_crop
+    from competition.fitting.data import random_crop
     crop = random_crop(4096, 0.35, torch.device("cpu"), torch.Generator().manual_seed(0))
     width, height = crop[:, 0, 0], crop[:, 1, 1]
     assert (width * height >= 0.35 - 1e-6).all() and (width <= 1).all() and (height <= 1).all()

@@ -11,8 +11,8 @@ from benchmarks import (accuracy_levers, accuracy_per_second, efficiency, end_to
                         inference, probe_rates, refit, scaling, throughput, time_to_accuracy, tta_views)
 from benchmarks.photo_folders import digit_recognizer
 from competition.cli import main
-from competition.folders import read_kaggle_folder
-from competition.sources import read_idx_pair
+from competition.preparing.folders import read_kaggle_folder
+from competition.preparing.sources import read_idx_pair
 
 from conftest import write_idx_set, write_kaggle_folder
 
@@ -200,7 +200,7 @@ def test_contention_reads_a_lower_cpu_share_beside_a_busy_process_on_its_cpu(tmp
     import torch
 
     from benchmarks import contention
-    from competition import budget
+    from competition.fitting import budget
     if torch.cuda.is_available():
         pytest.skip("on a GPU the probe reports no CPU share")
     allowed = os.sched_getaffinity(0)

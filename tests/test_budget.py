@@ -8,14 +8,14 @@ import time
 import pytest
 import torch
 
-from competition import budget
+from competition.fitting import budget
 from competition.cli import main
 from competition.config import RunConfig
 from competition.errors import ConfigError
-from competition.fit import fit
-from competition.members import fold_data
-from competition.train import train_model
-from competition.device import training_device
+from competition.fitting.fit import fit
+from competition.fitting.members import fold_data
+from competition.fitting.train import train_model
+from competition.fitting.device import training_device
 
 from conftest import resolved, silent, write_kaggle_folder
 
@@ -186,7 +186,7 @@ def test_a_member_past_its_deadline_stops_at_an_epoch_boundary_with_its_best_che
                                                                                       resolve_for, prepared_digits):
     paths = prepared_digits
     cfg = resolve_for(tiny_config.replace(epochs=5), paths)
-    from competition.data import load_public
+    from competition.fitting.data import load_public
     data, _ = fold_data(load_public(paths.public), cfg, 0, training_device())
     trained = train_model(data, cfg, "fastnet", seed=0, out_dir=tmp_path / "m", deadline=time.time())
     assert trained.out_of_time and trained.epochs_run == 1
@@ -235,7 +235,7 @@ def test_a_run_given_almost_no_time_still_ends_with_a_submission(tmp_path, capsy
 
 
 def test_only_a_model_with_a_wider_sibling_gets_a_wide_rung():
-    from competition.policy import wider_models
+    from competition.fitting.policy import wider_models
     assert wider_models(("fastnet",)) == ("fastnet-wide",)
     assert wider_models(("fastnet", "fastnet-wide")) == ("fastnet-wide",)
     assert wider_models(("resnet-small",)) is None and wider_models(("fastnet-wide",)) is None
@@ -247,7 +247,7 @@ def test_the_rate_probe_reads_the_steadiest_epoch_and_prediction_pass(monkeypatc
     and the share of its threads' CPU time that epoch got, at the run's `--threads`."""
     import types
 
-    from competition import predict as predict_module, train as train_module
+    from competition.fitting import predict as predict_module, train as train_module
 
     clock = [0.0]
     monkeypatch.setattr(budget.time, "perf_counter", lambda: clock[0])
@@ -317,7 +317,7 @@ def test_the_command_line_time_limit_counts_from_the_process_start():
     """Starting Python and importing torch is the user's wait too: process_start is that moment."""
     import subprocess
     import sys
-    code = ("import time; time.sleep(1.5); from competition.budget import process_start; "
+    code = ("import time; time.sleep(1.5); from competition.fitting.budget import process_start; "
             "print(time.perf_counter() - process_start())")
     elapsed = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     assert 1.5 <= elapsed < 30

@@ -27,7 +27,7 @@ def test_help_lists_every_subcommand_with_one_line_each():
 def test_the_cli_and_the_commands_that_do_not_train_load_without_torch():
     """`--help`, `score`, `invite` and `submit` start in about a second: torch (and Lightning) cost
     a fresh interpreter seconds more, so only training imports them."""
-    probe = "import sys, competition.cli, competition.prepare, competition.scoring; print('torch' in sys.modules)"
+    probe = "import sys, competition.cli, competition.preparing.prepare, competition.grading.scoring; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, check=True).stdout
     assert out.strip() == "False"
 

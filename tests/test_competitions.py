@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from competition import competitions
-from competition.data import load_public
-from competition.fit import fit
-from competition.grading import score_submission
-from competition.prepare import prepare
+from competition.preparing import competitions
+from competition.fitting.data import load_public
+from competition.fitting.fit import fit
+from competition.grading.grader import score_submission
+from competition.preparing.prepare import prepare
 from competition.publish import submission_form
 
 from conftest import silent, write_cifar_tarball, write_idx_set, write_png_folders

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from competition.config import FINE_TUNE_CROP, Augmentation, RunConfig, build_config
-from competition.module import Classifier
-from competition.policy import LARGE_DATA, resolve
+from competition.fitting.module import Classifier
+from competition.fitting.policy import LARGE_DATA, resolve
 from competition.errors import ConfigError
 
 

@@ -6,13 +6,13 @@ import pytest
 import torch
 
 from competition.config import Augmentation, RunConfig
-from competition.data import cutout, load_public, strong
+from competition.fitting.data import cutout, load_public, strong
 from competition.errors import ConfigError
-from competition.members import fold_data
-from competition.policy import resolve
-from competition.predict import IDENTITY, load_classifier, predict
-from competition.train import train_model
-from competition.device import training_device
+from competition.fitting.members import fold_data
+from competition.fitting.policy import resolve
+from competition.fitting.predict import IDENTITY, load_classifier, predict
+from competition.fitting.train import train_model
+from competition.fitting.device import training_device
 
 
 def test_cutout_zeroes_one_square_of_the_side_share_in_each_image():

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from competition.cpus import torch_threads, usable_cpus
-from competition.fit import fit
+from competition.fitting.fit import fit
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="members train on the GPU there")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from competition.ensemble import accuracy, average_logits, average_probabilities, ensemble, greedy_weights
-from competition.pseudo_label import confidence_cap, select_pseudo_labels
+from competition.fitting.ensemble import accuracy, average_logits, average_probabilities, ensemble, greedy_weights
+from competition.fitting.pseudo_label import confidence_cap, select_pseudo_labels
 
 
 def test_logit_ensemble_equals_the_hand_computed_mean():
@@ -77,7 +77,7 @@ def test_a_fixed_threshold_above_the_cap_would_select_nothing_but_ours_does():
 
 
 def test_tta_is_switched_on_only_by_a_significant_out_of_fold_gain():
-    from competition.ensemble import OutOfFold
+    from competition.fitting.ensemble import OutOfFold
     labels = torch.zeros(1000, dtype=torch.long)
 
     def tta_pays(plain: torch.Tensor, tta: torch.Tensor, labels: torch.Tensor) -> bool:

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from competition import executors
+from competition.fitting import executors
 from competition.cli import main
 from competition.errors import HarnessError
-from competition.executors import InProcess, MemberFailedError, RayExecutor, make_executor
-from competition.fit import fit
-from competition.members import plan_members, train_member
+from competition.fitting.executors import InProcess, MemberFailedError, RayExecutor, make_executor
+from competition.fitting.fit import fit
+from competition.fitting.members import plan_members, train_member
 
 from conftest import silent
 

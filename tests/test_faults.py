@@ -14,15 +14,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from competition import sources
+from competition.preparing import sources
 from competition.cli import main
-from competition.data import load_public
+from competition.fitting.data import load_public
 from competition.errors import DataSourceError
-from competition.members import plan_members, predict_member_views, train_member
-from competition.predict import TTA_VIEWS
-from competition.prepare import SplitOptions
-from competition.prepare import Workspace, ensure_prepared
-from competition.sources import RemoteFile, download
+from competition.fitting.members import plan_members, predict_member_views, train_member
+from competition.fitting.predict import TTA_VIEWS
+from competition.preparing.prepare import SplitOptions
+from competition.preparing.prepare import Workspace, ensure_prepared
+from competition.preparing.sources import RemoteFile, download
 
 from conftest import cli, silent, write_kaggle_folder
 

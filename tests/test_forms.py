@@ -9,13 +9,13 @@ from PIL import Image
 
 import torch
 
-from competition.data import PublicData, load_public
+from competition.fitting.data import PublicData, load_public
 from competition.prepared import load_test_ids
 from competition.errors import DataSourceError
-from competition.folders import read_kaggle_folder
-from competition.grading import score_submission
-from competition.leaderboard import read as read_leaderboard
-from competition.prepare import prepare_kaggle_folder
+from competition.preparing.folders import read_kaggle_folder
+from competition.grading.grader import score_submission
+from competition.grading.leaderboard import read as read_leaderboard
+from competition.preparing.prepare import prepare_kaggle_folder
 from competition.publish import submission_form
 from competition.run import run
 
@@ -191,8 +191,8 @@ def test_ids_that_name_the_image_file_with_its_suffix_are_found(tmp_path):
 
 
 def test_a_folder_that_changed_since_it_was_prepared_is_prepared_again(tmp_path, workspace):
-    from competition.prepare import SplitOptions
-    from competition.prepare import ensure_prepared
+    from competition.preparing.prepare import SplitOptions
+    from competition.preparing.prepare import ensure_prepared
     folder = write_image_folder(tmp_path / "comp")
     lines: list[str] = []
     paths = ensure_prepared(workspace, "-", folder, SplitOptions(), lines.append)

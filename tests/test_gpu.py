@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from competition.data import DeviceBatches, to_placement
-from competition.executors import RayExecutor
-from competition.fit import fit
-from competition.device import precision_for
+from competition.fitting.data import DeviceBatches, to_placement
+from competition.fitting.executors import RayExecutor
+from competition.fitting.fit import fit
+from competition.fitting.device import precision_for
 
 from conftest import silent
 
@@ -38,7 +38,8 @@ def test_four_members_share_one_gpu_on_ray(tmp_path, tiny_config, prepared_digit
 
 def test_data_too_big_for_the_gpu_is_batched_from_pinned_host_memory(tmp_path, tiny_config, monkeypatch, capsys,
                                                                       prepared_digits):
-    from competition import fit as fit_module, members
+    from competition.fitting import fit as fit_module
+    from competition.fitting import members
     paths = prepared_digits
     monkeypatch.setattr(members, "placement", lambda images, device: "host")
     monkeypatch.setattr(fit_module, "placement", lambda images, device: "host")

@@ -9,10 +9,10 @@ import pytest
 
 from sklearn.metrics import f1_score, log_loss
 
-from competition.grading import InvalidSubmissionError, clopper_pearson
-from competition.grading import score_submission as grade
-from competition.metrics import get_metric
-from competition.submission import SubmissionForm, max_submission_bytes, validate_submission
+from competition.grading.grader import InvalidSubmissionError, clopper_pearson
+from competition.grading.grader import score_submission as grade
+from competition.grading.metrics import get_metric
+from competition.grading.submission import SubmissionForm, max_submission_bytes, validate_submission
 
 LABELS = np.array([3, 1, 4, 1, 5, 9, 2, 6, 5, 3])
 USAGE = ["Public", "Private"] * 5

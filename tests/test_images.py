@@ -10,12 +10,12 @@ import pytest
 import torch
 from PIL import Image, features
 
-from competition import images
-from competition.data import load_public
+from competition.preparing import images
+from competition.fitting.data import load_public
 from competition.errors import DataSourceError
-from competition.folders import read_kaggle_folder
-from competition.images import SizeRequest, decode_into, fit_to_size, load_pixels, read_header
-from competition.prepare import prepare_kaggle_folder
+from competition.preparing.folders import read_kaggle_folder
+from competition.preparing.images import SizeRequest, decode_into, fit_to_size, load_pixels, read_header
+from competition.preparing.prepare import prepare_kaggle_folder
 
 from conftest import silent, write_image_folder
 

@@ -19,8 +19,8 @@ import pytest
 from PIL import Image
 from sklearn.metrics import f1_score
 
-from competition.folders import read_kaggle_folder
-from competition.grading import score_submission
+from competition.preparing.folders import read_kaggle_folder
+from competition.grading.grader import score_submission
 from competition.publish import submission_form
 from competition.run import run
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import multiprocessing
 from dataclasses import asdict, replace
 
-from competition import leaderboard
-from competition.leaderboard import Entry, rank_of, read
-from competition.rules import record_scored
-from competition.scoring import sync_leaderboard
+from competition.grading import leaderboard
+from competition.grading.leaderboard import Entry, rank_of, read
+from competition.grading.rules import record_scored
+from competition.grading.scoring import sync_leaderboard
 
 
 def add_entry(path, entry: Entry) -> int:

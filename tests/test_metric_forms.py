@@ -10,13 +10,13 @@ import torch
 from sklearn.metrics import cohen_kappa_score, f1_score, log_loss, roc_auc_score
 
 from competition.config import RunConfig
-from competition.ensemble import OutOfFold, greedy_weights
+from competition.fitting.ensemble import OutOfFold, greedy_weights
 from competition.errors import ConfigError, InvalidSubmissionError
-from competition.metrics import METRICS, get_metric
-from competition.policy import resolve
-from competition.pseudo_label import select_pseudo_labels
-from competition.splits import validation_folds
-from competition.submission import SubmissionForm, form_for, validate_submission, write_submission
+from competition.grading.metrics import METRICS, get_metric
+from competition.fitting.policy import resolve
+from competition.fitting.pseudo_label import select_pseudo_labels
+from competition.preparing.splits import validation_folds
+from competition.grading.submission import SubmissionForm, form_for, validate_submission, write_submission
 
 N, K = 240, 5
 

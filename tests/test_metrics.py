@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.metrics import f1_score
 
-from competition.ensemble import OutOfFold
+from competition.fitting.ensemble import OutOfFold
 
 
 def fit_temperature(logits, labels) -> float:
@@ -16,7 +16,7 @@ def fit_temperature(logits, labels) -> float:
 
 def oof_score(logits, labels, metric, temperature):
     return OutOfFold(logits=logits, labels=labels).score(metric, temperature)
-from competition.metrics import get_metric, macro_f1_values, one_hot
+from competition.grading.metrics import get_metric, macro_f1_values, one_hot
 
 
 def test_every_metric_has_an_interval_around_its_value_and_a_direction():

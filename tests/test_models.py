@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from competition.errors import ConfigError
-from competition.models import create_model, list_models
-from competition.policy import default_model
+from competition.fitting.models import create_model, list_models
+from competition.fitting.policy import default_model
 
 
 def test_registry_holds_every_seed_model_and_both_defaults():

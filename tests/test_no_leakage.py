@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from competition.data import PublicData, load_public
+from competition.fitting.data import PublicData, load_public
 from competition.prepared import PreparedCompetition
 from competition.errors import DataSourceError
-from competition.prepare import prepare
-from competition.fit import fit
+from competition.preparing.prepare import prepare
+from competition.fitting.fit import fit
 
 from conftest import silent
 
@@ -68,7 +68,7 @@ def test_a_probe_and_the_fine_tune_beside_it_never_open_a_private_file(tmp_path,
     """The probe's features, heads and pseudo-labels, and the fine-tune started from its head."""
     pytest.importorskip("timm")
     from competition.config import RunConfig
-    from competition.prepare import prepare_kaggle_folder
+    from competition.preparing.prepare import prepare_kaggle_folder
     from test_images import write_dogs_vs_cats
     paths = prepare_kaggle_folder(write_dogs_vs_cats(tmp_path / "dvc"), tmp_path / "data", log=silent)
     cfg = RunConfig(models=("timm/test_efficientnet",), weights=str(backbone_weights), folds=2, epochs=1,

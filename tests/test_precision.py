@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from competition.config import Augmentation, RunConfig
-from competition.module import Classifier
-from competition.device import precision_for
+from competition.fitting.module import Classifier
+from competition.fitting.device import precision_for
 from conftest import resolved
 
 CPU = torch.device("cpu")

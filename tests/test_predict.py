@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from competition.models import create_model, list_models
-from competition.module import Classifier
-from competition.predict import TTA_VIEWS, fold_batch_norms, predict
+from competition.fitting.models import create_model, list_models
+from competition.fitting.module import Classifier
+from competition.fitting.predict import TTA_VIEWS, fold_batch_norms, predict
 
 TIMM = ["timm/test_efficientnet", "timm/resnet10t"] if importlib.util.find_spec("timm") else []
 

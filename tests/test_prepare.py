@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from competition import competitions
+from competition.preparing import competitions
 from competition.errors import WriteError
-from competition.prepare import SplitOptions, prepare, prepare_kaggle_folder
-from competition.sources import read_pixel_csv
+from competition.preparing.prepare import SplitOptions, prepare, prepare_kaggle_folder
+from competition.preparing.sources import read_pixel_csv
 
 from conftest import silent, write_idx_set, write_kaggle_folder
 
@@ -107,7 +107,7 @@ def test_kaggle_folder_with_a_bad_answer_file_is_rejected(tmp_path):
 
 
 def test_a_failed_prepare_leaves_the_earlier_competition_untouched(tmp_path, monkeypatch):
-    from competition import prepare as prepare_module
+    from competition.preparing import prepare as prepare_module
     paths = prepare("digits", tmp_path, **QUIET)
     before = (paths.public / "test.csv").read_bytes()
 
@@ -122,7 +122,7 @@ def test_a_failed_prepare_leaves_the_earlier_competition_untouched(tmp_path, mon
 
 
 def test_run_prepares_again_when_the_split_options_change(workspace):
-    from competition.prepare import ensure_prepared
+    from competition.preparing.prepare import ensure_prepared
     lines = []
     first = ensure_prepared(workspace, "digits", None, SplitOptions(split_seed=1), lines.append)
     test_csv = (first.public / "test.csv").read_bytes()

@@ -13,10 +13,10 @@ timm = pytest.importorskip("timm", reason="timm is in the test extra: pip instal
 from competition.cli import main                                    # noqa: E402
 from competition.config import RunConfig                            # noqa: E402
 from competition.errors import ConfigError                          # noqa: E402
-from competition.models import create_model, resolve_weights        # noqa: E402
-from competition.module import Classifier                           # noqa: E402
+from competition.fitting.models import create_model, resolve_weights        # noqa: E402
+from competition.fitting.module import Classifier                           # noqa: E402
 from competition.config import FINE_TUNE, SCRATCH                   # noqa: E402
-from competition.policy import size_request                         # noqa: E402
+from competition.fitting.policy import size_request                         # noqa: E402
 
 from conftest import resolved                                       # noqa: E402
 from test_images import write_dogs_vs_cats                          # noqa: E402

@@ -12,14 +12,16 @@ import torch
 
 timm = pytest.importorskip("timm", reason="timm is in the test extra: pip install -e '.[test]'")
 
-from competition import budget, policy                                      # noqa: E402
+from competition.fitting import policy                              # noqa: E402
+
+from competition.fitting import budget
 from competition.cli import main                                            # noqa: E402
 from competition.config import RunConfig                                    # noqa: E402
 from competition.errors import ConfigError                                  # noqa: E402
-from competition.members import PROBE_HEAD, plan_members                    # noqa: E402
-from competition.models import WEIGHTS_ENV, create_model, find_weights, stem_normalisation  # noqa: E402
-from competition.module import Classifier                                   # noqa: E402
-from competition.probe import LinearHead, fit_linear_head, load_head_into   # noqa: E402
+from competition.fitting.members import PROBE_HEAD, plan_members                    # noqa: E402
+from competition.fitting.models import WEIGHTS_ENV, create_model, find_weights, stem_normalisation  # noqa: E402
+from competition.fitting.module import Classifier                                   # noqa: E402
+from competition.fitting.probe import LinearHead, fit_linear_head, load_head_into   # noqa: E402
 
 from conftest import resolved                                               # noqa: E402
 from test_images import write_dogs_vs_cats                                  # noqa: E402
@@ -94,7 +96,7 @@ def test_the_stem_statistics_name_the_normalisation_the_weights_were_trained_wit
     images = torch.randint(0, 256, (48, 3, 32, 32), dtype=torch.uint8)
     for trained_on in ("inception", "backbone"):
         net = timm.create_model("test_efficientnet", num_classes=1000)
-        from competition.models import normalisation
+        from competition.fitting.models import normalisation
         mean, std = normalisation(MODEL, trained_on)
         x = (images.float() / 255 - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
         with torch.no_grad():

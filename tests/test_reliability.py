@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from competition.cli import main
-from competition.leaderboard import read
-from competition.prepare import prepare
-from competition.rules import read_ledger
+from competition.grading.leaderboard import read
+from competition.preparing.prepare import prepare
+from competition.grading.rules import read_ledger
 
 from conftest import HarnessProcess, silent
 
@@ -134,7 +134,7 @@ def test_two_prepares_at_once_leave_one_good_copy(tmp_path, start_harness):
 
 def _kill_at_the_board() -> None:
     """Die by SIGKILL once the ledger row is written, before the board is."""
-    from competition import scoring
+    from competition.grading import scoring
     scoring.sync_leaderboard = lambda *args: os.kill(os.getpid(), signal.SIGKILL)
 
 

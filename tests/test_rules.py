@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from competition.errors import SubmissionLimitError
-from competition.grading import accuracy_of
-from competition.leaderboard import read
+from competition.grading.grader import accuracy_of
+from competition.grading.leaderboard import read
 from competition.publish import implausible
-from competition.rules import Rules, check_daily_limit, record_scored
+from competition.grading.rules import Rules, check_daily_limit, record_scored
 
 from conftest import cli
 

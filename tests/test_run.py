@@ -8,19 +8,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from competition import members as members_module
+from competition.fitting import members as members_module
 from competition.cli import main
 from competition.config import RunConfig
 from competition.errors import RunStateError
-from competition.fit import fit
-from competition.stopping import StopRequested
-from competition.grading import score_submission
+from competition.fitting.fit import fit
+from competition.fitting.stopping import StopRequested
+from competition.grading.grader import score_submission
 from competition.publish import submission_form
-from competition.leaderboard import read
-from competition.members import MemberSpec, load_logits, plan_members, train_member
-from competition.prepare import prepare
+from competition.grading.leaderboard import read
+from competition.fitting.members import MemberSpec, load_logits, plan_members, train_member
+from competition.preparing.prepare import prepare
 from competition.run import Workspace, new_run_dir, open_resumed_run, run, run_record
-from competition.device import precision_for
+from competition.fitting.device import precision_for
 
 from conftest import resolved, silent, write_kaggle_folder
 
@@ -226,10 +226,10 @@ def test_a_warm_round_member_starts_from_the_last_rounds_member_of_its_fold_and_
 @pytest.mark.slow
 def test_a_warm_member_begins_with_the_weights_of_the_checkpoint_it_starts_from(tmp_path, tiny_config, resolve_for,
                                                                                  prepared_digits):
-    from competition.data import load_public
-    from competition.members import fold_data
-    from competition.train import train_model
-    from competition.device import training_device
+    from competition.fitting.data import load_public
+    from competition.fitting.members import fold_data
+    from competition.fitting.train import train_model
+    from competition.fitting.device import training_device
     paths = prepared_digits
     cfg = resolve_for(tiny_config.replace(epochs=2), paths)
     data, _ = fold_data(load_public(paths.public), cfg, 0, training_device())

@@ -14,12 +14,12 @@ import pytest
 pytest.importorskip("fastapi", reason="the serve extra: pip install -e '.[serve]'")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from competition.grading import score_submission  # noqa: E402
+from competition.grading.grader import score_submission  # noqa: E402
 from competition.prepared import load_test_ids  # noqa: E402
-from competition.hosting import LimitError, new_token, open_host, upload_limit  # noqa: E402
-from competition.prepare import CompetitionPaths  # noqa: E402
-from competition.rules import ranks  # noqa: E402
-from competition.server import create_app  # noqa: E402
+from competition.hosting.host import LimitError, new_token, open_host, upload_limit  # noqa: E402
+from competition.preparing.prepare import CompetitionPaths  # noqa: E402
+from competition.grading.rules import ranks  # noqa: E402
+from competition.hosting.server import create_app  # noqa: E402
 
 START = datetime(2026, 12, 2, 21, 30, tzinfo=timezone.utc)
 

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from competition import competitions
-from competition.competitions import curate
-from competition.sources import (DataSourceError, RemoteFile, download, read_cifar_tarball, read_idx, read_idx_pair,
+from competition.preparing import competitions
+from competition.preparing.competitions import curate
+from competition.preparing.sources import (DataSourceError, RemoteFile, download, read_cifar_tarball, read_idx, read_idx_pair,
                                  read_pixel_csv, read_png_folders, write_pixel_csv)
 
 from conftest import idx_bytes, make_images, silent, write_cifar_tarball, write_idx_set, write_png_folders
@@ -107,7 +107,7 @@ def test_download_with_a_checksum_mismatch_is_rejected_and_leaves_nothing(http_s
 
 
 def test_mnist_is_downloaded_from_a_mirror_and_prepared(http_server, tmp_path, monkeypatch):
-    from competition.prepare import prepare
+    from competition.preparing.prepare import prepare
     served, url = http_server
     files = write_idx_set(served)
     remotes = {key: RemoteFile(remote.name, (url,), md5=hashlib.md5(files[remote.name[:-3]].read_bytes()).hexdigest())
@@ -121,13 +121,13 @@ def test_mnist_is_downloaded_from_a_mirror_and_prepared(http_server, tmp_path, m
 
 
 def test_mnist_offline_without_files_says_where_to_put_them(tmp_path):
-    from competition.prepare import prepare
+    from competition.preparing.prepare import prepare
     with pytest.raises(DataSourceError, match=r"Put the four IDX files .* in .*data/mnist/raw/"):
         prepare("mnist", tmp_path / "data", allow_download=False, log=silent)
 
 
 def test_notmnist_tarball_is_downloaded_extracted_curated_and_prepared(http_server, tmp_path, monkeypatch):
-    from competition.prepare import prepare
+    from competition.preparing.prepare import prepare
     served, url = http_server
     write_png_folders(tmp_path / "build" / "notMNIST_small", per_class=6)
     # an exact duplicate inside the set, to be removed by curation
@@ -152,8 +152,8 @@ def test_notmnist_tarball_is_downloaded_extracted_curated_and_prepared(http_serv
 
 def test_cifar10_tarball_is_downloaded_verified_and_prepared_with_its_official_test_set(
         http_server, tmp_path, monkeypatch):
-    from competition.data import load_public
-    from competition.prepare import prepare
+    from competition.fitting.data import load_public
+    from competition.preparing.prepare import prepare
     served, url = http_server
     first = write_cifar_tarball(served / "cifar-10-python.tar.gz", per_batch=12, n_test=20)
     md5 = hashlib.md5((served / "cifar-10-python.tar.gz").read_bytes()).hexdigest()
@@ -170,7 +170,7 @@ def test_cifar10_tarball_is_downloaded_verified_and_prepared_with_its_official_t
 
 
 def test_a_cifar10_tarball_that_fails_its_checksum_is_refused(http_server, tmp_path, monkeypatch):
-    from competition.prepare import prepare
+    from competition.preparing.prepare import prepare
     served, url = http_server
     write_cifar_tarball(served / "cifar-10-python.tar.gz")
     monkeypatch.setattr(competitions, "CIFAR10", RemoteFile("cifar-10-python.tar.gz", (url,), md5="0" * 32))

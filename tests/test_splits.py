@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from competition.errors import ConfigError
-from competition.splits import training_rows, validation_folds
+from competition.preparing.splits import training_rows, validation_folds
 
 
 def test_k_folds_validate_every_labelled_image_exactly_once_and_keep_class_shares():

@@ -7,8 +7,8 @@ import signal
 
 import pytest
 
-from competition import stopping
-from competition.executors import InProcess
+from competition.fitting import stopping
+from competition.fitting.executors import InProcess
 
 
 @pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])

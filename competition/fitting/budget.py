@@ -1,0 +1,433 @@
+"""A run that fits the time it is given: measure this machine, plan the recipe, then keep to it.
+
+`--time-limit 3m` (or `time_limit = "3m"`): before training, `measure_rates` trains a tiny real
+member (a few batches of the chosen model at the training size, three times, the first paying the
+warm-ups) and predicts a batch, giving images/s training and predicting on this device in this
+precision. `plan` then costs every recipe of `TIERS` with those rates and takes the richest one
+that fits, with the most epochs its tier allows. The planned recipe is an ordinary config with
+`time_limit = "none"`: `config.json` holds it, so `run --config` repeats it with no timing involved.
+
+While training, the time limit is kept by two guards: a pseudo-label round whose estimate does not
+fit the time left is not started, and a member whose next epoch would pass the deadline stops at
+the epoch boundary with its best checkpoint (at least one epoch, so every run ends with a submission).
+
+The plan changes only the settings left at their defaults (epochs, seeds, folds, pseudo_rounds):
+a setting you give is kept, and costed as given.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .. import IMPORTED_AT
+from ..config import PROBE_PREFIX, RunConfig
+from ..cpus import torch_threads
+from ..errors import ConfigError
+
+# `auto`: 3 minutes for up to 10,000 labelled images, in proportion above (fashion-mnist's 60,000: 18 minutes)
+DEFAULT_S = 180.0
+DEFAULT_PER_IMAGES = 10_000
+SAFETY = 0.85           # a plan may spend this share of the time left: estimates err, epochs vary
+PUBLISH_S = 5.0         # writing, grading and reporting the submission
+# Below this share of its threads' CPU time the probe shared the cores: an idle machine gives its
+# timed epoch nearly all of it, one busy process beside it about half (`python -m benchmarks.contention`)
+CONTENDED = 0.8
+
+
+def parse_duration(text: str) -> float | None:
+    """`90s`, `3m`, `1h`, `1h30m`, `2.5m` -> seconds; `none` -> None (no limit)."""
+    if text == "none":
+        return None
+    parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?", text.strip())
+    if not text.strip() or parts is None or not any(parts.groups()):
+        raise ConfigError(f"time_limit = {text!r}: give a duration such as 90s, 3m, 1h or 1h30m, or auto or none")
+    hours, minutes, seconds = (float(g or 0) for g in parts.groups())
+    total = hours * 3600 + minutes * 60 + seconds
+    if total <= 0:
+        raise ConfigError(f"time_limit = {text!r}: a time limit must be positive")
+    return total
+
+
+def process_start() -> float:
+    """This process's start as a `time.perf_counter()` value: a time limit counts from there, since
+    starting Python and importing torch and Lightning (4-7 s on a 2-core CPU) is the user's wait too.
+    Read from Linux's /proc (the start in clock ticks since boot, against the uptime) where that is
+    at most a few seconds before this package was imported, as it is under `python -m competition`;
+    else (no /proc, a sandbox's odd clock) the package's import."""
+    imported = IMPORTED_AT
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        started_after_boot = int(fields[19]) / os.sysconf("SC_CLK_TCK")      # field 22, starttime
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return imported
+    started = time.perf_counter() - (uptime - started_after_boot)
+    return started if imported - 5.0 <= started <= imported + 0.05 else imported
+
+
+def budget_seconds(cfg: RunConfig, labelled: int) -> float | None:
+    """The run's time limit in seconds (None: a fixed recipe). auto: `DEFAULT_S` per
+    `DEFAULT_PER_IMAGES` labelled images, at least `DEFAULT_S`, on any device."""
+    if cfg.time_limit == "auto":
+        return DEFAULT_S * max(1.0, labelled / DEFAULT_PER_IMAGES)
+    return parse_duration(cfg.time_limit)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rates:
+    """What this machine does with the chosen model, measured by `measure_rates`."""
+    train: float            # training images a second (augmentation, forward, backward, step)
+    predict: float          # predicted images a second (one view)
+    member_setup_s: float   # a member's fixed cost: Trainer, first-epoch warm-up, checkpoints
+    device: str
+    precision: str
+    # on a CPU, the share of its threads' time the timed epoch got (CPU seconds over wall seconds x
+    # threads): about 1 on an idle machine, about half where another process keeps the cores busy
+    cpu_share: float | None = None
+    # a probe's: images a second through its frozen backbone (one view), and seconds its head's fit
+    # takes per training image (every view a row, C chosen on an inner holdout, then the refit)
+    features: float | None = None
+    probe_fit_s: float = 0.0
+
+    @property
+    def contended(self) -> bool:
+        return self.cpu_share is not None and self.cpu_share < CONTENDED
+
+    def threads_got(self) -> int:
+        """The threads' worth of CPU the probe got: that many threads no longer wait on each other for
+        a core, and trained several times faster beside a busy process (benchmarks/README.md §14)."""
+        return max(1, round(torch.get_num_threads() * (self.cpu_share or 1.0)))
+
+
+@dataclass(frozen=True)
+class Tier:
+    """One shape of recipe: what it sets, the least share of the recipe's epochs it may shrink to and
+    the most it may stretch to where time is left; `wide`: trained with the wider sibling of an
+    `auto` model (`policy.WIDER`; skipped when there is none); `probe`: a pretrained backbone's
+    probe beside the fine-tune ("on") or alone ("only")."""
+    folds: int
+    seeds: int
+    pseudo_rounds: int
+    least_epochs: float
+    most_epochs: float = 1.0
+    wide: bool = False
+    probe: str | None = None
+
+
+# Richest first. Where labels are few a pseudo-label round paid +0.23 pp OOF on mnist-5k, and a
+# second seed per fold as much at about the same time (benchmarks/README.md §6), so the round
+# comes before seeds; a rung with more seeds may give up a fifth of the epochs (the one-cycle
+# schedule still anneals) before the next rung down. One seed with the round needs a third more
+# than the recipe's epochs (20): out of fold on mnist-5k, fashion-5k, digits, Natural Images and
+# Dogs vs. Cats, 4 folds x 20 epochs without it beat 4 x 13 with it on all five at two thirds of
+# the cost, and 4 x 25 without it scored 0.32 pp above 4 x 15 with it on average (ahead by 0.75-1.06
+# on fashion-5k and Natural Images, within 0.15 elsewhere) at 70% of the cost (§18, §20). Without
+# the round a rung spends time left on up to two thirds more epochs (25 beat 20 on four of the five,
+# by 0.5-0.8 pp on the harder three) and gives epochs up down to half the recipe; folds go last
+# (fewer folds train each member on less). From
+# `policy.LARGE_DATA` labelled images the round is not worth its time (§9), and neither are
+# short members: on fashion-mnist one 10% holdout with members of the full 15 epochs validated at
+# 0.9367-0.9375 against 0.9193 out of fold for 3 folds x 7 epochs and 0.9269 for 4 folds x 11 (§14),
+# so there the folds go (to one holdout) before the epochs do. On that holdout (fashion-mnist, float32,
+# 20m) one member of 20 epochs validated at 0.9380, one of 15 at 0.9350 and two of 12 at 0.9340 (§14;
+# §9's fold 0: 20 epochs 0.9188 against 15's 0.9143): two seeds only at full length, and a holdout
+# rung spends time left on up to a third more epochs. Richer still, where the model was
+# left to `auto`: its wider sibling (`fastnet-wide`, about half the rate). One wide seed per fold with
+# the round scored at or above five narrow seeds in a third to a half of their time, out of fold on
+# mnist-5k, fashion-5k and digits (§14), so the wide rungs come first, each needing 80% of the epochs.
+TIERS = (Tier(4, 3, 1, 0.8, wide=True), Tier(4, 2, 1, 0.8, wide=True), Tier(4, 1, 1, 0.8, wide=True),
+         Tier(4, 5, 1, 0.8), Tier(4, 3, 1, 0.8), Tier(4, 2, 1, 0.8),
+         Tier(4, 1, 1, 4 / 3, most_epochs=4 / 3), Tier(4, 1, 0, 0.5, most_epochs=5 / 3), Tier(3, 1, 0, 0.4),
+         Tier(2, 1, 0, 0.2))
+LARGE_DATA_TIERS = (Tier(4, 2, 0, 0.8), Tier(4, 1, 0, 0.8), Tier(1, 2, 0, 1.0, most_epochs=4 / 3),
+                    Tier(1, 1, 0, 0.1, most_epochs=4 / 3))
+# A pretrained backbone: its probe (features once, a linear head per fold: seconds) is the floor, and
+# a fine-tune beside it, started from its head, is planned where the time affords the recipe's
+# steps. Out of fold the probe's features at the backbone's own size beat every fine-tune a 2-core
+# CPU trained in minutes (Dogs vs. Cats: 0.990 against 0.943 for a 12-minute fine-tune at 160 px).
+# The pseudo-label round refits the heads with the confident test images' features: cheap, and a
+# round that lowers the out-of-fold score ends the rounds.
+PRETRAINED_TIERS = (Tier(4, 1, 1, 1.0, probe="on"), Tier(4, 1, 0, 1.0, probe="on"), Tier(4, 1, 1, 1.0, probe="only"),
+                    Tier(4, 1, 0, 1.0, probe="only"), Tier(2, 1, 0, 1.0, probe="only"))
+PLANNED = ("folds", "seeds", "pseudo_rounds", "epochs", "models", "tta", "probe")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Plan:
+    config: RunConfig           # the recipe, with time_limit = "none"
+    limit_s: float              # the run's time limit
+    budget_s: float             # what was left of it to plan (after preparing and measuring)
+    estimate_s: float           # training, prediction and publishing, as costed
+    rates: Rates
+    fits: bool                  # False: even the smallest recipe is estimated over the budget
+
+    def line(self) -> str:
+        c = self.config
+        rounds = f", {c.pseudo_rounds} pseudo round" + ("s" if c.pseudo_rounds != 1 else "") + \
+            (", no test-time views" if c.tta == "off" else "")
+        probe = f"the linear probe of {'+'.join(c.models)} at {c.input_size} px" if c.probe in ("on", "only") else ""
+        trained = "" if c.probe == "only" else \
+            f"{c.seeds} seed(s) x {'+'.join(c.models)} x {c.epochs} epochs" + \
+            (f" (at least {c.min_steps} steps)" if c.min_steps else "")
+        what = f"{c.folds} fold(s) x " + (f"{probe} + {trained}" if probe and trained else probe or trained)
+        speed = f"{self.rates.features:,.0f} img/s through the frozen backbone" if c.probe == "only" else \
+            f"{self.rates.train:,.0f} img/s training ({self.rates.predict:,.0f} predicting)"
+        return (f"plan: {what}{rounds}: "
+                f"~{format_duration(self.estimate_s)} of the {format_duration(self.budget_s)} left of a "
+                f"{format_duration(self.limit_s)} time limit, at {speed} on "
+                f"{self.rates.device}, {self.rates.precision if c.probe != 'only' else ''}".rstrip(", ")
+                + ("" if self.fits else "; the smallest recipe is over the limit, so members will be cut short")
+                + (f"; warning: the measured epoch got {self.rates.cpu_share:.0%} of its threads' CPU time (another "
+                   f"process is using the cores, or fewer are allowed than torch's {torch.get_num_threads()} threads), "
+                   f"so this plan is smaller than the idle machine's: rerun when it is idle, or with "
+                   f"--threads {self.rates.threads_got()}" if self.rates.contended else ""))
+
+    def record(self) -> dict:
+        return {"limit_s": self.limit_s, "budget_s": round(self.budget_s, 1),
+                "estimate_s": round(self.estimate_s, 1), "fits": self.fits,
+                "rates": {"train": round(self.rates.train, 1), "predict": round(self.rates.predict, 1),
+                          "member_setup_s": round(self.rates.member_setup_s, 2), "device": self.rates.device,
+                          "precision": self.rates.precision,
+                          "cpu_share": None if self.rates.cpu_share is None else round(self.rates.cpu_share, 2),
+                          "features": None if self.rates.features is None else round(self.rates.features, 1),
+                          "probe_fit_s": round(self.rates.probe_fit_s, 6)},
+                "recipe": {name: getattr(self.config, name) for name in PLANNED}}
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def left_to_plan(cfg: RunConfig, given: frozenset[str] | None = None) -> frozenset[str]:
+    """The settings a plan may change: those not `given` (the command line's flags and config file's
+    keys); without that list, those still at their defaults (an unresolved config's). A given one
+    is kept as given."""
+    if given is not None:
+        return frozenset(PLANNED) - given
+    default = RunConfig()
+    return frozenset(name for name in PLANNED if getattr(cfg, name) == getattr(default, name))
+
+
+def probe_views(cfg: RunConfig, views: int) -> int:
+    """The views a probe's features are computed in: every test-time view, or the image alone when
+    the plan gives the views up."""
+    return 1 if cfg.tta == "off" else views
+
+
+def estimate_s(cfg: RunConfig, rates: Rates, *, labelled: int, test: int, views: int) -> float:
+    """Seconds `cfg` (resolved) takes on a machine with `rates`: every trained member's epochs (its
+    training rows, with pseudo-labelled rows added to each batch in later rounds, and its validation
+    pass; a warm round's share of the epochs; at least `min_steps` steps), its predictions, the
+    test-time views should TTA be chosen; a probe's features (once) and heads (every round, with a
+    round's pseudo-labelled rows); and publishing. Early stopping only shortens it."""
+    validated = labelled / cfg.folds if cfg.folds > 1 else labelled * cfg.val_fraction
+    trained = labelled - validated
+    probes = sum(m.startswith(PROBE_PREFIX) for m in cfg.member_models)
+    members = cfg.members_per_round - probes * cfg.folds
+    total = PUBLISH_S
+    if probes:
+        if rates.features is None:
+            raise ValueError("a probe's plan needs the rate of its features (measure_rates measures it)")
+        total += probes * (labelled + test) * probe_views(cfg, views) / rates.features
+    steps_per_epoch = math.ceil(trained / int(cfg.batch_size))
+    for round_number in range(int(cfg.pseudo_rounds) + 1):
+        extra = 1 / (1 - cfg.pseudo_share) if round_number else 1.0
+        # a round's pseudo-labelled rows: at most the test set, about a batch's pseudo share of the rows
+        total += probes * cfg.folds * rates.probe_fit_s * probe_views(cfg, views) * \
+            (trained + (min(test, trained * extra - trained) if round_number else 0))
+        per_epoch = trained * extra / rates.train + validated / rates.predict
+        predicting = (validated * views + test) / rates.predict
+        tta = 0.0 if cfg.tta == "off" else test * (views - 1) / rates.predict
+        epochs = max(cfg.round_epochs(round_number), math.ceil(int(cfg.min_steps) / max(1, steps_per_epoch))
+                     if round_number == 0 or cfg.pseudo_start == "scratch" else 0)
+        total += members * (rates.member_setup_s + epochs * per_epoch + predicting + tta)
+    return total
+
+
+def reserve_s(cfg: RunConfig, rates: Rates, *, test: int, views: int) -> float:
+    """What the run needs after its last epoch: one round's test-time views (its test predictions
+    alone where TTA is off; a probe's are in its features), the ensemble, publishing."""
+    probes = sum(m.startswith(PROBE_PREFIX) for m in cfg.member_models) * cfg.folds
+    return PUBLISH_S + (cfg.members_per_round - probes) * test * (1 if cfg.tta == "off" else views) / rates.predict
+
+
+def plan(cfg: RunConfig, rates: Rates, *, limit_s: float, budget_s: float, labelled: int, test: int,
+         views: int, large_data: bool, free: frozenset[str] | None = None,
+         wider: tuple[str, ...] | None = None, wider_rates: Callable[[], Rates] | None = None,
+         training_rates: Callable[[], Rates] | None = None) -> Plan:
+    """The richest tier whose recipe fits `budget_s`, with the most epochs it fits (up to the recipe's,
+    or the tier's stretch of it); only the settings in `free` change (default: those left at their
+    defaults). `rates` are those of `cfg.models`; a `wide` tier trains `wider` instead (when "models"
+    is free), costed at `wider_rates()`, which measures them: it is called only for a tier that could
+    fit at all, once, and its time is spent. With `training_rates`, `rates` hold a probe's measured
+    rates and only a bound on training (faster than it can be): a tier with trained members that fits
+    at that bound is costed at `training_rates()`, measured once, alike."""
+    free = left_to_plan(cfg) if free is None else free
+    recipe_epochs = int(cfg.epochs)
+    can_widen = "models" in free and wider is not None and wider_rates is not None
+    measured: dict[str, Rates] = {}         # rates measured while planning: "wide", "training"
+
+    def measure(kind: str, measuring: Callable[[], Rates]) -> Rates:
+        nonlocal spendable
+        if kind not in measured:
+            probe_start = time.perf_counter()
+            measured[kind] = measuring()
+            spendable -= (time.perf_counter() - probe_start) * SAFETY
+        return measured[kind]
+
+    def recipe(tier: Tier, epochs: int) -> RunConfig:
+        values = {"folds": tier.folds, "seeds": tier.seeds, "pseudo_rounds": tier.pseudo_rounds, "epochs": epochs,
+                  "probe": tier.probe}
+        chosen = cfg.replace(time_limit="none", **{k: v for k, v in values.items() if k in free and v is not None})
+        return chosen.replace(models=wider) if tier.wide else chosen
+
+    def cost(c: RunConfig, at: Rates) -> float:
+        return estimate_s(c, at, labelled=labelled, test=test, views=views)
+
+    spendable = budget_s * SAFETY
+    tiers = PRETRAINED_TIERS if cfg.fine_tuning and "probe" in free and cfg.probe != "off" else \
+        LARGE_DATA_TIERS if large_data else TIERS
+    # test-time views (`tta = auto`: predicted on the test set when OOF chose them) go before the
+    # recipe's epochs do, and where they cost a third of them: out of fold on mnist-5k, fashion-5k and
+    # digits 15 epochs without them beat 10 with them, 20 without about matched 15 with (§18), and 25
+    # without beat 15 with (§20)
+    view_choices = (True, False) if "tta" in free and cfg.tta == "auto" else (True,)
+    for tier in tiers:
+        least = max(1, math.ceil(tier.least_epochs * recipe_epochs)) if "epochs" in free else recipe_epochs
+        tier_rates = rates
+        if tier.wide:
+            # a wider net is slower: a tier whose least recipe does not fit at the narrow net's rates never fits
+            if not can_widen:
+                continue
+            cheapest = recipe(tier, least).replace(tta="off") if False in view_choices else recipe(tier, least)
+            if cost(cheapest, rates) > spendable:
+                continue
+            tier_rates = measure("wide", wider_rates)
+        elif training_rates is not None and tier.probe != "only":
+            cheapest = recipe(tier, least).replace(tta="off") if False in view_choices else recipe(tier, least)
+            if cost(cheapest, rates) > spendable:
+                continue
+            tier_rates = measure("training", training_rates)
+        longest = math.floor(tier.most_epochs * recipe_epochs) if "epochs" in free else least
+        if tier.probe == "only":        # no trained member: its epochs mean nothing
+            least = longest = recipe_epochs
+        # the most epochs that fit with the views and without them; the views are kept at the recipe's
+        # epochs or more, unless dropping them buys a third of the recipe's epochs more
+        counts = range(longest, least - 1, -1)
+
+        def fits(c: RunConfig) -> bool:
+            return cost(c, tier_rates) <= spendable
+
+        with_views = most_epochs_fitting([recipe(tier, e) for e in counts], fits)
+        without = most_epochs_fitting([recipe(tier, e).replace(tta="off") for e in counts], fits) \
+            if False in view_choices else None
+        gain = 0 if with_views is None or without is None else without.epochs - with_views.epochs
+        views_pay = with_views is not None and (gain == 0 or (with_views.epochs >= min(recipe_epochs, longest)
+                                                              and gain < math.ceil(recipe_epochs / 3)))
+        chosen = with_views if views_pay or without is None else without
+        if chosen is not None:
+            return Plan(config=chosen, limit_s=limit_s, budget_s=budget_s, estimate_s=cost(chosen, tier_rates),
+                        rates=tier_rates, fits=True)
+    smallest = recipe(tiers[-1], 1 if "epochs" in free and tiers[-1].probe != "only" else recipe_epochs)
+    return Plan(config=smallest, limit_s=limit_s, budget_s=budget_s, estimate_s=cost(smallest, rates), rates=rates,
+                fits=False)
+
+
+def most_epochs_fitting(candidates: list[RunConfig], fits: Callable[[RunConfig], bool]) -> RunConfig | None:
+    """The first of `candidates` (most epochs first) that fits, or None."""
+    return next((c for c in candidates if fits(c)), None)
+
+
+def measure_rates(public, cfg: RunConfig, device: torch.device, steps: int = 6) -> Rates:
+    """Train a throwaway member of `cfg.models[0]` for three short epochs of `steps` batches on the
+    first labelled images (the faster of the last two is the rate: the first pays the warm-up), a
+    second for one epoch (its time beyond the epoch is a member's fixed cost), then predict 1,024
+    images (the fastest of three passes after a warm one). The members are real: the same
+    augmentation, precision, checkpoints and validation as a run's. No test labels exist to read;
+    the test images are read only where consistency training trains on them."""
+    from .data import pixel_stats, to_placement
+    from .predict import IDENTITY, predict
+    from .train import TrainingData, train_model
+    from .device import precision_for
+
+    # the run's threads, as each member sets them (members.train_member)
+    torch.set_num_threads(torch_threads(cfg.threads))
+    n = min(len(public.train_labels), steps * int(cfg.batch_size))
+    images = to_placement(public.train_images[:n], device, "device")
+    labels = public.train_labels[:n].to(device)
+    mean, std = pixel_stats(images)
+    val = min(n, 256)
+    data = TrainingData(train_images=images, train_labels=labels, val_images=images[:val], val_labels=labels[:val],
+                        num_classes=public.num_classes, mean=mean, std=std, device=device)
+    probe = cfg.replace(epochs=3, patience=3, pseudo_rounds=0, min_steps=0)
+    unlabelled = None if cfg.consistency == "none" else to_placement(public.test_images[:n], device, "device")
+    with tempfile.TemporaryDirectory(prefix="rate-probe-") as folder:
+        # the first member of a process pays one-off warm-ups (imports, kernel choices): this one
+        trained = train_model(data, probe, cfg.models[0], seed=0, out_dir=Path(folder) / "warm",
+                              unlabelled=unlabelled)
+        # a process's first member is still warming in its second epoch (well below the steady rate:
+        # benchmarks/README.md §14): the faster of epochs two and three is its rate
+        ends = [(row["elapsed_s"], row["cpu_s"]) for row in trained.history[:3]]
+        epoch_s, epoch_cpu_s = min((b[0] - a[0], b[1] - a[1]) for a, b in zip(ends, ends[1:]))
+        epoch_s = max(epoch_s, 1e-3)
+        # ... and a warm one-epoch member gives the fixed cost every member pays beyond its epochs
+        start = time.perf_counter()
+        train_model(data, probe.replace(epochs=1), cfg.models[0], seed=1, out_dir=Path(folder) / "setup",
+                    unlabelled=unlabelled)
+        setup_s = max(time.perf_counter() - start - epoch_s, 0.0)
+    sample = public.test_images[:1024] if len(public.test_images) else public.train_images[:1024]
+    predict(trained.module, sample, IDENTITY)     # warm: the first call at a batch shape picks its kernels
+    passes = []
+    for _ in range(3):      # one pass is one or two batches: a single timing read 4,600 to 14,700 img/s
+        predict_start = time.perf_counter()
+        predict(trained.module, sample, IDENTITY)
+        passes.append(time.perf_counter() - predict_start)
+    predict_rate = len(sample) / max(min(passes), 1e-3)
+    # the epoch held a validation pass over `val` images too: take it out of the training rate
+    train_s = max(epoch_s - val / predict_rate, 0.2 * epoch_s)
+    # a GPU's work is not the process's CPU time: no share there
+    cpu_share = epoch_cpu_s / (epoch_s * torch.get_num_threads()) if device.type == "cpu" else None
+    return Rates(train=n / train_s, predict=predict_rate, member_setup_s=setup_s,
+                 device=device.type, precision=precision_for(cfg, device), cpu_share=cpu_share)
+
+
+def measure_probe(public, cfg: RunConfig, device: torch.device, count: int = 96) -> tuple[float, float]:
+    """(features, probe_fit_s) of a resolved config's probe on this machine: images a second through
+    its frozen backbone in one view (the fastest of two passes over `count` training images after a
+    warm one), and seconds its head's fit takes per training image (a fit on those images' features,
+    C chosen as a fold chooses it)."""
+    from .predict import IDENTITY
+    from .probe import backbone_net, extract_features, feature_bf16, fit_linear_head
+
+    torch.set_num_threads(torch_threads(cfg.threads))
+    model = cfg.models[0]
+    images = public.train_images[:count]
+    net, mean, std = backbone_net(model, cfg, images.shape[1])
+    kwargs = dict(views=IDENTITY, size=int(cfg.input_size), mean=mean, std=std, device=device,
+                  bf16=feature_bf16(cfg, device))
+    extract_features(net, images[:16], **kwargs)                 # warm: kernels chosen for the batch shape
+    passes = []
+    for _ in range(2):
+        start = time.perf_counter()
+        features = extract_features(net, images, **kwargs)
+        passes.append(time.perf_counter() - start)
+    rate = len(images) / max(min(passes), 1e-3)
+    start = time.perf_counter()
+    fit_linear_head(features, public.train_labels[:len(images)], public.num_classes)
+    return rate, (time.perf_counter() - start) / len(images)
