@@ -16,11 +16,13 @@ import torch
 
 from competition.config import RunConfig
 from competition.fitting.data import PublicData, load_public
-from competition.preparing.prepare import CompetitionPaths, prepare, prepare_kaggle_folder
+from competition.preparing.prepare import prepare, prepare_kaggle_folder
+from competition.workspace import CompetitionPaths
 from competition.fitting.members import fold_data
 from competition.fitting.policy import resolve_for
 from competition.fitting.train import TrainingData
 from competition.fitting.device import training_device
+from competition.prepared import is_prepared
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -48,7 +50,7 @@ def public_data(competition: str, root: Path | None = None, folder: Path | None 
         paths = prepare_kaggle_folder(folder, data_dir, log=lambda s: None)
         return load_public(paths.public), paths
     paths = CompetitionPaths(data_dir / competition)
-    if not paths.is_prepared():
+    if not is_prepared(paths):
         paths = prepare(competition, data_dir, log=lambda s: None)
     return load_public(paths.public), paths
 

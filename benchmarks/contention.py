@@ -2,9 +2,9 @@
 
     python -m benchmarks.contention [--competition mnist-5k] [--beside 0 1 2] [--repeats 2] [--threads N]
 
-For each count, that many Python processes spin (`while True: pass`) while `budget.measure_rates`
+For each count, that many Python processes spin (`while True: pass`) while `measure.measure_rates`
 probes `run`'s default model; the row gives the training rate the plan would use and the share of
-its threads' CPU time the timed epoch got (the plan line warns below `budget.CONTENDED`).
+its threads' CPU time the timed epoch got (the plan line warns below `plan.CONTENDED`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import torch
 
-from competition.fitting import budget
+from competition.fitting import measure, plan
 from competition.config import RunConfig
 from competition.fitting.policy import resolve_for
 from competition.fitting.device import training_device
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for count in args.beside:
         with busy_processes(count):
             for repeat in range(args.repeats):
-                rates = budget.measure_rates(public, cfg, device)
+                rates = measure.measure_rates(public, cfg, device)
                 rows.append({"beside": count, "repeat": repeat, "threads": torch.get_num_threads(),
                              "model": cfg.models[0], "precision": rates.precision,
                              "train_img_s": round(rates.train, 1), "predict_img_s": round(rates.predict, 1),

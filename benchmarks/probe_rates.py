@@ -1,4 +1,4 @@
-"""A plan's rates for variants of a model: the run's own probe (`budget.measure_rates`), arms taking turns.
+"""A plan's rates for variants of a model: the run's own probe (`measure.measure_rates`), arms taking turns.
 
     python -m benchmarks.probe_rates [--competition mnist-5k] [--model fastnet] [--threads 0] [--repeats 3]
         [--arms "pool before batch norm (default)" "pool after batch norm"]
@@ -16,7 +16,7 @@ import statistics
 
 import torch
 
-from competition.fitting.budget import measure_rates
+from competition.fitting.measure import measure_rates
 from competition.config import RunConfig
 from competition.fitting.policy import resolve_for
 from competition.fitting.device import precision_for, training_device

@@ -104,7 +104,7 @@ def live_server(root: Path, name: str = "digits", *extra: str):
 def invite(root: Path, name: str, participant: str) -> str:
     """A participant's token, as `invite` makes it (the same call, without a process start per participant)."""
     from competition.hosting.host import open_host
-    from competition.preparing.prepare import CompetitionPaths
+    from competition.workspace import CompetitionPaths
     return open_host(CompetitionPaths(Path(root) / "data" / name)).invite(participant)
 
 

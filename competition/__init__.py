@@ -11,5 +11,5 @@ import time as _time
 
 __version__ = "0.2.0"
 # `python -m competition` imports this package first: the command line's time limit counts from
-# here, or from the process's own start just before it (budget.process_start)
+# here, or from the process's own start just before it (fitting.measure.process_start)
 IMPORTED_AT = _time.perf_counter()

@@ -17,12 +17,14 @@ from .preparing.competitions import COMPETITIONS, DEFAULT_COMPETITION, get_compe
 from .config import build_config, read_config_file
 from .errors import ConfigError, DataSourceError, HarnessError, RunStateError
 from .grading.grader import format_score
-from .preparing.prepare import (SplitOptions, Workspace, check_fixed_metric, competition_lock, ensure_prepared,
-                      kaggle_folder_name, prepare, prepare_kaggle_folder)
+from .preparing.prepare import (SplitOptions, check_fixed_metric, ensure_prepared, kaggle_folder_name, prepare,
+                                prepare_kaggle_folder)
+from .workspace import Workspace, file_lock
 from .grading.rules import Rules, format_private_leaderboard, private_leaderboard, read_rules, select_final, write_rules
 from .grading.metrics import METRICS, get_metric
 from .grading.scoring import Row, grade_and_record, sync_leaderboard
 from .fitting.stopping import StopRequested
+from .prepared import is_prepared, read_prepared
 
 
 def _workspace(args: argparse.Namespace) -> Workspace:
@@ -51,7 +53,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         shape = f"{c.image_size}x{c.image_size}" + ("" if c.channels == 1 else f"x{c.channels}")
         rows.append((c.name + (" *" if c.name == DEFAULT_COMPETITION else ""), c.size, str(len(c.classes)),
                      shape, c.availability(paths.raw),
-                     "yes" if paths.is_prepared() else "no", c.description))
+                     "yes" if is_prepared(paths) else "no", c.description))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
@@ -66,7 +68,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         raise ConfigError("prepare needs a competition NAME or --data DIR")
     name = kaggle_folder_name(Path(args.data)) if args.data else get_competition(args.name).name
     root = workspace.competition(name).root
-    with competition_lock(root):
+    with file_lock(workspace.competition(name).lock):
         if args.data:
             prepare_kaggle_folder(Path(args.data), workspace.data, _split_options(args), args.metric)
         else:
@@ -84,7 +86,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .fitting.budget import process_start
+    from .fitting.measure import process_start
     from .fitting.executors import make_executor
     from .run import run
 
@@ -133,7 +135,7 @@ def cmd_score(args: argparse.Namespace) -> int:
                             _split_options(args), print, args.metric)
     if not paths.has_answers():
         raise DataSourceError(f"{paths.solution}: no answers for {paths.root.name}, so nothing can be scored")
-    info = paths.read()
+    info = read_prepared(paths.public)
     submission_id = args.run_id or Path(args.submission).name
     graded = grade_and_record(Path(args.submission), paths, Row(submission_id=submission_id, run=submission_id,
                                                                 model=args.model or "-"),
@@ -155,12 +157,12 @@ def cmd_select(args: argparse.Namespace) -> int:
     """Pick the final submissions of a competition; reveals a sealed competition's private leaderboard."""
     workspace = _workspace(args)
     paths = workspace.competition(get_competition(args.name).name if args.name in COMPETITIONS else args.name)
-    if not paths.is_prepared():
+    if not is_prepared(paths):
         raise DataSourceError(f"{paths.root}: no prepared competition {args.name!r}")
     select_final(paths.root, args.name, args.run_ids)
     rows = private_leaderboard(paths.root)
     sync_leaderboard(workspace.leaderboard, workspace.data)        # the ledger's private scores, now shown
-    leaderboard.reveal(workspace.leaderboard, paths.read().name,   # and those of rows older than the ledger's
+    leaderboard.reveal(workspace.leaderboard, read_prepared(paths.public).name,   # and those of rows older than the ledger's
                        {r["run"]: r["private"] for r in rows})
     print(f"final submissions of {args.name}: {', '.join(args.run_ids)}")
     print(format_private_leaderboard(args.name, rows))
@@ -178,9 +180,9 @@ def _hosted_paths(args: argparse.Namespace):
         raise ConfigError(f"{args.command} needs a competition NAME or --data DIR")
     name = get_competition(args.name).name if args.name in COMPETITIONS else args.name
     paths = workspace.competition(name)
-    if name in COMPETITIONS and not paths.is_prepared():
+    if name in COMPETITIONS and not is_prepared(paths):
         return ensure_prepared(workspace, name, None, SplitOptions(), print)
-    if not paths.is_prepared():
+    if not is_prepared(paths):
         raise DataSourceError(f"{paths.root}: no prepared competition {args.name!r}")
     return paths
 

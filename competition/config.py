@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import ConfigError
+from .workspace import parse_duration
 
 Schedule = Literal["onecycle", "cosine", "constant"]
 # greedy: Caruana forward selection on OOF logits; auto: greedy where members of several kinds (models, or a
@@ -148,7 +149,7 @@ class RunConfig:
     warm_lr: float = 1.0                # a warm round's peak learning rate, as a share of `lr`
     consistency: Consistency = "none"   # consistency training on the unlabelled test images (benchmarks §13)
     consistency_weight: float = 1.0     # its loss's weight beside the labelled loss
-    # time: see budget.py
+    # time: see fitting/plan.py
     time_limit: str = "auto"            # 90s, 3m, 1h30m...: plan the recipe to fit and keep to it; none: a
                                         # fixed recipe; auto: 3 minutes per 10,000 labelled images, at least 3
     # machine
@@ -189,16 +190,10 @@ class RunConfig:
             raise ConfigError("invalid config value: " + "; ".join(
                 f"{name} = {self.value(name)!r} ({RANGES[name]})" for name in bad))
         if self.time_limit != "auto":
-            from .fitting.budget import parse_duration
             parse_duration(self.time_limit)          # a bad duration is a ConfigError naming the field
-        from .fitting.models import check_model_name     # the registry is the one source of model names
-        if not self.models:
-            raise ConfigError("models: give at least one registry model")
-        for name in self.models:
-            try:
-                check_model_name(name)
-            except ConfigError as e:
-                raise ConfigError(f"models: {e}") from None
+        # each name is checked against the model registry by policy.check_models, before anything runs
+        if not self.models or not all(isinstance(m, str) and m for m in self.models):
+            raise ConfigError(f"models: give at least one model name, not {list(self.models)!r}")
         if (self.pretrained or self.weights) and not all(m.startswith("timm/") for m in self.models):
             raise ConfigError(f"pretrained weights are for timm models (--model timm/<name>); "
                               f"models = {list(self.models)}")

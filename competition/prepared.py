@@ -20,6 +20,7 @@ import numpy as np
 
 from .errors import DataSourceError
 from .grading.submission import SubmissionForm
+from .workspace import CompetitionPaths
 
 FORMAT = 3          # 3: submission forms by value kind; 2: image size policy, .npy arrays; 1: images.npz
 
@@ -109,3 +110,18 @@ def read_labels(public_dir: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray
 def load_test_ids(public_dir: Path) -> np.ndarray:
     """The test rows' ids, as the submission names them, in test order."""
     return read_labels(public_dir, ("test_ids",))["test_ids"]
+
+
+def is_prepared(paths: CompetitionPaths) -> bool:
+    """A competition.json of this format and readable arrays of the sizes it names: a truncated
+    or corrupt file (a disk fault, a copy cut short) is not trusted, and it is prepared again."""
+    try:
+        info = read_prepared(paths.public)
+        train = np.load(paths.train_images, mmap_mode="r")
+        test = np.load(paths.test_images, mmap_mode="r")
+        with np.load(paths.labels) as arrays:
+            labels_ok = len(arrays["train_labels"]) == info.train_size and len(arrays["test_ids"]) == info.test_size
+    except (DataSourceError, OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return False
+    shape = tuple(info.image_shape)
+    return labels_ok and train.shape == (info.train_size, *shape) and test.shape == (info.test_size, *shape)

@@ -16,18 +16,18 @@ import numpy as np
 import torch
 
 from .preparing.competitions import COMPETITIONS, get_competition
-from .prepared import load_test_ids
+from .prepared import load_test_ids, read_prepared
 from .errors import SubmissionLimitError
 from .fitting.ensemble import probabilities
 from .fitting.fit import FitResult
 from .grading.grader import Score, score_probabilities
-from .grading.leaderboard import format_duration
+from .workspace import format_duration
 from .grading.metrics import get_metric
-from .preparing.prepare import CompetitionPaths
+from .workspace import CompetitionPaths
 from .report import write_report
 from .grading.scoring import Row, grade_and_record
 from .grading.rules import read_rules
-from .preparing.sources import atomic_write_text
+from .workspace import atomic_write_text
 from .grading.submission import Solution, SubmissionForm, read_solution, validate_submission, write_submission
 
 
@@ -42,7 +42,7 @@ class Published:
 
 def submission_form(paths: CompetitionPaths) -> tuple[SubmissionForm, np.ndarray]:
     """The competition's submission form and its test ids, in test order."""
-    return paths.read().submission, load_test_ids(paths.public)
+    return read_prepared(paths.public).submission, load_test_ids(paths.public)
 
 
 def grade_fit(fit: FitResult, solution: Solution, form: SubmissionForm) -> tuple[dict[str, Score], dict[int, float]]:
@@ -153,7 +153,7 @@ def publish(fit: FitResult, paths: CompetitionPaths, workspace_root: Path, leade
     tmp = run_dir / "test_logits.pt.tmp"
     torch.save({f"round{r.round}": r.test_logits for r in fit.rounds} | {"submission": fit.final.test_logits}, tmp)
     tmp.replace(run_dir / "test_logits.pt")
-    name, sealed = paths.read().name, read_rules(paths.root).hides_private
+    name, sealed = read_prepared(paths.public).name, read_rules(paths.root).hides_private
     limit = None
     if paths.has_answers():
         report_link = f"[{run_dir.name}]({(run_dir / 'report.html').relative_to(workspace_root).as_posix()})"

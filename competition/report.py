@@ -22,14 +22,14 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from .fitting.data import load_public  # noqa: E402
-from .prepared import load_test_ids  # noqa: E402
+from .prepared import load_test_ids, read_prepared  # noqa: E402
 from .fitting.ensemble import decide, probabilities as ensemble_probabilities  # noqa: E402
 from .grading.grader import accuracy_of, clopper_pearson, score_probabilities  # noqa: E402
 from .grading.metrics import get_metric  # noqa: E402
-from .preparing.prepare import CompetitionPaths  # noqa: E402
+from .workspace import CompetitionPaths  # noqa: E402
 from .errors import RunStateError  # noqa: E402
 from .grading.rules import read_rules  # noqa: E402
-from .preparing.sources import atomic_write_text  # noqa: E402
+from .workspace import atomic_write_text  # noqa: E402
 from .grading.submission import read_solution  # noqa: E402
 
 DPI = 100
@@ -297,7 +297,7 @@ def write_report(run_dir: Path, paths: CompetitionPaths) -> Path:
     run_dir = Path(run_dir)
     out = run_dir / "report"
     config, metrics, logits = _run_inputs(run_dir)
-    info = paths.read()
+    info = read_prepared(paths.public)
     if metrics.get("fingerprint") and metrics["fingerprint"] != info.fingerprint:
         raise RunStateError(f"{paths.root} was prepared again with another split since run {run_dir.name}: "
                             f"its logits no longer match these test images, so no report is written")

@@ -26,17 +26,19 @@ from .config import RunConfig
 from .errors import RunStateError
 from .fitting.executors import Executor
 from .fitting.fit import FitResult, fit
-from .preparing.prepare import CompetitionPaths, SplitOptions, Workspace, ensure_prepared
-from .fitting import budget
+from .preparing.prepare import SplitOptions, ensure_prepared
+from .workspace import CompetitionPaths, Workspace
+from .fitting import measure, plan
 from .fitting.data import load_public
 from .fitting.predict import tta_views
 from .fitting.models import AUTO, model_slug
-from .fitting.device import precision_for, training_device
+from .fitting.device import training_device
 from .publish import Published, publish
 from .grading.rules import check_daily_limit, read_rules
-from .preparing.sources import atomic_write_text
+from .workspace import atomic_write_text, format_duration
 from .fitting.stopping import StopRequested, stop_on_signals
 from .fitting import stopping
+from .prepared import is_prepared, read_prepared
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,7 +92,7 @@ def git_commit() -> str | None:
 
 def run_record(paths: CompetitionPaths) -> dict:
     """What a run must match to be resumed: the split its members trained on and the code."""
-    return {"fingerprint": paths.read().fingerprint, "version": __version__,
+    return {"fingerprint": read_prepared(paths.public).fingerprint, "version": __version__,
             "code": code_fingerprint(), "git_commit": git_commit(), "competition_dir": str(paths.root)}
 
 
@@ -102,7 +104,7 @@ def open_resumed_run(workspace: Workspace, run_id: str) -> tuple[Path, RunConfig
     cfg = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text()), source=str(run_dir / "config.json"))
     record = json.loads((run_dir / "run.json").read_text())
     paths = CompetitionPaths(Path(record["competition_dir"]))
-    if not paths.is_prepared():
+    if not is_prepared(paths):
         raise RunStateError(f"{paths.root}: the competition run {run_id!r} trained on is no longer prepared")
     now = run_record(paths)
     if now["fingerprint"] != record["fingerprint"]:
@@ -117,47 +119,44 @@ def open_resumed_run(workspace: Workspace, run_id: str) -> tuple[Path, RunConfig
 
 
 def plan_to_time_limit(cfg: RunConfig, paths: CompetitionPaths, free: frozenset[str], start: float,
-                       log: Callable[[str], None]) -> tuple[budget.Plan | None, float | None]:
+                       log: Callable[[str], None]) -> tuple[plan.Plan | None, float | None]:
     """The recipe planned to fit the time limit, and the deadline (a `time.time()`) training keeps to;
     (None, None) for a fixed recipe (`time_limit = "none"`). The limit counts from `start`, the run's."""
-    info = paths.read()
-    limit = budget.budget_seconds(cfg, info.train_size)
+    info = read_prepared(paths.public)
+    limit = plan.budget_seconds(cfg, info.train_size)
     if limit is None:
         return None, None
     public = load_public(paths.public)
     device = training_device()
     views = len(tta_views(cfg.augment.hflip == "on"))
     wider = policy.wider_models(cfg.models)
-    prefix = (f"time limit {budget.format_duration(limit)}"
+    prefix = (f"time limit {format_duration(limit)}"
               + (" (auto: by the labelled count)" if cfg.time_limit == "auto" else ""))
 
-    def wider_rates() -> budget.Rates:
+    def wider_rates() -> plan.Rates:
         log(f"measuring {'+'.join(wider)} too: the time may buy the wider net")
-        return budget.measure_rates(public, cfg.replace(models=wider), device)
+        return measure.measure_rates(public, cfg.replace(models=wider), device)
 
     training_rates = None
     if cfg.fine_tuning and cfg.probe != "off":
         # the probe's rates first: a fine-tune is measured only where one could fit at all
         log(f"{prefix}: measuring the features of {cfg.models[0]} at {cfg.input_size} px on this {device.type}")
-        features, fit_s = budget.measure_probe(public, cfg, device)
-        # training an image costs at least three forward passes: a bound no fine-tune beats
-        rates = budget.Rates(train=features / 3, predict=features, member_setup_s=0.0, device=device.type,
-                             precision=precision_for(cfg, device), features=features, probe_fit_s=fit_s)
+        rates = measure.measure_probe(public, cfg, device)
 
-        def training_rates() -> budget.Rates:
+        def training_rates() -> plan.Rates:
             log(f"measuring a fine-tune of {cfg.models[0]} too: the time may afford one")
-            measured = budget.measure_rates(public, cfg, device)
-            return dataclasses.replace(measured, features=features, probe_fit_s=fit_s)
+            measured = measure.measure_rates(public, cfg, device)
+            return dataclasses.replace(measured, features=rates.features, probe_fit_s=rates.probe_fit_s)
     else:
         log(f"{prefix}: measuring {cfg.models[0]} on this {device.type}")
-        rates = budget.measure_rates(public, cfg, device)
+        rates = measure.measure_rates(public, cfg, device)
     elapsed = time.perf_counter() - start
-    planned = budget.plan(cfg, rates, limit_s=limit, budget_s=limit - elapsed, labelled=info.train_size,
+    planned = plan.plan(cfg, rates, limit_s=limit, budget_s=limit - elapsed, labelled=info.train_size,
                           test=info.test_size, views=views, large_data=info.train_size >= policy.LARGE_DATA, free=free,
                           wider=wider, wider_rates=wider_rates, training_rates=training_rates)
     log(planned.line())
     left = limit - (time.perf_counter() - start)
-    reserve = budget.reserve_s(planned.config, planned.rates, test=info.test_size, views=views)
+    reserve = plan.reserve_s(planned.config, planned.rates, test=info.test_size, views=views)
     return planned, time.time() + left - reserve
 
 
@@ -168,14 +167,15 @@ def run(cfg: RunConfig, workspace: Workspace, kaggle_dir: Path | None = None, re
     """Play a competition end to end: prepare, fit, publish. Returns everything it measured.
     `given`: the settings the user gave, which a time limit's plan keeps (default: those not at their defaults).
     `started`: a `time.perf_counter()` the time limit counts from (the command line's: its process's
-    start, `budget.process_start`); default: now."""
+    start, `measure.process_start`); default: now."""
     entered = time.perf_counter()
     start = entered if started is None else started
+    policy.check_models(cfg)
     deadline = None
     if resume:      # its config.json is the planned recipe: it goes on without a time limit
         run_dir, cfg, paths = open_resumed_run(workspace, resume)
     else:
-        free = budget.left_to_plan(cfg, given)         # what a time limit may change: what was not given
+        free = plan.left_to_plan(cfg, given)         # what a time limit may change: what was not given
         # the weights' file is found (or refused) before anything is prepared or trained, and
         # recorded, so config.json repeats the run from the same file
         backbone, why = policy.colour_backbone(cfg, training_device().type) if AUTO in cfg.models else (None, "")
@@ -185,7 +185,7 @@ def run(cfg: RunConfig, workspace: Workspace, kaggle_dir: Path | None = None, re
                                 policy.size_request(cfg, training_device().type, backbone))
         # refuse before training, not after: the day's limit may already be used up
         check_daily_limit(paths.root, paths.root.name, read_rules(paths.root))
-        info = paths.read()
+        info = read_prepared(paths.public)
         if why and info.channels != 1:
             log(why)
         # the stored size: config.json records it, so --config repeats it

@@ -25,8 +25,10 @@ from competition.preparing import competitions
 from competition.fitting import policy
 from competition.cli import main
 from competition.config import RunConfig
-from competition.preparing.prepare import CompetitionPaths, prepare
-from competition.run import Workspace
+from competition.preparing.prepare import prepare
+from competition.workspace import CompetitionPaths
+from competition.workspace import Workspace
+from competition.prepared import read_prepared
 
 
 def silent(line: str) -> None:
@@ -225,7 +227,7 @@ def resolve_for():
     """`cfg` made concrete for a prepared competition, as `fit` makes it before planning members:
     what a test that plans or trains members itself must pass them."""
     def resolve_for(cfg: RunConfig, paths) -> RunConfig:
-        info = paths.read()
+        info = read_prepared(paths.public)
         return policy.resolve(cfg, channels=info.channels, labelled=info.train_size, stored_size=info.height,
                               hflip_safe=info.hflip, multi_label=info.multi_label)
     return resolve_for

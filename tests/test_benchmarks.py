@@ -200,7 +200,7 @@ def test_contention_reads_a_lower_cpu_share_beside_a_busy_process_on_its_cpu(tmp
     import torch
 
     from benchmarks import contention
-    from competition.fitting import budget
+    from competition.fitting import measure, plan
     if torch.cuda.is_available():
         pytest.skip("on a GPU the probe reports no CPU share")
     allowed = os.sched_getaffinity(0)
@@ -212,7 +212,7 @@ def test_contention_reads_a_lower_cpu_share_beside_a_busy_process_on_its_cpu(tmp
         os.sched_setaffinity(0, allowed)
     idle, busy = rows
     assert idle["threads"] == busy["threads"] == 1
-    assert idle["cpu_share"] >= budget.CONTENDED > busy["cpu_share"] and busy["warns"] and not idle["warns"]
+    assert idle["cpu_share"] >= plan.CONTENDED > busy["cpu_share"] and busy["warns"] and not idle["warns"]
     _result(tmp_path, "contention_digits")
 
 

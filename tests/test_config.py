@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from competition.fitting.policy import check_models
 from competition.config import FINE_TUNE_CROP, Augmentation, RunConfig, build_config
 from competition.fitting.module import Classifier
 from competition.fitting.policy import LARGE_DATA, resolve
@@ -44,7 +45,7 @@ def test_a_choice_outside_its_literal_lists_the_allowed_values():
 
 def test_an_unknown_model_fails_when_the_config_is_made(tmp_path):
     with pytest.raises(ConfigError, match="models: unknown model 'nosuch'; known: .*fastnet"):
-        build_config(models=["fastnet", "nosuch"])
+        check_models(build_config(models=["fastnet", "nosuch"]))
 
 
 def test_wrong_types_in_a_file_are_named(tmp_path):

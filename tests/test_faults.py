@@ -21,10 +21,12 @@ from competition.errors import DataSourceError
 from competition.fitting.members import plan_members, predict_member_views, train_member
 from competition.fitting.predict import TTA_VIEWS
 from competition.preparing.prepare import SplitOptions
-from competition.preparing.prepare import Workspace, ensure_prepared
+from competition.preparing.prepare import ensure_prepared
+from competition.workspace import Workspace
 from competition.preparing.sources import RemoteFile, download
 
 from conftest import cli, silent, write_kaggle_folder
+from competition.prepared import is_prepared
 
 
 def _kaggle(tmp_path: Path) -> Path:
@@ -66,7 +68,7 @@ CASES = [
     ("config file that does not exist",
      lambda tmp: None, ["run", "--config", "{tmp}/nowhere.toml"], "nowhere.toml: cannot read the config file"),
     ("workspace under a file, not a folder",
-     lambda tmp: _write(tmp / "ws", b"a file"), ["prepare", "digits"], "cannot make the competition folder"),
+     lambda tmp: _write(tmp / "ws", b"a file"), ["prepare", "digits"], "cannot make the folder here"),
     ("submission that is not UTF-8",
      lambda tmp: _write(tmp / "sub.csv", b"\xff\xfe\x00"), ["score", "{tmp}/sub.csv", "--competition", "digits"],
      "not UTF-8"),
@@ -145,7 +147,7 @@ def test_a_corrupt_image_array_is_prepared_again_not_trusted(tmp_path):
     for damage in (lambda: _truncate(paths.train_images, 0.3), lambda: paths.test_images.write_bytes(b"\x93NUMPY junk"),
                    lambda: paths.labels.write_bytes(b"PK\x03\x04 garbage")):
         damage()
-        assert not paths.is_prepared()
+        assert not is_prepared(paths)
         ensure_prepared(workspace, "digits", None, SplitOptions(), silent)
         again = load_public(paths.public)
         assert torch.equal(first, again.train_images)

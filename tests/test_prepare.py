@@ -17,6 +17,7 @@ from competition.preparing.prepare import SplitOptions, prepare, prepare_kaggle_
 from competition.preparing.sources import read_pixel_csv
 
 from conftest import silent, write_idx_set, write_kaggle_folder
+from competition.prepared import is_prepared
 
 QUIET = dict(log=silent)
 
@@ -95,7 +96,7 @@ def test_kaggle_folder_without_answers_prepares_public_only(tmp_path):
     folder = write_kaggle_folder(tmp_path / "k", with_solution=False)
     lines = []
     paths = prepare_kaggle_folder(folder, tmp_path / "data", log=lines.append)
-    assert paths.is_prepared() and not paths.has_answers()
+    assert is_prepared(paths) and not paths.has_answers()
     assert any("not scored" in line for line in lines)
 
 

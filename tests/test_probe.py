@@ -14,7 +14,7 @@ timm = pytest.importorskip("timm", reason="timm is in the test extra: pip instal
 
 from competition.fitting import policy                              # noqa: E402
 
-from competition.fitting import budget
+from competition.fitting import measure, plan
 from competition.cli import main                                            # noqa: E402
 from competition.config import RunConfig                                    # noqa: E402
 from competition.errors import ConfigError                                  # noqa: E402
@@ -122,7 +122,7 @@ def test_a_probe_without_weights_is_refused_naming_the_ways_to_give_them():
         RunConfig(models=("resnet-small",), probe="only")
 
 
-PROBE_RATES = budget.Rates(train=20.0, predict=60.0, member_setup_s=1.0, device="cpu", precision="32-true",
+PROBE_RATES = plan.Rates(train=20.0, predict=60.0, member_setup_s=1.0, device="cpu", precision="32-true",
                            features=60.0, probe_fit_s=0.001)
 
 
@@ -130,23 +130,23 @@ def test_a_short_limit_plans_the_probe_alone_without_measuring_a_fine_tune(backb
     cfg = resolved(RunConfig(models=(MODEL,), weights=str(backbone_weights), normalise="backbone"), channels=3,
                    labelled=1500, stored_size=224, hflip_safe=True)
     measured = []
-    planned = budget.plan(cfg, PROBE_RATES, limit_s=180, budget_s=170, labelled=1500, test=500, views=2,
-                          large_data=False, free=frozenset(budget.PLANNED),
+    planned = plan.plan(cfg, PROBE_RATES, limit_s=180, budget_s=170, labelled=1500, test=500, views=2,
+                          large_data=False, free=frozenset(plan.PLANNED),
                           training_rates=lambda: measured.append(1) or PROBE_RATES)
     assert planned.fits and planned.config.probe == "only" and planned.config.pseudo_rounds == 1
     assert measured == [] and "linear probe" in planned.line()
     # the features (2 views of 2,000 images) and four heads a round are what it costs, the round's with
     # its pseudo-labelled rows (a quarter of each fold's, at most the test set)
     heads = 4 * 0.001 * 2 * (1125 + (1125 + 375))
-    assert planned.estimate_s == pytest.approx(budget.PUBLISH_S + 2000 * 2 / 60 + heads)
+    assert planned.estimate_s == pytest.approx(plan.PUBLISH_S + 2000 * 2 / 60 + heads)
 
 
 def test_a_long_limit_measures_a_fine_tune_once_and_plans_it_beside_the_probe(backbone_weights):
     cfg = resolved(RunConfig(models=(MODEL,), weights=str(backbone_weights), normalise="backbone"), channels=3,
                    labelled=1500, stored_size=224, hflip_safe=True)
     measured = []
-    planned = budget.plan(cfg, PROBE_RATES, limit_s=4 * 3600, budget_s=4 * 3600, labelled=1500, test=500, views=2,
-                          large_data=False, free=frozenset(budget.PLANNED),
+    planned = plan.plan(cfg, PROBE_RATES, limit_s=4 * 3600, budget_s=4 * 3600, labelled=1500, test=500, views=2,
+                          large_data=False, free=frozenset(plan.PLANNED),
                           training_rates=lambda: measured.append(1) or PROBE_RATES)
     assert planned.config.probe == "on" and measured == [1]
     assert "the linear probe" in planned.line() and "at least 120 steps" in planned.line()

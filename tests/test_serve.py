@@ -15,9 +15,9 @@ pytest.importorskip("fastapi", reason="the serve extra: pip install -e '.[serve]
 from fastapi.testclient import TestClient  # noqa: E402
 
 from competition.grading.grader import score_submission  # noqa: E402
-from competition.prepared import load_test_ids  # noqa: E402
+from competition.prepared import load_test_ids, read_prepared  # noqa: E402
 from competition.hosting.host import LimitError, new_token, open_host, upload_limit  # noqa: E402
-from competition.preparing.prepare import CompetitionPaths  # noqa: E402
+from competition.workspace import CompetitionPaths  # noqa: E402
 from competition.grading.rules import ranks  # noqa: E402
 from competition.hosting.server import create_app  # noqa: E402
 
@@ -278,7 +278,7 @@ def test_a_tie_ranks_the_earlier_submission_first_and_unscored_rows_never_rank(s
 def test_serve_grades_with_the_same_grader_as_score(served, tmp_path):
     path = tmp_path / "s.csv"
     path.write_bytes(submission(served.paths, 77, 123))
-    info = served.paths.read()
+    info = read_prepared(served.paths.public)
     _, score = score_submission(path, served.paths.solution, info.submission, load_test_ids(served.paths.public),
                                 info.metric)
     answer = served.post(served.alice, path.read_bytes()).json()

@@ -34,7 +34,7 @@ from .predict import IDENTITY, View, tta_views
 from .probe import (Features, backbone_net, backbone_of, extract_features, feature_bf16, is_probe, load_features,
                     save_features)
 from .pseudo_label import PseudoLabels, select_pseudo_labels
-from ..preparing.sources import atomic_write_text
+from ..workspace import atomic_write_text
 from .device import precision_for, training_device
 
 

@@ -34,7 +34,7 @@ from .module import hit_rate
 from .predict import IDENTITY, View, load_classifier, predict, tta_views
 from .probe import (C_CANDIDATES, LinearHead, backbone_of, fit_linear_head, is_probe, load_features,
                     probe_of)
-from ..preparing.sources import atomic_write_text
+from ..workspace import atomic_write_text
 from ..preparing.splits import training_rows, validation_folds
 from .train import TrainingData, train_model
 from .device import precision_for, training_device

@@ -15,8 +15,8 @@ import torch
 from ..config import FINE_TUNE, RECIPE_FIELDS, SCRATCH, RunConfig
 from ..errors import ConfigError
 from ..preparing.images import SizeRequest
-from .models import (AUTO, TIMM_PREFIX, find_weights, input_side, resolve_weights, stem_normalisation,
-                     timm_installed, weights_folder)
+from .models import (AUTO, TIMM_PREFIX, check_model_name, find_weights, input_side, resolve_weights,
+                     stem_normalisation, timm_installed, weights_folder)
 
 # From this many labelled images a run's `auto` settings spend the time on capacity instead of a
 # pseudo-label round: on fashion-mnist (60,000) the round added +0.03 pp out of fold for 55% of the
@@ -93,6 +93,16 @@ def wider_models(models: tuple[str, ...]) -> tuple[str, ...] | None:
     return tuple(dict.fromkeys(WIDER.get(m, m) for m in models))
 
 
+def check_models(cfg: RunConfig) -> None:
+    """Every model name is `auto`, in the registry, or timm's (with timm installed): checked before
+    anything is prepared or trained, the error naming the field."""
+    for name in cfg.models:
+        try:
+            check_model_name(name)
+        except ConfigError as e:
+            raise ConfigError(f"models: {e}") from None
+
+
 def resolve(cfg: RunConfig, *, channels: int, labelled: int, stored_size: int, hflip_safe: bool,
             multi_label: bool = False, sample_images: torch.Tensor | None = None, device_type: str = "cpu"
             ) -> RunConfig:
@@ -102,6 +112,7 @@ def resolve(cfg: RunConfig, *, channels: int, labelled: int, stored_size: int, h
     batch-norm statistics; no labels read); `device_type`: what the backbone table is read for. Every later stage reads these values, never `auto`.
     A multi-label competition averages logits: probability averaging and greedy weights are
     written for one class an image."""
+    check_models(cfg)
     if cfg.is_resolved:
         return cfg
     if multi_label and cfg.ensemble in ("probs", "greedy"):

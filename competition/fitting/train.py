@@ -107,7 +107,7 @@ class StopOnSignal(L.Callback):
 
 class Deadline(L.Callback):
     """Ends the fit at an epoch boundary when another epoch as long as the last would end after
-    `deadline` (a `time.time()`): the best checkpoint so far is the member's (budget.py)."""
+    `deadline` (a `time.time()`): the best checkpoint so far is the member's (plan.py)."""
 
     def __init__(self, deadline: float) -> None:
         self.deadline, self.epoch_start, self.stopped = deadline, time.time(), False

@@ -13,7 +13,6 @@ the ledgers held board entries are kept as they are.
 
 from __future__ import annotations
 
-import fcntl
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from .metrics import get_metric
-from ..preparing.sources import atomic_write_text
+from ..workspace import atomic_write_text, file_lock
 
 TITLE = "# Leaderboard"
 INTRO = ("Every scored submission, ranked by its public score as Kaggle shows it, with the private "
@@ -54,11 +53,6 @@ class Entry:
         private = "sealed" if self.private is None else f"{self.private:.4f}"
         return [str(rank), f"{self.public:.4f}", private, cv, self.run, self.model, self.members,
                 self.pseudo_rounds, self.wall_time, self.date]
-
-
-def format_duration(seconds: float) -> str:
-    minutes, secs = divmod(int(round(seconds)), 60)
-    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
 
 
 def parse(text: str) -> list[Entry]:
@@ -107,15 +101,8 @@ def render(entries: list[Entry]) -> str:
     return "\n".join(lines)
 
 
-@contextmanager
-def locked(path: Path) -> Iterator[None]:
-    lock_path = path.with_name(path.name + ".lock")
-    with open(lock_path, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+def lock_of(path: Path) -> Path:
+    return path.with_name(path.name + ".lock")
 
 
 def read(path: Path) -> list[Entry]:
@@ -128,7 +115,7 @@ def rebuild(path: Path, ledger_entries: Callable[[], list[Entry]]) -> list[Entry
     no ledger entry names (boards of earlier versions); returns every entry, in board order."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with locked(path):
+    with file_lock(lock_of(path)):
         entries = ledger_entries()
         recorded = {(e.competition, e.run) for e in entries}
         entries += [e for e in read(path) if (e.competition, e.run) not in recorded]
@@ -147,7 +134,7 @@ def rank_of(entries: list[Entry], entry: Entry) -> int:
 def reveal(path: Path, competition: str, private_by_run: dict[str, float]) -> None:
     """Fill in the sealed private scores of one competition's rows (matched by run id)."""
     path = Path(path)
-    with locked(path):
+    with file_lock(lock_of(path)):
         entries = []
         for e in read(path):
             match = [score for run, score in private_by_run.items() if run in e.run]

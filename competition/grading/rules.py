@@ -17,8 +17,8 @@ from pathlib import Path
 from ..errors import SubmissionLimitError
 from .metrics import get_metric
 from ..prepared import read_prepared
-from .leaderboard import locked
-from ..preparing.sources import atomic_write_text
+from .leaderboard import lock_of
+from ..workspace import atomic_write_text, file_lock
 
 MAX_SELECTED = 2        # Kaggle's final-submission count
 
@@ -59,7 +59,7 @@ def record_scored(root: Path, run: str, public: float, private: float, now: date
     private score unhidden), from which the board is rendered; None for a score kept off the board."""
     now = now or datetime.now(timezone.utc)
     path = Path(root) / "scored.jsonl"
-    with locked(path):
+    with file_lock(lock_of(path)):
         rows = [r for r in read_ledger(root) if not (replace and r["run"] == run)]
         rows += [{"time": now.isoformat(), "run": run, "public": public, "private": private,
                   **({} if entry is None else {"entry": entry})}]

@@ -13,10 +13,10 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..prepared import load_test_ids
+from ..prepared import load_test_ids, read_prepared
 from .grader import Score, score_submission
 from .leaderboard import Entry, rank_of, rebuild
-from ..preparing.prepare import CompetitionPaths
+from ..workspace import CompetitionPaths
 from .rules import check_daily_limit, read_ledger, read_rules, record_scored
 
 
@@ -42,13 +42,13 @@ class Graded:
 
 def check_limit(paths: CompetitionPaths) -> None:
     """Raise SubmissionLimitError when the competition's day's limit is used up."""
-    check_daily_limit(paths.root, paths.read().name, read_rules(paths.root))
+    check_daily_limit(paths.root, read_prepared(paths.public).name, read_rules(paths.root))
 
 
 def grade_and_record(submission: Path, paths: CompetitionPaths, row: Row, leaderboard: Path | None) -> Graded:
     """Check the limit, score `submission`, write the ledger row, add the leaderboard entry
     (unless `leaderboard` is None). Raises SubmissionLimitError or InvalidSubmissionError."""
-    info, rules = paths.read(), read_rules(paths.root)
+    info, rules = read_prepared(paths.public), read_rules(paths.root)
     check_daily_limit(paths.root, info.name, rules)
     _, score = score_submission(Path(submission), paths.solution, info.submission, load_test_ids(paths.public),
                                 info.metric)

@@ -29,7 +29,7 @@ import pandas as pd
 
 from ..errors import ConfigError, InvalidSubmissionError
 from .metrics import Metric, one_hot
-from ..preparing.sources import atomic_write_text
+from ..workspace import atomic_write_text
 
 # A probability row may sum to 1 +- this: the reference graders (scikit-learn's log_loss checks
 # rows to ~1e-5 since 1.5) reject beyond it, and float32 softmax rows are within ~1e-7.

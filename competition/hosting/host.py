@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from ..prepared import load_test_ids
+from ..prepared import load_test_ids, read_prepared
 from ..errors import DataSourceError, HarnessError, InvalidSubmissionError
 from ..grading.grader import Grader, Score
-from ..preparing.prepare import CompetitionPaths
+from ..workspace import CompetitionPaths
 from ..grading.rules import MAX_SELECTED, ranks, read_rules, shake_up_view
 from ..grading.submission import max_submission_bytes
 
@@ -470,7 +470,7 @@ def open_host(paths: CompetitionPaths, *, daily_limit: int | None = None,
     limit `prepare --daily-limit` set, else Kaggle's 5)."""
     if not paths.has_answers():
         raise DataSourceError(f"{paths.solution}: no answers for {paths.root.name}, so nothing can be scored")
-    info = paths.read()
+    info = read_prepared(paths.public)
     grader = Grader.read(paths.solution, info.submission, load_test_ids(paths.public), info.metric)
     limit = daily_limit or read_rules(paths.root).daily_limit or KAGGLE_DAILY_LIMIT
     return Host(paths.root, grader, name=info.name, daily_limit=limit, clock=clock)

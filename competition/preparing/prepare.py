@@ -15,7 +15,6 @@ prepare never leaves a half-written competition.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import re
 import shutil
@@ -34,70 +33,13 @@ from ..errors import ConfigError, DataSourceError, WriteError
 from .folders import folder_signature, read_kaggle_folder, sample_header
 from .images import SizeRequest, decode_into, describe_sizes, fit_to_size, read_headers
 from ..grading.metrics import get_metric, one_hot
-from ..prepared import PreparedCompetition, read_prepared
-from .sources import atomic_write_text, write_pixel_csv
+from ..prepared import PreparedCompetition, is_prepared, read_prepared
+from .sources import write_pixel_csv
+from ..workspace import (LABELS, TEST_IMAGES, TRAIN_IMAGES, CompetitionPaths, Workspace, atomic_write_text,
+                         file_lock)
 from .splits import public_private_usage, stratified_split
 from ..grading.submission import SubmissionForm, form_for, write_solution, write_submission
 
-TRAIN_IMAGES, TEST_IMAGES, LABELS = "train_images.npy", "test_images.npy", "labels.npz"
-
-
-@dataclass(frozen=True)
-class CompetitionPaths:
-    """Where a prepared competition lives. Only `public` is ever handed to training code."""
-    root: Path
-
-    @property
-    def public(self) -> Path:
-        return self.root / "public"
-
-    @property
-    def private(self) -> Path:
-        return self.root / "private"
-
-    @property
-    def raw(self) -> Path:
-        return self.root / "raw"
-
-    @property
-    def solution(self) -> Path:
-        return self.private / "solution.csv"
-
-    @property
-    def metadata(self) -> Path:
-        return self.public / "competition.json"
-
-    @property
-    def train_images(self) -> Path:
-        return self.public / TRAIN_IMAGES
-
-    @property
-    def test_images(self) -> Path:
-        return self.public / TEST_IMAGES
-
-    @property
-    def labels(self) -> Path:
-        return self.public / LABELS
-
-    def read(self) -> PreparedCompetition:
-        return read_prepared(self.public)
-
-    def is_prepared(self) -> bool:
-        """A competition.json of this format and readable arrays of the sizes it names: a truncated
-        or corrupt file (a disk fault, a copy cut short) is not trusted, and it is prepared again."""
-        try:
-            info = self.read()
-            train = np.load(self.train_images, mmap_mode="r")
-            test = np.load(self.test_images, mmap_mode="r")
-            with np.load(self.labels) as arrays:
-                labels_ok = len(arrays["train_labels"]) == info.train_size and len(arrays["test_ids"]) == info.test_size
-        except (DataSourceError, OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-            return False
-        shape = tuple(info.image_shape)
-        return labels_ok and train.shape == (info.train_size, *shape) and test.shape == (info.test_size, *shape)
-
-    def has_answers(self) -> bool:
-        return self.solution.is_file()
 
 
 @dataclass(frozen=True)
@@ -110,23 +52,6 @@ class SplitOptions:
         if not (0 < self.test_fraction < 1 and 0 < self.public_fraction < 1):
             raise ConfigError(f"test_fraction ({self.test_fraction}) and public_fraction ({self.public_fraction}) "
                               "must lie strictly between 0 and 1")
-
-
-@contextmanager
-def competition_lock(root: Path) -> Iterator[None]:
-    """One prepare of a competition at a time, across processes (released if the holder dies)."""
-    root = Path(root)
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        lock = open(root / ".prepare.lock", "a")
-    except OSError as e:
-        raise WriteError(f"{root}: cannot make the competition folder here ({e.strerror})") from e
-    with lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def prepare(name: str, data_dir: Path, options: SplitOptions = SplitOptions(),
@@ -350,27 +275,6 @@ def _check_split(name: str, classes: tuple[str, ...], train_images: np.ndarray, 
         assert set(np.unique(usage)) <= {"Public", "Private"}, f"{name}: bad Usage values"
 
 
-@dataclass(frozen=True)
-class Workspace:
-    """Where a user's competitions, runs and leaderboard live (the repository root by default)."""
-    root: Path
-
-    @property
-    def data(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def submissions(self) -> Path:
-        return self.root / "submissions"
-
-    @property
-    def leaderboard(self) -> Path:
-        return self.root / "leaderboard.md"
-
-    def competition(self, name: str) -> CompetitionPaths:
-        return CompetitionPaths(self.data / name)
-
-
 def ensure_prepared(workspace: Workspace, competition: str, kaggle_dir: Path | None,
                     options: SplitOptions, log: Callable[[str], None], metric: str | None = None,
                     sizes: SizeRequest | None = None) -> CompetitionPaths:
@@ -382,9 +286,9 @@ def ensure_prepared(workspace: Workspace, competition: str, kaggle_dir: Path | N
     if kaggle_dir is None:
         check_fixed_metric(get_competition(name), metric)
     # under the lock, so two runs starting together prepare it once and the second reuses it
-    with competition_lock(paths.root):
-        if paths.is_prepared():
-            info = paths.read()
+    with file_lock(paths.lock):
+        if is_prepared(paths):
+            info = read_prepared(paths.public)
             same_split = info.split_options == asdict(options)
             same_source = kaggle_dir is None or info.source_signature == folder_signature(kaggle_dir)
             same_size = sizes is None or sizes.accepts(info.size_request, info.image_shape, info.resize)

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataSourceError, WriteError
+from ..workspace import atomic_write_text
 
 
 # ---------------------------------------------------------------- IDX (MNIST family)
@@ -302,24 +303,3 @@ def write_pixel_csv(path: Path, images: np.ndarray, labels: np.ndarray | None) -
     atomic_write_text(path, buffer.getvalue())
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write text to a temporary file beside `path`, then rename it into place. A full disk or a
-    folder that cannot be written leaves any previous file untouched and says which file."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise WriteError(f"{path}: cannot write here ({e.strerror})") from e
-    try:
-        os.chmod(tmp, 0o644)    # mkstemp's 0600 would make results unreadable to other users
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        kept = "the previous file is unchanged" if path.exists() else "nothing was written"
-        raise WriteError(f"{path}: cannot write ({e.strerror}); {kept}") from e
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

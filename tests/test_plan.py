@@ -8,7 +8,8 @@ import time
 import pytest
 import torch
 
-from competition.fitting import budget
+from competition import workspace
+from competition.fitting import measure, plan
 from competition.cli import main
 from competition.config import RunConfig
 from competition.errors import ConfigError
@@ -19,14 +20,14 @@ from competition.fitting.device import training_device
 
 from conftest import resolved, silent, write_kaggle_folder
 
-RATES = budget.Rates(train=2000.0, predict=20000.0, member_setup_s=1.0, device="cpu", precision="32-true")
+RATES = plan.Rates(train=2000.0, predict=20000.0, member_setup_s=1.0, device="cpu", precision="32-true")
 SHAPE = dict(labelled=4000, test=1000, views=9, large_data=False)
 
 
 @pytest.mark.parametrize("text, seconds", [("90s", 90), ("3m", 180), ("1h", 3600), ("1h30m", 5400),
                                            ("2.5m", 150), ("none", None)])
 def test_durations_read_as_seconds(text, seconds):
-    assert budget.parse_duration(text) == seconds
+    assert workspace.parse_duration(text) == seconds
 
 
 @pytest.mark.parametrize("text", ["soon", "3", "-1m", "0s", "", "m"])
@@ -36,17 +37,17 @@ def test_a_bad_duration_is_a_config_error_naming_the_field(text):
 
 
 def test_the_auto_limit_is_three_minutes_growing_with_the_labelled_count():
-    assert budget.budget_seconds(RunConfig(), 5000) == 180
-    assert budget.budget_seconds(RunConfig(), 60_000) == 18 * 60
-    assert budget.budget_seconds(RunConfig(time_limit="none"), 60_000) is None
+    assert plan.budget_seconds(RunConfig(), 5000) == 180
+    assert plan.budget_seconds(RunConfig(), 60_000) == 18 * 60
+    assert plan.budget_seconds(RunConfig(time_limit="none"), 60_000) is None
 
 
 def test_a_longer_limit_plans_a_richer_recipe_and_every_plan_fits_its_limit():
     cfg = resolved(RunConfig(models=("fastnet",), pseudo_rounds=1))
-    plans = [budget.plan(cfg, RATES, limit_s=s, budget_s=s, free=frozenset(budget.PLANNED), **SHAPE)
+    plans = [plan.plan(cfg, RATES, limit_s=s, budget_s=s, free=frozenset(plan.PLANNED), **SHAPE)
              for s in (20, 60, 180, 600)]
-    costs = [budget.estimate_s(p.config, RATES, labelled=4000, test=1000, views=9) for p in plans]
-    assert all(p.fits and c <= p.budget_s * budget.SAFETY for p, c in zip(plans, costs))
+    costs = [plan.estimate_s(p.config, RATES, labelled=4000, test=1000, views=9) for p in plans]
+    assert all(p.fits and c <= p.budget_s * plan.SAFETY for p, c in zip(plans, costs))
     members = [p.config.members_per_round * (p.config.pseudo_rounds + 1) * p.config.epochs for p in plans]
     assert members == sorted(members) and members[0] < members[-1]
     assert all(p.config.time_limit == "none" for p in plans)      # the recipe repeats without timing
@@ -54,32 +55,32 @@ def test_a_longer_limit_plans_a_richer_recipe_and_every_plan_fits_its_limit():
 
 def test_the_plan_keeps_the_settings_given_and_changes_only_the_rest():
     cfg = resolved(RunConfig(models=("fastnet",), epochs=4, folds=5, pseudo_rounds=0))
-    planned = budget.plan(cfg, RATES, limit_s=600, budget_s=600,
-                          free=budget.left_to_plan(cfg, frozenset({"epochs", "folds", "pseudo_rounds"})), **SHAPE)
+    planned = plan.plan(cfg, RATES, limit_s=600, budget_s=600,
+                          free=plan.left_to_plan(cfg, frozenset({"epochs", "folds", "pseudo_rounds"})), **SHAPE)
     assert (planned.config.epochs, planned.config.folds, planned.config.pseudo_rounds) == (4, 5, 0)
     assert planned.config.seeds > 1                 # the time left bought more seeds instead
     # without a list of what was given, the settings at their defaults are the free ones
-    assert budget.left_to_plan(RunConfig(epochs=4)) == {"folds", "seeds", "pseudo_rounds", "models", "tta", "probe"}
-    assert "models" not in budget.left_to_plan(RunConfig(models=("fastnet",)))
+    assert plan.left_to_plan(RunConfig(epochs=4)) == {"folds", "seeds", "pseudo_rounds", "models", "tta", "probe"}
+    assert "models" not in plan.left_to_plan(RunConfig(models=("fastnet",)))
 
 
-WIDE_RATES = budget.Rates(train=1000.0, predict=10000.0, member_setup_s=1.0, device="cpu", precision="32-true")
+WIDE_RATES = plan.Rates(train=1000.0, predict=10000.0, member_setup_s=1.0, device="cpu", precision="32-true")
 
 
-def _plan_with_width(cfg: RunConfig, seconds: float, free: frozenset[str], probes: list[str]) -> budget.Plan:
-    def wider_rates() -> budget.Rates:
+def _plan_with_width(cfg: RunConfig, seconds: float, free: frozenset[str], probes: list[str]) -> plan.Plan:
+    def wider_rates() -> plan.Rates:
         probes.append("fastnet-wide")
         return WIDE_RATES
-    return budget.plan(cfg, RATES, limit_s=seconds, budget_s=seconds, free=free, wider=("fastnet-wide",),
+    return plan.plan(cfg, RATES, limit_s=seconds, budget_s=seconds, free=free, wider=("fastnet-wide",),
                        wider_rates=wider_rates, **SHAPE)
 
 
 def test_a_long_limit_buys_the_wider_net_costed_at_its_own_measured_rate():
     probes: list[str] = []
     cfg = resolved(RunConfig(models=("fastnet",), epochs=15, pseudo_rounds=1))
-    planned = _plan_with_width(cfg, 3600, frozenset(budget.PLANNED), probes)
+    planned = _plan_with_width(cfg, 3600, frozenset(plan.PLANNED), probes)
     assert planned.config.models == ("fastnet-wide",) and probes == ["fastnet-wide"]     # measured once
-    assert planned.rates == WIDE_RATES and planned.estimate_s == budget.estimate_s(
+    assert planned.rates == WIDE_RATES and planned.estimate_s == plan.estimate_s(
         planned.config, WIDE_RATES, labelled=4000, test=1000, views=9)
     assert "fastnet-wide" in planned.line()
 
@@ -87,20 +88,20 @@ def test_a_long_limit_buys_the_wider_net_costed_at_its_own_measured_rate():
 def test_a_short_limit_keeps_the_narrow_net_without_measuring_the_wide_one():
     probes: list[str] = []
     planned = _plan_with_width(resolved(RunConfig(models=("fastnet",), epochs=15, pseudo_rounds=1)), 60,
-                               frozenset(budget.PLANNED), probes)
+                               frozenset(plan.PLANNED), probes)
     assert planned.config.models == ("fastnet",) and probes == []        # hopeless at the narrow rate: no probe
 
 
 def test_a_model_given_is_never_widened():
     probes: list[str] = []
     cfg = resolved(RunConfig(models=("fastnet",), epochs=15, pseudo_rounds=1))
-    planned = _plan_with_width(cfg, 3600, budget.left_to_plan(cfg, frozenset({"models"})), probes)
+    planned = _plan_with_width(cfg, 3600, plan.left_to_plan(cfg, frozenset({"models"})), probes)
     assert planned.config.models == ("fastnet",) and probes == []
 
 
 def test_a_limit_too_short_for_any_recipe_gives_the_smallest_and_says_so():
-    planned = budget.plan(resolved(RunConfig(models=("fastnet",))), RATES, limit_s=1, budget_s=1,
-                          free=frozenset(budget.PLANNED), **SHAPE)
+    planned = plan.plan(resolved(RunConfig(models=("fastnet",))), RATES, limit_s=1, budget_s=1,
+                          free=frozenset(plan.PLANNED), **SHAPE)
     assert not planned.fits and (planned.config.folds, planned.config.epochs) == (2, 1)
     assert "members will be cut short" in planned.line()
 
@@ -111,16 +112,16 @@ def test_one_seed_keeps_the_pseudo_round_only_at_20_epochs_and_else_trains_longe
     cfg = resolved(RunConfig(models=("fastnet",)))
 
     def cost(epochs: int, rounds: int) -> float:
-        return budget.estimate_s(cfg.replace(folds=4, seeds=1, epochs=epochs, pseudo_rounds=rounds), RATES,
+        return plan.estimate_s(cfg.replace(folds=4, seeds=1, epochs=epochs, pseudo_rounds=rounds), RATES,
                                  labelled=4000, test=1000, views=9)
 
-    between = (cost(19, 1) + 1) / budget.SAFETY       # the round fits at 19 epochs, not at 20
+    between = (cost(19, 1) + 1) / plan.SAFETY       # the round fits at 19 epochs, not at 20
     assert cost(25, 0) < cost(15, 1) < cost(19, 1) < cost(20, 1)
-    planned = budget.plan(cfg, RATES, limit_s=between, budget_s=between, free=frozenset(budget.PLANNED), **SHAPE)
+    planned = plan.plan(cfg, RATES, limit_s=between, budget_s=between, free=frozenset(plan.PLANNED), **SHAPE)
     assert (planned.config.folds, planned.config.seeds, planned.config.pseudo_rounds) == (4, 1, 0)
     assert planned.config.epochs == 25                 # the time left on up to two thirds more epochs
-    enough = cost(20, 1) / budget.SAFETY + 0.1
-    rounded = budget.plan(cfg, RATES, limit_s=enough, budget_s=enough, free=frozenset(budget.PLANNED), **SHAPE)
+    enough = cost(20, 1) / plan.SAFETY + 0.1
+    rounded = plan.plan(cfg, RATES, limit_s=enough, budget_s=enough, free=frozenset(plan.PLANNED), **SHAPE)
     assert (rounded.config.pseudo_rounds, rounded.config.epochs) == (1, 20)
 
 
@@ -131,19 +132,19 @@ def test_a_one_seed_rung_spends_time_left_on_more_epochs():
     cfg = resolved(RunConfig(models=("fastnet",)))
 
     def cost(seeds: int, epochs: int) -> float:
-        return budget.estimate_s(cfg.replace(folds=4, seeds=seeds, epochs=epochs, pseudo_rounds=1), RATES,
+        return plan.estimate_s(cfg.replace(folds=4, seeds=seeds, epochs=epochs, pseudo_rounds=1), RATES,
                                  labelled=4000, test=1000, views=9)
 
     assert cost(1, 20) < cost(2, 12)
-    seconds = (cost(1, 20) + 0.1) / budget.SAFETY
-    planned = budget.plan(cfg, RATES, limit_s=seconds, budget_s=seconds, free=frozenset(budget.PLANNED), **SHAPE)
+    seconds = (cost(1, 20) + 0.1) / plan.SAFETY
+    planned = plan.plan(cfg, RATES, limit_s=seconds, budget_s=seconds, free=frozenset(plan.PLANNED), **SHAPE)
     assert (planned.config.seeds, planned.config.pseudo_rounds, planned.config.epochs) == (1, 1, 20)
-    kept = budget.plan(cfg, RATES, limit_s=seconds, budget_s=seconds, free=frozenset(budget.PLANNED) - {"epochs"},
+    kept = plan.plan(cfg, RATES, limit_s=seconds, budget_s=seconds, free=frozenset(plan.PLANNED) - {"epochs"},
                        **SHAPE)
     assert kept.config.epochs == 15                    # epochs given are kept
-    without = (budget.estimate_s(cfg.replace(folds=4, seeds=1, epochs=25, pseudo_rounds=0), RATES, labelled=4000,
-                                 test=1000, views=9) + 0.1) / budget.SAFETY
-    longest = budget.plan(cfg, RATES, limit_s=without, budget_s=without, free=frozenset(budget.PLANNED), **SHAPE)
+    without = (plan.estimate_s(cfg.replace(folds=4, seeds=1, epochs=25, pseudo_rounds=0), RATES, labelled=4000,
+                                 test=1000, views=9) + 0.1) / plan.SAFETY
+    longest = plan.plan(cfg, RATES, limit_s=without, budget_s=without, free=frozenset(plan.PLANNED), **SHAPE)
     assert (longest.config.pseudo_rounds, longest.config.epochs) == (0, 25)   # without the round, two thirds more
 
 
@@ -152,33 +153,33 @@ def test_a_large_test_set_gives_up_its_test_time_views_before_epochs_below_the_r
     10 with them out of fold on all three proxies (benchmarks/README.md §18), so the views go first.
     A `--tta` given is kept, and where the views are cheap they stay."""
     big = dict(labelled=5000, test=10_000, views=9, large_data=False)
-    slow = budget.Rates(train=1800.0, predict=8000.0, member_setup_s=0.5, device="cpu", precision="32-true")
+    slow = plan.Rates(train=1800.0, predict=8000.0, member_setup_s=0.5, device="cpu", precision="32-true")
     cfg = resolved(RunConfig(models=("fastnet",)))
-    planned = budget.plan(cfg, slow, limit_s=180, budget_s=175, free=frozenset(budget.PLANNED), **big)
+    planned = plan.plan(cfg, slow, limit_s=180, budget_s=175, free=frozenset(plan.PLANNED), **big)
     assert planned.config.tta == "off" and planned.config.epochs >= 12
     assert "no test-time views" in planned.line()
-    with_views = budget.plan(cfg, slow, limit_s=180, budget_s=175, free=frozenset(budget.PLANNED) - {"tta"}, **big)
+    with_views = plan.plan(cfg, slow, limit_s=180, budget_s=175, free=frozenset(plan.PLANNED) - {"tta"}, **big)
     assert with_views.config.tta == "auto" and with_views.config.epochs < planned.config.epochs
-    cheap = budget.plan(cfg, slow, limit_s=180, budget_s=175, free=frozenset(budget.PLANNED),
+    cheap = plan.plan(cfg, slow, limit_s=180, budget_s=175, free=frozenset(plan.PLANNED),
                         **{**big, "labelled": 4000, "test": 1000})
     assert cheap.config.tta == "auto" and cheap.config.epochs >= 15
-    assert budget.reserve_s(planned.config, slow, test=10_000, views=9) < \
-        budget.reserve_s(with_views.config, slow, test=10_000, views=9)
+    assert plan.reserve_s(planned.config, slow, test=10_000, views=9) < \
+        plan.reserve_s(with_views.config, slow, test=10_000, views=9)
 
 
 def test_large_data_plans_spend_no_time_on_a_pseudo_round():
-    planned = budget.plan(resolved(RunConfig(models=("fastnet",))), RATES, limit_s=3600, budget_s=3600,
-                          free=frozenset(budget.PLANNED), **{**SHAPE, "large_data": True})
+    planned = plan.plan(resolved(RunConfig(models=("fastnet",))), RATES, limit_s=3600, budget_s=3600,
+                          free=frozenset(plan.PLANNED), **{**SHAPE, "large_data": True})
     assert planned.config.pseudo_rounds == 0
 
 
 def test_large_data_gives_up_folds_for_one_full_length_holdout_member_before_it_gives_up_epochs():
     fashion = dict(labelled=60_000, test=10_000, views=9, large_data=True)
-    rates = budget.Rates(train=1400.0, predict=2600.0, member_setup_s=5.0, device="cpu", precision="32-true")
+    rates = plan.Rates(train=1400.0, predict=2600.0, member_setup_s=5.0, device="cpu", precision="32-true")
     cfg = resolved(RunConfig(models=("fastnet-wide",), epochs=15))
-    planned = budget.plan(cfg, rates, limit_s=700, budget_s=690, free=frozenset(budget.PLANNED), **fashion)
+    planned = plan.plan(cfg, rates, limit_s=700, budget_s=690, free=frozenset(plan.PLANNED), **fashion)
     assert (planned.config.folds, planned.config.seeds) == (1, 1) and 10 <= planned.config.epochs < 15
-    richer = budget.plan(cfg, rates, limit_s=3 * 3600, budget_s=3 * 3600, free=frozenset(budget.PLANNED), **fashion)
+    richer = plan.plan(cfg, rates, limit_s=3 * 3600, budget_s=3 * 3600, free=frozenset(plan.PLANNED), **fashion)
     assert richer.config.folds == 4 and richer.config.epochs >= 12
 
 
@@ -247,15 +248,13 @@ def test_the_rate_probe_reads_the_steadiest_epoch_and_prediction_pass(monkeypatc
     and the share of its threads' CPU time that epoch got, at the run's `--threads`."""
     import types
 
-    from competition.fitting import predict as predict_module, train as train_module
-
     clock = [0.0]
-    monkeypatch.setattr(budget.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(measure.time, "perf_counter", lambda: clock[0])
     # the warm member: epochs of 3 s then 1 s, the 1 s one with 1.2 CPU seconds on 2 threads; then the setup one
     epochs = iter([([1.0, 4.0, 5.0], [1.5, 7.5, 8.7]), ([1.0], [2.0])])
-    monkeypatch.setattr(budget.torch, "get_num_threads", lambda: 2)
+    monkeypatch.setattr(measure.torch, "get_num_threads", lambda: 2)
     threads_set: list[int] = []
-    monkeypatch.setattr(budget.torch, "set_num_threads", threads_set.append)
+    monkeypatch.setattr(measure.torch, "set_num_threads", threads_set.append)
 
     def fake_train(data, cfg, model, *, seed, out_dir, unlabelled):
         assert threads_set == [2]               # the run's threads, before anything trains
@@ -264,12 +263,12 @@ def test_the_rate_probe_reads_the_steadiest_epoch_and_prediction_pass(monkeypatc
         return types.SimpleNamespace(history=[{"elapsed_s": e, "cpu_s": c} for e, c in zip(ends, cpu)], module=None)
 
     passes = iter([0.5, 0.3, 0.1, 0.2])          # a warm pass, then three timed ones
-    monkeypatch.setattr(train_module, "train_model", fake_train)
-    monkeypatch.setattr(predict_module, "predict", lambda *a, **k: clock.__setitem__(0, clock[0] + next(passes)))
+    monkeypatch.setattr(measure, "train_model", fake_train)
+    monkeypatch.setattr(measure, "predict", lambda *a, **k: clock.__setitem__(0, clock[0] + next(passes)))
     images = torch.zeros(1024, 1, 8, 8, dtype=torch.uint8)
     public = types.SimpleNamespace(train_images=images[:64], train_labels=torch.arange(64) % 2,
                                    test_images=images, num_classes=2)
-    rates = budget.measure_rates(public, resolved(RunConfig(batch_size=16, models=("fastnet",), threads=2),
+    rates = measure.measure_rates(public, resolved(RunConfig(batch_size=16, models=("fastnet",), threads=2),
                                                   stored_size=8),
                                  torch.device("cpu"), steps=4)
     assert rates.predict == pytest.approx(1024 / 0.1)
@@ -281,10 +280,10 @@ def test_the_rate_probe_reads_the_steadiest_epoch_and_prediction_pass(monkeypatc
 def test_a_probe_that_shared_the_cores_says_so_in_the_plan_line_and_its_record():
     fields = dict(train=2000.0, predict=6000.0, member_setup_s=1.0, device="cpu", precision="32-true")
     kwargs = dict(limit_s=180, budget_s=175, labelled=4000, test=1000, views=9, large_data=False,
-                  free=frozenset(budget.PLANNED))
-    idle = budget.plan(resolved(RunConfig(models=("fastnet",))), budget.Rates(**fields, cpu_share=0.98), **kwargs)
-    shared = budget.plan(resolved(RunConfig(models=("fastnet",))), budget.Rates(**fields, cpu_share=0.61), **kwargs)
-    on_gpu = budget.plan(resolved(RunConfig(models=("fastnet",))), budget.Rates(**fields | {"device": "cuda"}), **kwargs)
+                  free=frozenset(plan.PLANNED))
+    idle = plan.plan(resolved(RunConfig(models=("fastnet",))), plan.Rates(**fields, cpu_share=0.98), **kwargs)
+    shared = plan.plan(resolved(RunConfig(models=("fastnet",))), plan.Rates(**fields, cpu_share=0.61), **kwargs)
+    on_gpu = plan.plan(resolved(RunConfig(models=("fastnet",))), plan.Rates(**fields | {"device": "cuda"}), **kwargs)
     assert "warning" not in idle.line() and "warning" not in on_gpu.line()
     threads = torch.get_num_threads()
     assert "got 61% of its threads' CPU time" in shared.line()
@@ -294,22 +293,22 @@ def test_a_probe_that_shared_the_cores_says_so_in_the_plan_line_and_its_record()
 
 def test_a_holdout_rung_spends_time_left_on_up_to_a_third_more_epochs_unless_epochs_were_given():
     fashion = dict(labelled=60_000, test=10_000, views=9, large_data=True)
-    rates = budget.Rates(train=1400.0, predict=2600.0, member_setup_s=5.0, device="cpu", precision="32-true")
+    rates = plan.Rates(train=1400.0, predict=2600.0, member_setup_s=5.0, device="cpu", precision="32-true")
     cfg = resolved(RunConfig(models=("fastnet-wide",), epochs=15))
     # 20m on a float32 CPU: one 15-epoch member takes about half; two do not fit
-    planned = budget.plan(cfg, rates, limit_s=1200, budget_s=1190, free=frozenset(budget.PLANNED), **fashion)
+    planned = plan.plan(cfg, rates, limit_s=1200, budget_s=1190, free=frozenset(plan.PLANNED), **fashion)
     assert (planned.config.folds, planned.config.seeds, planned.config.epochs) == (1, 1, 20)
-    assert planned.estimate_s <= 1190 * budget.SAFETY
+    assert planned.estimate_s <= 1190 * plan.SAFETY
     # two seeds of 12 epochs validated below one of 15 or 20: a second seed comes only at full length
-    longer = budget.plan(cfg, rates, limit_s=1400, budget_s=1400, free=frozenset(budget.PLANNED), **fashion)
+    longer = plan.plan(cfg, rates, limit_s=1400, budget_s=1400, free=frozenset(plan.PLANNED), **fashion)
     assert (longer.config.seeds, longer.config.epochs) == (1, 20)
-    two = budget.plan(cfg, rates, limit_s=2000, budget_s=2000, free=frozenset(budget.PLANNED), **fashion)
+    two = plan.plan(cfg, rates, limit_s=2000, budget_s=2000, free=frozenset(plan.PLANNED), **fashion)
     assert two.config.seeds == 2 and two.config.epochs >= 15
-    kept = budget.plan(cfg, rates, limit_s=1200, budget_s=1190, free=frozenset(budget.PLANNED) - {"epochs"}, **fashion)
+    kept = plan.plan(cfg, rates, limit_s=1200, budget_s=1190, free=frozenset(plan.PLANNED) - {"epochs"}, **fashion)
     assert kept.config.epochs == 15
     # small data's rungs with several seeds never stretch: time left buys seeds, width and the round
-    small = budget.plan(resolved(RunConfig(models=("fastnet",))), RATES, limit_s=10 * 3600, budget_s=10 * 3600,
-                        free=frozenset(budget.PLANNED), **SHAPE)
+    small = plan.plan(resolved(RunConfig(models=("fastnet",))), RATES, limit_s=10 * 3600, budget_s=10 * 3600,
+                        free=frozenset(plan.PLANNED), **SHAPE)
     assert small.config.seeds > 1 and small.config.epochs == resolved(RunConfig(models=("fastnet",))).epochs
 
 
@@ -317,7 +316,7 @@ def test_the_command_line_time_limit_counts_from_the_process_start():
     """Starting Python and importing torch is the user's wait too: process_start is that moment."""
     import subprocess
     import sys
-    code = ("import time; time.sleep(1.5); from competition.fitting.budget import process_start; "
+    code = ("import time; time.sleep(1.5); from competition.fitting.measure import process_start; "
             "print(time.perf_counter() - process_start())")
     elapsed = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     assert 1.5 <= elapsed < 30
@@ -333,30 +332,31 @@ def test_a_process_start_that_proc_cannot_give_plausibly_is_the_packages_import(
         def read_text(self) -> str:
             return "604800.00 0.00" if self.path == "/proc/uptime" else "1 (python) R " + " ".join(["0"] * 49)
 
-    monkeypatch.setattr(budget, "Path", OddProc)
-    assert budget.process_start() == competition.IMPORTED_AT
+    monkeypatch.setattr(measure, "Path", OddProc)
+    assert measure.process_start() == competition.IMPORTED_AT
 
     class NoProc(OddProc):
         def read_text(self) -> str:
             raise FileNotFoundError(self.path)
 
-    monkeypatch.setattr(budget, "Path", NoProc)
-    assert budget.process_start() == competition.IMPORTED_AT
+    monkeypatch.setattr(measure, "Path", NoProc)
+    assert measure.process_start() == competition.IMPORTED_AT
 
 
 def test_a_run_started_earlier_plans_only_the_time_left_of_its_limit(tmp_path, capsys):
-    from competition.run import Workspace, run
+    from competition.run import run
+    from competition.workspace import Workspace
     folder = write_kaggle_folder(tmp_path / "comp", n_train=80, n_test=30, side=8)
     cfg = RunConfig(models=("fastnet",), time_limit="110s")
     run(cfg, Workspace(tmp_path / "ws"), folder, log=silent, started=time.perf_counter() - 100)
     [run_dir] = (tmp_path / "ws" / "submissions").iterdir()
-    plan = json.loads((run_dir / "run.json").read_text())["plan"]
-    assert plan["limit_s"] == 110 and plan["budget_s"] <= 10
+    recorded = json.loads((run_dir / "run.json").read_text())["plan"]
+    assert recorded["limit_s"] == 110 and recorded["budget_s"] <= 10
 
 
 def test_a_warm_round_is_costed_at_its_share_of_the_epochs():
     cfg = resolved(RunConfig(models=("fastnet",), folds=4, seeds=1, epochs=15, pseudo_rounds=1, tta="off"))
-    scratch, warm = (budget.estimate_s(c, RATES, **{k: SHAPE[k] for k in ("labelled", "test", "views")})
+    scratch, warm = (plan.estimate_s(c, RATES, **{k: SHAPE[k] for k in ("labelled", "test", "views")})
                      for c in (cfg, cfg.replace(pseudo_start="warm", warm_epochs=1 / 3)))
     # 4 members, 10 epochs fewer each (15 -> 5): 3,000 training rows and a quarter more pseudo-labelled,
     # and 1,000 validated
@@ -371,11 +371,11 @@ def test_at_the_recipes_epochs_the_views_stay_unless_dropping_them_buys_a_third_
 
     def cost(epochs: int, test: int, views: bool) -> float:
         chosen = cfg.replace(folds=4, seeds=1, epochs=epochs, pseudo_rounds=0, tta="auto" if views else "off")
-        return budget.estimate_s(chosen, RATES, labelled=4000, test=test, views=9)
+        return plan.estimate_s(chosen, RATES, labelled=4000, test=test, views=9)
 
     def plan_for(cost_s: float, test: int) -> RunConfig:
-        seconds = cost_s / budget.SAFETY + 0.01
-        return budget.plan(cfg, RATES, limit_s=seconds, budget_s=seconds, free=frozenset(budget.PLANNED),
+        seconds = cost_s / plan.SAFETY + 0.01
+        return plan.plan(cfg, RATES, limit_s=seconds, budget_s=seconds, free=frozenset(plan.PLANNED),
                            **{**SHAPE, "test": test}).config
 
     big, small = 20_000, 1000

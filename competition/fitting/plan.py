@@ -1,37 +1,30 @@
-"""A run that fits the time it is given: measure this machine, plan the recipe, then keep to it.
+"""The plan of a run that fits the time it is given: what each recipe costs on this machine's measured
+rates, and the richest recipe of a fixed ladder that fits. Pure: no torch, no files; the rates come
+from `measure.py`.
 
-`--time-limit 3m` (or `time_limit = "3m"`): before training, `measure_rates` trains a tiny real
-member (a few batches of the chosen model at the training size, three times, the first paying the
-warm-ups) and predicts a batch, giving images/s training and predicting on this device in this
-precision. `plan` then costs every recipe of `TIERS` with those rates and takes the richest one
-that fits, with the most epochs its tier allows. The planned recipe is an ordinary config with
-`time_limit = "none"`: `config.json` holds it, so `run --config` repeats it with no timing involved.
+`--time-limit 3m` (or `time_limit = "3m"`): `measure` trains a tiny real member (and, for a
+pretrained backbone, times its frozen features) to get this machine's rates; `plan` then costs
+every recipe of the ladder with them and takes the richest one that fits, with the most epochs its
+tier allows. The planned recipe is an ordinary config with `time_limit = "none"`: `config.json`
+holds it, so `run --config` repeats it with no timing involved.
 
 While training, the time limit is kept by two guards: a pseudo-label round whose estimate does not
 fit the time left is not started, and a member whose next epoch would pass the deadline stops at
 the epoch boundary with its best checkpoint (at least one epoch, so every run ends with a submission).
 
-The plan changes only the settings left at their defaults (epochs, seeds, folds, pseudo_rounds):
-a setting you give is kept, and costed as given.
+The plan changes only the settings left at their defaults (epochs, seeds, folds, pseudo_rounds,
+the models where `auto`, the test-time views, the probe): a setting you give is kept, and costed as given.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import re
-import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
-import torch
-
-from .. import IMPORTED_AT
 from ..config import PROBE_PREFIX, RunConfig
-from ..cpus import torch_threads
-from ..errors import ConfigError
+from ..workspace import format_duration, parse_duration
 
 # `auto`: 3 minutes for up to 10,000 labelled images, in proportion above (fashion-mnist's 60,000: 18 minutes)
 DEFAULT_S = 180.0
@@ -41,37 +34,6 @@ PUBLISH_S = 5.0         # writing, grading and reporting the submission
 # Below this share of its threads' CPU time the probe shared the cores: an idle machine gives its
 # timed epoch nearly all of it, one busy process beside it about half (`python -m benchmarks.contention`)
 CONTENDED = 0.8
-
-
-def parse_duration(text: str) -> float | None:
-    """`90s`, `3m`, `1h`, `1h30m`, `2.5m` -> seconds; `none` -> None (no limit)."""
-    if text == "none":
-        return None
-    parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?", text.strip())
-    if not text.strip() or parts is None or not any(parts.groups()):
-        raise ConfigError(f"time_limit = {text!r}: give a duration such as 90s, 3m, 1h or 1h30m, or auto or none")
-    hours, minutes, seconds = (float(g or 0) for g in parts.groups())
-    total = hours * 3600 + minutes * 60 + seconds
-    if total <= 0:
-        raise ConfigError(f"time_limit = {text!r}: a time limit must be positive")
-    return total
-
-
-def process_start() -> float:
-    """This process's start as a `time.perf_counter()` value: a time limit counts from there, since
-    starting Python and importing torch and Lightning (4-7 s on a 2-core CPU) is the user's wait too.
-    Read from Linux's /proc (the start in clock ticks since boot, against the uptime) where that is
-    at most a few seconds before this package was imported, as it is under `python -m competition`;
-    else (no /proc, a sandbox's odd clock) the package's import."""
-    imported = IMPORTED_AT
-    try:
-        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
-        started_after_boot = int(fields[19]) / os.sysconf("SC_CLK_TCK")      # field 22, starttime
-        uptime = float(Path("/proc/uptime").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return imported
-    started = time.perf_counter() - (uptime - started_after_boot)
-    return started if imported - 5.0 <= started <= imported + 0.05 else imported
 
 
 def budget_seconds(cfg: RunConfig, labelled: int) -> float | None:
@@ -93,6 +55,7 @@ class Rates:
     # on a CPU, the share of its threads' time the timed epoch got (CPU seconds over wall seconds x
     # threads): about 1 on an idle machine, about half where another process keeps the cores busy
     cpu_share: float | None = None
+    threads: int = 1            # torch's CPU threads the rates were measured with
     # a probe's: images a second through its frozen backbone (one view), and seconds its head's fit
     # takes per training image (every view a row, C chosen on an inner holdout, then the refit)
     features: float | None = None
@@ -105,7 +68,7 @@ class Rates:
     def threads_got(self) -> int:
         """The threads' worth of CPU the probe got: that many threads no longer wait on each other for
         a core, and trained several times faster beside a busy process (benchmarks/README.md §14)."""
-        return max(1, round(torch.get_num_threads() * (self.cpu_share or 1.0)))
+        return max(1, round(self.threads * (self.cpu_share or 1.0)))
 
 
 @dataclass(frozen=True)
@@ -184,10 +147,10 @@ class Plan:
         return (f"plan: {what}{rounds}: "
                 f"~{format_duration(self.estimate_s)} of the {format_duration(self.budget_s)} left of a "
                 f"{format_duration(self.limit_s)} time limit, at {speed} on "
-                f"{self.rates.device}, {self.rates.precision if c.probe != 'only' else ''}".rstrip(", ")
+                f"{self.rates.device}, {self.rates.precision}"
                 + ("" if self.fits else "; the smallest recipe is over the limit, so members will be cut short")
                 + (f"; warning: the measured epoch got {self.rates.cpu_share:.0%} of its threads' CPU time (another "
-                   f"process is using the cores, or fewer are allowed than torch's {torch.get_num_threads()} threads), "
+                   f"process is using the cores, or fewer are allowed than torch's {self.rates.threads} threads), "
                    f"so this plan is smaller than the idle machine's: rerun when it is idle, or with "
                    f"--threads {self.rates.threads_got()}" if self.rates.contended else ""))
 
@@ -201,17 +164,6 @@ class Plan:
                           "features": None if self.rates.features is None else round(self.rates.features, 1),
                           "probe_fit_s": round(self.rates.probe_fit_s, 6)},
                 "recipe": {name: getattr(self.config, name) for name in PLANNED}}
-
-
-def format_duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m{seconds:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
 
 
 def left_to_plan(cfg: RunConfig, given: frozenset[str] | None = None) -> frozenset[str]:
@@ -352,82 +304,3 @@ def plan(cfg: RunConfig, rates: Rates, *, limit_s: float, budget_s: float, label
 def most_epochs_fitting(candidates: list[RunConfig], fits: Callable[[RunConfig], bool]) -> RunConfig | None:
     """The first of `candidates` (most epochs first) that fits, or None."""
     return next((c for c in candidates if fits(c)), None)
-
-
-def measure_rates(public, cfg: RunConfig, device: torch.device, steps: int = 6) -> Rates:
-    """Train a throwaway member of `cfg.models[0]` for three short epochs of `steps` batches on the
-    first labelled images (the faster of the last two is the rate: the first pays the warm-up), a
-    second for one epoch (its time beyond the epoch is a member's fixed cost), then predict 1,024
-    images (the fastest of three passes after a warm one). The members are real: the same
-    augmentation, precision, checkpoints and validation as a run's. No test labels exist to read;
-    the test images are read only where consistency training trains on them."""
-    from .data import pixel_stats, to_placement
-    from .predict import IDENTITY, predict
-    from .train import TrainingData, train_model
-    from .device import precision_for
-
-    # the run's threads, as each member sets them (members.train_member)
-    torch.set_num_threads(torch_threads(cfg.threads))
-    n = min(len(public.train_labels), steps * int(cfg.batch_size))
-    images = to_placement(public.train_images[:n], device, "device")
-    labels = public.train_labels[:n].to(device)
-    mean, std = pixel_stats(images)
-    val = min(n, 256)
-    data = TrainingData(train_images=images, train_labels=labels, val_images=images[:val], val_labels=labels[:val],
-                        num_classes=public.num_classes, mean=mean, std=std, device=device)
-    probe = cfg.replace(epochs=3, patience=3, pseudo_rounds=0, min_steps=0)
-    unlabelled = None if cfg.consistency == "none" else to_placement(public.test_images[:n], device, "device")
-    with tempfile.TemporaryDirectory(prefix="rate-probe-") as folder:
-        # the first member of a process pays one-off warm-ups (imports, kernel choices): this one
-        trained = train_model(data, probe, cfg.models[0], seed=0, out_dir=Path(folder) / "warm",
-                              unlabelled=unlabelled)
-        # a process's first member is still warming in its second epoch (well below the steady rate:
-        # benchmarks/README.md §14): the faster of epochs two and three is its rate
-        ends = [(row["elapsed_s"], row["cpu_s"]) for row in trained.history[:3]]
-        epoch_s, epoch_cpu_s = min((b[0] - a[0], b[1] - a[1]) for a, b in zip(ends, ends[1:]))
-        epoch_s = max(epoch_s, 1e-3)
-        # ... and a warm one-epoch member gives the fixed cost every member pays beyond its epochs
-        start = time.perf_counter()
-        train_model(data, probe.replace(epochs=1), cfg.models[0], seed=1, out_dir=Path(folder) / "setup",
-                    unlabelled=unlabelled)
-        setup_s = max(time.perf_counter() - start - epoch_s, 0.0)
-    sample = public.test_images[:1024] if len(public.test_images) else public.train_images[:1024]
-    predict(trained.module, sample, IDENTITY)     # warm: the first call at a batch shape picks its kernels
-    passes = []
-    for _ in range(3):      # one pass is one or two batches: a single timing read 4,600 to 14,700 img/s
-        predict_start = time.perf_counter()
-        predict(trained.module, sample, IDENTITY)
-        passes.append(time.perf_counter() - predict_start)
-    predict_rate = len(sample) / max(min(passes), 1e-3)
-    # the epoch held a validation pass over `val` images too: take it out of the training rate
-    train_s = max(epoch_s - val / predict_rate, 0.2 * epoch_s)
-    # a GPU's work is not the process's CPU time: no share there
-    cpu_share = epoch_cpu_s / (epoch_s * torch.get_num_threads()) if device.type == "cpu" else None
-    return Rates(train=n / train_s, predict=predict_rate, member_setup_s=setup_s,
-                 device=device.type, precision=precision_for(cfg, device), cpu_share=cpu_share)
-
-
-def measure_probe(public, cfg: RunConfig, device: torch.device, count: int = 96) -> tuple[float, float]:
-    """(features, probe_fit_s) of a resolved config's probe on this machine: images a second through
-    its frozen backbone in one view (the fastest of two passes over `count` training images after a
-    warm one), and seconds its head's fit takes per training image (a fit on those images' features,
-    C chosen as a fold chooses it)."""
-    from .predict import IDENTITY
-    from .probe import backbone_net, extract_features, feature_bf16, fit_linear_head
-
-    torch.set_num_threads(torch_threads(cfg.threads))
-    model = cfg.models[0]
-    images = public.train_images[:count]
-    net, mean, std = backbone_net(model, cfg, images.shape[1])
-    kwargs = dict(views=IDENTITY, size=int(cfg.input_size), mean=mean, std=std, device=device,
-                  bf16=feature_bf16(cfg, device))
-    extract_features(net, images[:16], **kwargs)                 # warm: kernels chosen for the batch shape
-    passes = []
-    for _ in range(2):
-        start = time.perf_counter()
-        features = extract_features(net, images, **kwargs)
-        passes.append(time.perf_counter() - start)
-    rate = len(images) / max(min(passes), 1e-3)
-    start = time.perf_counter()
-    fit_linear_head(features, public.train_labels[:len(images)], public.num_classes)
-    return rate, (time.perf_counter() - start) / len(images)
