@@ -81,6 +81,8 @@ class PreparedCompetition:
             if values.get("format") != FORMAT:
                 raise DataSourceError(f"{source}: prepared by another version of the harness (format "
                                       f"{values.get('format', 1)}, this one reads {FORMAT}); prepare it again")
+            # a description written before the field: mean column-wise AUC only ranks each column
+            values["submission"].setdefault("rows_sum_to_one", values.get("metric") != "mean-roc-auc")
             values["submission"] = SubmissionForm.from_dict(values["submission"])
             for name in ("classes", "image_shape", "notes"):
                 values[name] = tuple(values[name])

@@ -68,8 +68,11 @@ def test_rows_in_any_order_are_accepted(tmp_path, solution):
 
 MALFORMED = {
     "empty file": ("", "empty file"),
-    "wrong header": ("Id,Label\n" + _csv(LABELS).split("\n", 1)[1], "line 1: header must be exactly"),
-    "header in other case": ("imageid,label\n" + _csv(LABELS).split("\n", 1)[1], "line 1: header"),
+    "wrong header": ("Id,Label\n" + _csv(LABELS).split("\n", 1)[1],
+                     r"line 1: the header must hold the columns 'ImageId,Label' \(in any order\), found 'Id,Label' "
+                     r"\(not a column: \['Id'\]; missing: \['ImageId'\]\)"),
+    "header in other case": ("imageid,label\n" + _csv(LABELS).split("\n", 1)[1], "line 1: the header must hold"),
+    "a column twice": ("ImageId,Label,Label\n1,3,3\n", r"line 1: .*twice: \['Label'\]"),
     "extra column": ("ImageId,Label\n1,3,7\n", "line 2: expected 2 fields"),
     "missing label": ("ImageId,Label\n1,\n", "line 2: Label '' is not an integer"),
     "non-integer label": (_csv(["3.5"] + list(LABELS[1:])), "line 2: Label '3.5' is not an integer"),
@@ -79,9 +82,10 @@ MALFORMED = {
     "duplicate id": (_csv(list(LABELS) + [3], list(range(1, 11)) + [4]), "line 12: ImageId 4 appears twice"),
     "missing rows": (_csv(LABELS[:8]), "2 ImageIds missing, the first is 9"),
     "extra row": (_csv(list(LABELS) + [3]), "line 12: ImageId 11 is not a test image"),
-    "blank line inside": (_csv(LABELS[:5]) + "\n" + _csv(LABELS[5:], range(6, 11)).split("\n", 1)[1],
-                          "line 7: expected 2 fields"),
-    "semicolon separated": ("ImageId;Label\n1;3\n", "line 1: header"),
+    "semicolon separated": ("ImageId;Label\n1;3\n", "line 1: the header must hold"),
+    "an id past 64 bits": ("ImageId,Label\n" + "9" * 4400 + ",3\n", "line 2: ImageId '9{40}' is not an integer"),
+    "a doubled minus": ("ImageId,Label\n--1,3\n", "line 2: ImageId '--1' is not an integer"),
+    "an unclosed quote": ('ImageId,Label\n1,"3\n', "line 2: not a CSV row"),
 }
 
 
@@ -169,8 +173,8 @@ def test_log_loss_is_kaggles_clipped_mean_and_lower_is_better(tmp_path, fruit_so
 
 
 MALFORMED_PROBABILITIES = {
-    "label column instead of probabilities": ("id,label", [["apple"]] * 6, "line 1: header must be exactly "
-                                                                           "'id,apple,banana,cherry'"),
+    "label column instead of probabilities": ("id,label", [["apple"]] * 6, "line 1: the header must hold the "
+                                                                           "columns 'id,apple,banana,cherry'"),
     "negative probability": (None, [[1.2, -0.2, 0.0]] + [[1, 0, 0]] * 5, "line 2: probability of 'banana' must "
                                                                          "be a number >= 0"),
     "row not summing to one": (None, [[0.5, 0.2, 0.2]] + [[1, 0, 0]] * 5, "line 2: probabilities sum to 0.9, not 1"),
@@ -186,3 +190,16 @@ def test_malformed_probability_file_is_rejected_with_its_reason(tmp_path, fruit_
     path = _probability_file(tmp_path, rows, header or "id,apple,banana,cherry")
     with pytest.raises(InvalidSubmissionError, match=message):
         grade(path, fruit_solution, PROBABILITIES, FRUIT_IDS, metric="log-loss")
+
+
+def test_a_header_quoted_as_r_writes_it_and_a_blank_line_are_read_as_the_reference_graders_read_them(tmp_path,
+                                                                                                    solution):
+    text = '"ImageId","Label"\n' + "\n".join(f'"{i}","{k}"' for i, k in zip(IDS, LABELS)) + "\n\n"
+    probabilities = validate_submission(_submission(tmp_path, text), DIGITS, IDS)
+    assert np.array_equal(probabilities.argmax(1), LABELS)
+
+
+def test_columns_in_another_order_are_matched_by_name(tmp_path, solution):
+    text = "Label,ImageId\n" + "\n".join(f"{k},{i}" for i, k in zip(IDS, LABELS)) + "\n"
+    probabilities = validate_submission(_submission(tmp_path, text), DIGITS, IDS)
+    assert np.array_equal(probabilities.argmax(1), LABELS)

@@ -268,3 +268,26 @@ def test_the_f1_thresholds_of_a_multi_label_competition_are_chosen_on_oof(multi_
     thresholds = [float(t) for t in decision.split()[1:]]
     assert decision.startswith("thresholds ") and thresholds[0] < 0.5 < thresholds[1]
     assert under_confident.best_decision(get_metric("mean-roc-auc")) == "argmax"     # AUC reads no threshold
+
+
+def test_mean_column_wise_auc_takes_any_score_in_0_1_a_cell_as_its_reference_grader_does(tmp_path):
+    """plant-pathology-2020: per-class sigmoid outputs whose rows do not sum to 1 only rank each column."""
+    from competition.grading.submission import form_for, validate_submission
+    from competition.grading.metrics import get_metric
+    form = form_for(get_metric("mean-roc-auc"), id_column="image_id", label_column="label",
+                    labels=("healthy", "multiple_diseases", "rust", "scab"), sample_header=None)
+    assert form.values == "probabilities" and not form.rows_sum_to_one
+    path = tmp_path / "s.csv"
+    path.write_text("image_id,healthy,multiple_diseases,rust,scab\nTest_0,0.9,0.8,0.1,0.3\nTest_1,0.2,0.1,0.95,0.7\n")
+    read = validate_submission(path, form, np.array(["Test_0", "Test_1"]))
+    assert read[0].tolist() == [0.9, 0.8, 0.1, 0.3]
+    path.write_text("image_id,healthy,multiple_diseases,rust,scab\nTest_0,1.2,0.8,0.1,0.3\nTest_1,0.2,0.1,0.95,0.7\n")
+    with pytest.raises(InvalidSubmissionError, match="line 2: probability of 'healthy' must be between 0 and 1"):
+        validate_submission(path, form, np.array(["Test_0", "Test_1"]))
+    log_loss = form_for(get_metric("log-loss"), id_column="image_id", label_column="label",
+                        labels=("a", "b", "c"), sample_header=None)
+    path.write_text("image_id,a,b,c\nTest_0,0.5,0.5,0.0000105\n")
+    validate_submission(path, log_loss, np.array(["Test_0"]))          # within np.isclose of 1
+    path.write_text("image_id,a,b,c\nTest_0,0.5,0.5,0.00002\n")
+    with pytest.raises(InvalidSubmissionError, match="line 2: probabilities sum to 1.00002, not 1"):
+        validate_submission(path, log_loss, np.array(["Test_0"]))

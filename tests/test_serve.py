@@ -332,7 +332,9 @@ def test_a_server_killed_while_grading_leaves_a_pending_row_that_the_next_start_
 BAD_UPLOADS = {
     "binary junk": (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" * 20, "submission.csv", "not UTF-8"),
     "not UTF-8": ("ImageId,Label\n1,é\n".encode("latin-1"), "submission.csv", "not UTF-8"),
-    "wrong header": (b"id,label\n1,0\n", "submission.csv", "line 1: header must be exactly 'ImageId,Label'"),
+    "wrong header": (b"id,label\n1,0\n", "submission.csv", "line 1: the header must hold the columns 'ImageId,Label'"),
+    "an id of 4,400 digits": (b"ImageId,Label\n" + b"7" * 4400 + b",0\n", "submission.csv", "is not an integer"),
+    "a doubled minus": (b"ImageId,Label\n--1,0\n", "submission.csv", "ImageId '--1' is not an integer"),
     "path-like name": (None, "../../x.csv", "plain file name"),
     "absolute name": (None, "/etc/passwd", "plain file name"),
 }

@@ -19,6 +19,9 @@ fault and fails an assertion instead.
 
 from __future__ import annotations
 
+import csv
+import io
+import re
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
@@ -31,9 +34,12 @@ from ..errors import ConfigError, InvalidSubmissionError
 from .metrics import Metric, one_hot
 from ..workspace import atomic_write_text
 
-# A probability row may sum to 1 +- this: the reference graders (scikit-learn's log_loss checks
-# rows to ~1e-5 since 1.5) reject beyond it, and float32 softmax rows are within ~1e-7.
-PROBABILITY_TOLERANCE = 1e-5
+# A probability row must sum to 1 as `np.isclose` says (atol 1e-6 + rtol 1e-5): the reference graders'
+# check (mle-bench's); float32 softmax rows are within ~1e-7.
+ROW_SUM_ATOL, ROW_SUM_RTOL = 1e-6, 1e-5
+# Ids and integer labels: at most this many digits. Python refuses to read integers of more than 4,300
+# digits; anything past 64 bits names no row of any competition.
+MAX_DIGITS = 18
 
 Values = Literal["label", "probabilities", "probability", "top-k", "labels"]
 
@@ -46,6 +52,9 @@ class SubmissionForm:
     values: Values = "label"        # what a row holds after its id (see the module's docstring)
     k: int = 1                      # top-k: at most this many labels a row
     multi_label: bool = False       # several labels an image: `labels` are label names, not classes
+    # probabilities: whether each row must sum to 1 (log-loss) or each cell is a score in [0, 1] the
+    # metric only ranks column by column (mean column-wise ROC AUC: per-class sigmoid outputs)
+    rows_sum_to_one: bool = True
 
     def __post_init__(self) -> None:
         if self.values == "probability" and len(self.labels) != 2:
@@ -106,7 +115,8 @@ def form_for(metric: Metric, *, id_column: str, label_column: str, labels: tuple
             raise ConfigError(f"{metric.name} does not score a multi-label competition (several labels an "
                               f"image); choose one of mean-roc-auc, micro-f1, macro-f1, accuracy")
         values = "probabilities" if metric.name == "mean-roc-auc" else "labels"
-        return SubmissionForm(id_column, label_column, tuple(labels), values=values, multi_label=True)
+        return SubmissionForm(id_column, label_column, tuple(labels), values=values, multi_label=True,
+                              rows_sum_to_one=False)
     if metric.binary_only and len(labels) != 2:
         raise ConfigError(f"{metric.name} scores a binary competition; this one has {len(labels)} classes "
                           f"({', '.join(labels[:6])}{' ...' if len(labels) > 6 else ''})")
@@ -119,12 +129,13 @@ def form_for(metric: Metric, *, id_column: str, label_column: str, labels: tuple
         values = "probability"
     else:
         values = "probabilities"
-    return SubmissionForm(id_column, label_column, tuple(labels), values=values, k=metric.k)
+    return SubmissionForm(id_column, label_column, tuple(labels), values=values, k=metric.k,
+                          rows_sum_to_one=metric.name != "mean-roc-auc")
 
 
 def _is_integer(text: str) -> bool:
-    text = text.strip()
-    return text.lstrip("-").isdigit() and text.isascii()
+    """An optional minus and 1 to `MAX_DIGITS` ASCII digits: nothing `int()` could refuse."""
+    return re.fullmatch(rf"-?[0-9]{{1,{MAX_DIGITS}}}", text.strip()) is not None
 
 
 def _integer_value(text: str) -> int | None:
@@ -181,32 +192,34 @@ def validate_submission(path: Path, form: SubmissionForm, ids: np.ndarray) -> np
     """Check a submission file and return its class probabilities (N, K) in test-id order
     (one-hot rows for a label submission).
 
-    Rules: the header exactly as the sample submission's; every test id exactly once; labels among
-    the competition's, K probabilities per row that are numbers >= 0 summing to 1, one probability
-    in [0, 1], or 1 to k distinct space-separated labels; no other rows.
+    Rules (the reference graders'): a CSV (quoted cells read as the `csv` module reads them) whose
+    header holds the sample submission's columns, in any order, and no others; every test id exactly
+    once; labels among the competition's; K probabilities per row that are numbers >= 0 summing to 1
+    (any score in [0, 1] a cell where the metric only ranks columns), one probability in [0, 1], or 1
+    to k distinct space-separated labels; no other rows. Every fault names its line.
     """
     path = Path(path)
-    lines = _read_lines(path, len(ids), form)
-    if lines[0].strip() != ",".join(form.header):
-        raise InvalidSubmissionError(f"{path}: line 1: header must be exactly {','.join(form.header)!r}, "
-                                     f"found {lines[0]!r}")
+    rows = _read_rows(path, len(ids), form)
+    order = _column_order(rows[0][1], form, path)
     integer_ids = all(_is_integer(str(i)) for i in ids)
     row_of = {_key(str(i), integer_ids): row for row, i in enumerate(ids)}
     label_of = {_key(v, form.integer_labels): k for k, v in enumerate(form.labels)}
     out = np.full((len(ids), len(form.labels)), np.nan)
     width = len(form.header)
-    for line_number, line in enumerate(lines[1:], start=2):
+    for line_number, cells in rows[1:]:
         where = f"{path}: line {line_number}"
-        fields = line.split(",")
-        if len(fields) != width:
+        if len(cells) != width:
             raise InvalidSubmissionError(f"{where}: expected {width} fields ({','.join(form.header)[:60]}), "
-                                         f"found {len(fields)}: {line[:80]!r}")
+                                         f"found {len(cells)}: {','.join(cells)[:80]!r}")
+        fields = [cells[i] for i in order]          # in the sample submission's column order
         key = _key(fields[0], integer_ids)
         if key is None:
-            raise InvalidSubmissionError(f"{where}: {form.id_column} {fields[0]!r} is not an integer")
+            raise InvalidSubmissionError(f"{where}: {form.id_column} {fields[0][:40]!r} is not an integer "
+                                         f"(at most {MAX_DIGITS} digits)")
         if key not in row_of:
             expected = f"1..{len(ids)}" if integer_ids and _is_sequence(ids) else f"one of the {len(ids):,} test ids"
-            raise InvalidSubmissionError(f"{where}: {form.id_column} {key} is not a test image (expected {expected})")
+            raise InvalidSubmissionError(f"{where}: {form.id_column} {key[:40]} is not a test image "
+                                         f"(expected {expected})")
         row = row_of[key]
         if not np.isnan(out[row, 0]):
             raise InvalidSubmissionError(f"{where}: {form.id_column} {key} appears twice")
@@ -227,7 +240,26 @@ def validate_submission(path: Path, form: SubmissionForm, ids: np.ndarray) -> np
     return out
 
 
-def _read_lines(path: Path, num_rows: int, form: SubmissionForm) -> list[str]:
+def _column_order(header: list[str], form: SubmissionForm, path: Path) -> list[int]:
+    """Where each of the sample submission's columns is in the file's header: in any order, the same
+    set (Kaggle and the reference graders match columns by name)."""
+    names = [c.strip() for c in header]
+    expected = form.header
+    if sorted(names) != sorted(expected):
+        extra = [n[:40] for n in names if n not in expected][:5]
+        missing = [n for n in expected if n not in names][:5]
+        twice = sorted({n[:40] for n in names if names.count(n) > 1})[:5]
+        detail = "; ".join(part for part in (f"not a column: {extra}" if extra else "",
+                                             f"missing: {missing}" if missing else "",
+                                             f"twice: {twice}" if twice else "") if part)
+        raise InvalidSubmissionError(f"{path}: line 1: the header must hold the columns {','.join(expected)!r} "
+                                     f"(in any order), found {','.join(names)[:120]!r} ({detail})")
+    return [names.index(column) for column in expected]
+
+
+def _read_rows(path: Path, num_rows: int, form: SubmissionForm) -> list[tuple[int, list[str]]]:
+    """(line number, cells) of each non-empty row, the header first, quoted cells read as a
+    spreadsheet or R writes them."""
     if not path.is_file():
         raise InvalidSubmissionError(f"{path}: no such file")
     size, limit = path.stat().st_size, max_submission_bytes(num_rows, form)
@@ -237,10 +269,17 @@ def _read_lines(path: Path, num_rows: int, form: SubmissionForm) -> list[str]:
         text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise InvalidSubmissionError(f"{path}: not UTF-8 text (byte {e.start})") from e
-    lines = text.splitlines()
-    if not lines:
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    rows = []
+    try:
+        for cells in reader:
+            if cells:
+                rows.append((reader.line_num, cells))
+    except csv.Error as e:
+        raise InvalidSubmissionError(f"{path}: line {reader.line_num}: not a CSV row ({e})") from None
+    if not rows:
         raise InvalidSubmissionError(f"{path}: empty file; expected the header {','.join(form.header)!r}")
-    return lines
+    return rows
 
 
 def _is_sequence(ids: np.ndarray) -> bool:
@@ -309,14 +348,14 @@ def _probability_row(cells: list[str], form: SubmissionForm, where: str) -> np.n
     if not np.isfinite(row).all() or (row < 0).any():
         column = form.labels[int(np.flatnonzero(~np.isfinite(row) | (row < 0))[0])]
         raise InvalidSubmissionError(f"{where}: probability of {column!r} must be a number >= 0")
-    if form.multi_label:            # each label's own probability
+    if form.multi_label or not form.rows_sum_to_one:    # each cell a score of its own
         if (row > 1).any():
             column = form.labels[int(np.flatnonzero(row > 1)[0])]
             raise InvalidSubmissionError(f"{where}: probability of {column!r} must be between 0 and 1")
         return row
-    if abs(row.sum() - 1) > PROBABILITY_TOLERANCE:
+    if not np.isclose(row.sum(), 1.0, rtol=ROW_SUM_RTOL, atol=ROW_SUM_ATOL):
         raise InvalidSubmissionError(f"{where}: probabilities sum to {row.sum():.6g}, not 1 "
-                                     f"(tolerance {PROBABILITY_TOLERANCE})")
+                                     f"(np.isclose: atol {ROW_SUM_ATOL}, rtol {ROW_SUM_RTOL})")
     return row
 
 
