@@ -217,7 +217,8 @@ def bad_inputs(server: LiveServer, root: Path, name: str = "digits") -> list[dic
                "files_added": len(list((root / "data" / name / "uploads").iterdir())) - before["rows"]
                - len(before["uploads_without_row"])}
         if what.startswith("HTML"):
-            page = httpx.get(server.url + "/me", cookies={"competition_token": alice}).text
+            login = httpx.post(server.url + "/login", data={"token": alice}, headers={"Origin": server.url})
+            page = httpx.get(server.url + "/me", cookies=login.cookies).text
             row["reason"] = f"page shows it escaped: {'&lt;script&gt;' in page and '<script>' not in page}"
         if what.startswith("SQL-looking note"):
             mine = httpx.get(server.url + "/api/submissions", headers=headers).json()["submissions"]

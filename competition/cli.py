@@ -191,23 +191,45 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Host a prepared competition over HTTP until stopped (Ctrl-C)."""
     import uvicorn
 
-    from .hosting.host import open_host, upload_limit
+    from .hosting.host import open_host, parse_deadline, upload_limit
     from .hosting.server import create_app
 
+    if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
+        raise ConfigError("--ssl-certfile and --ssl-keyfile go together: the certificate and its private key")
     host = open_host(_hosted_paths(args), daily_limit=args.daily_limit)
+    if args.ends:
+        host.set_deadline(parse_deadline(args.ends))
     token = host.ensure_organiser(new=args.new_organiser_token)
     if token is not None:
-        print(f"organiser token (shown once; only its hash is kept): {token}")
+        token_file = host.root / "organiser-token"
+        write_private(token_file, token + "\n")
+        print(f"organiser token (only its hash is kept in the database; log in with it at /login): {token}\n"
+              f"  also written to {token_file} (readable by you alone); delete it once you have it")
     recovered = host.recover()
     if any(recovered.values()):
         print(f"recovered after an unclean stop: {recovered['graded']} pending submission(s) graded, "
-              f"{recovered['dropped']} dropped, {recovered['orphan_files']} half-received upload(s) deleted")
+              f"{recovered['failed']} failed, {recovered['dropped']} dropped, {recovered['orphan_files']} "
+              f"half-received upload(s) deleted")
     limit = args.max_upload_bytes or upload_limit(host)
-    print(f"serving {host.name} at http://{args.host}:{args.port}/ ({host.daily_limit} submissions a participant "
-          f"a UTC day, uploads up to {limit:,} bytes; state in {host.database})", flush=True)
-    uvicorn.run(create_app(host, max_upload_bytes=limit), host=args.host, port=args.port,
-                log_level=args.log_level)
+    scheme = "https" if args.ssl_certfile else "http"
+    ends = f", closing at {host.ends_at:%Y-%m-%d %H:%M} UTC" if host.ends_at else ""
+    print(f"serving {host.name} at {scheme}://{args.host}:{args.port}{args.root_path}/ ({host.daily_limit} submissions "
+          f"a participant a UTC day{ends}, uploads up to {limit:,} bytes; state in {host.database})", flush=True)
+    if scheme == "http" and args.host not in ("127.0.0.1", "localhost", "::1"):
+        print("warning: tokens cross the network in clear text: pass --ssl-certfile/--ssl-keyfile, or serve "
+              "behind a TLS reverse proxy (README: Hosting)", flush=True)
+    uvicorn.run(create_app(host, max_upload_bytes=limit, trusted_proxies=args.forwarded_allow_ips),
+                host=args.host, port=args.port, log_level=args.log_level, root_path=args.root_path,
+                ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile, proxy_headers=False)
     return 0
+
+
+def write_private(path: Path, text: str) -> None:
+    """A file only its owner may read (0600), made so before anything is written into it."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
 
 
 def cmd_invite(args: argparse.Namespace) -> int:
@@ -388,6 +410,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-upload-bytes", type=int, metavar="B",
                    help="largest upload (default: generous for the competition's rows and submission form)")
     p.add_argument("--new-organiser-token", action="store_true", help="replace a lost organiser token (printed once)")
+    p.add_argument("--ends", metavar="TIME", help="the deadline, e.g. 2026-12-31T23:59Z: later uploads get 409")
+    p.add_argument("--ssl-certfile", metavar="FILE", help="serve HTTPS with this certificate (PEM)")
+    p.add_argument("--ssl-keyfile", metavar="FILE", help="... and its private key")
+    p.add_argument("--root-path", default="", metavar="PREFIX",
+                   help="the path prefix a reverse proxy serves it under, e.g. /meetup")
+    p.add_argument("--forwarded-allow-ips", default="127.0.0.1", metavar="IPS",
+                   help="proxies whose X-Forwarded-Proto/For are believed (default: this machine's)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=cmd_serve)
 

@@ -31,4 +31,9 @@ class WriteError(HarnessError):
 
 
 class SubmissionLimitError(HarnessError):
-    """A competition's rules refuse this submission (daily limit, final selection)."""
+    """A competition's rules refuse this submission (daily limit, final selection); `retry_at`: when
+    the day's limit lets the next one in (HTTP 429 with Retry-After), None where waiting does not help."""
+
+    def __init__(self, message: str, retry_at=None) -> None:
+        super().__init__(message)
+        self.retry_at = retry_at

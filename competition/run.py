@@ -34,7 +34,7 @@ from .fitting.predict import tta_views
 from .fitting.models import AUTO, model_slug
 from .fitting.device import training_device
 from .publish import Published, publish
-from .grading.rules import check_daily_limit, read_rules
+from .grading.rules import check_local_limit
 from .workspace import atomic_write_text, format_duration
 from .fitting.stopping import StopRequested, stop_on_signals
 from .fitting import stopping
@@ -184,7 +184,7 @@ def run(cfg: RunConfig, workspace: Workspace, kaggle_dir: Path | None = None, re
         paths = ensure_prepared(workspace, cfg.competition, kaggle_dir, split, log, metric,
                                 policy.size_request(cfg, training_device().type, backbone))
         # refuse before training, not after: the day's limit may already be used up
-        check_daily_limit(paths.root, paths.root.name, read_rules(paths.root))
+        check_local_limit(paths.root, paths.root.name)
         info = read_prepared(paths.public)
         if why and info.channels != 1:
             log(why)

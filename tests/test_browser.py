@@ -80,3 +80,39 @@ def test_a_participant_uploads_through_the_page_and_sees_the_row_on_the_leaderbo
         browser.save_screenshot(str(shots / "4-leaderboard.png"))
     for name in ("1-login.png", "2-scored.png", "3-refused.png", "4-leaderboard.png"):
         assert (shots / name).stat().st_size > 1000, name
+
+
+def test_the_organiser_invites_reveals_and_reads_the_private_board_in_the_browser(digits_workspace, tmp_path,
+                                                                                 browser):
+    shots = Path(os.environ.get("BROWSER_SCREENSHOTS") or tmp_path / "screenshots")
+    shots.mkdir(parents=True, exist_ok=True)
+    root = digits_workspace.root
+    with live_server(root, "digits") as server:
+        wait = WebDriverWait(browser, 30)
+        browser.get(server.url + "/login")
+        browser.find_element(By.ID, "token").send_keys(server.organiser)
+        browser.find_element(By.ID, "login").click()
+        wait.until(expected_conditions.presence_of_element_located((By.ID, "invite")))
+        browser.find_element(By.ID, "name").send_keys("alice")
+        browser.find_element(By.ID, "invite").click()
+        token = wait.until(expected_conditions.presence_of_element_located((By.ID, "token"))).text
+        browser.save_screenshot(str(shots / "5-organiser-invited.png"))
+        assert len(token) == 48
+        import httpx
+        answer = httpx.post(server.url + "/api/submissions", headers={"Authorization": f"Bearer {token}"},
+                            files={"file": ("a.csv", random_submission(root / "data/digits/private/solution.csv",
+                                                                       seed=11))})
+        assert answer.status_code == 201
+        browser.get(server.url + "/organiser")
+        assert "alice" in browser.find_element(By.ID, "participants").text
+        browser.find_element(By.ID, "reveal").click()
+        private = wait.until(expected_conditions.presence_of_element_located((By.ID, "private")))
+        rows = [r.text for r in private.find_elements(By.CSS_SELECTOR, "tr")][1:]
+        assert len(rows) == 1 and rows[0].startswith("1 alice 0.")
+        browser.save_screenshot(str(shots / "6-organiser-revealed.png"))
+        browser.find_element(By.ID, "logout").click()
+        wait.until(expected_conditions.presence_of_element_located((By.ID, "public")))
+        browser.get(server.url + "/organiser")
+        assert "/login" in browser.current_url                      # the session ended on the server
+    for name in ("5-organiser-invited.png", "6-organiser-revealed.png"):
+        assert (shots / name).stat().st_size > 1000, name

@@ -8,7 +8,7 @@ from dataclasses import asdict, replace
 
 from competition.grading import leaderboard
 from competition.grading.leaderboard import Entry, rank_of, read
-from competition.grading.rules import record_scored
+from competition.grading.ledger import JsonlLedger, Submission
 from competition.grading.scoring import sync_leaderboard
 
 
@@ -17,7 +17,8 @@ def add_entry(path, entry: Entry) -> int:
     competition under data/ beside the board, then the board rendered from every ledger."""
     root = path.parent / "data" / entry.competition
     root.mkdir(parents=True, exist_ok=True)
-    record_scored(root, entry.run, entry.public, entry.private, entry=asdict(entry))
+    JsonlLedger(root).record(Submission(id=entry.run, participant="you", submitted_at="2026-11-23T12:00:00+00:00",
+                                        public=entry.public, private=entry.private, entry=asdict(entry)))
     return rank_of(sync_leaderboard(path, path.parent / "data"), entry)
 
 

@@ -14,7 +14,7 @@ import pytest
 from competition.cli import main
 from competition.grading.leaderboard import read
 from competition.preparing.prepare import prepare
-from competition.grading.rules import read_ledger
+from competition.grading.ledger import JsonlLedger
 
 from conftest import HarnessProcess, silent
 
@@ -144,9 +144,9 @@ def test_a_kill_between_the_ledger_and_the_board_leaves_them_consistent_at_the_n
     score = ["--root", str(root), "score", str(paths.public / "sample_submission.csv"), "--competition", "digits"]
     killed = start_harness(*score, before=_kill_at_the_board)
     assert killed.wait(timeout=300) == -signal.SIGKILL
-    assert len(read_ledger(paths.root)) == 1 and read(root / "leaderboard.md") == []     # the crash window
+    assert len(JsonlLedger(paths.root).submissions()) == 1 and read(root / "leaderboard.md") == []     # the crash window
     assert main(["--root", str(root), "leaderboard"]) == 0                                # any later read renders it
     [entry] = read(root / "leaderboard.md")
-    assert entry.run == "sample_submission.csv" and entry.public == round(read_ledger(paths.root)[0]["public"], 4)
+    assert entry.run == "sample_submission.csv" and entry.public == round(JsonlLedger(paths.root).submissions()[0].public, 4)
     assert main(score) == 0                                                               # and later scores add to it
-    assert len(read(root / "leaderboard.md")) == len(read_ledger(paths.root)) == 2
+    assert len(read(root / "leaderboard.md")) == len(JsonlLedger(paths.root).submissions()) == 2

@@ -12,7 +12,8 @@ from competition.errors import SubmissionLimitError
 from competition.grading.grader import accuracy_of
 from competition.grading.leaderboard import read
 from competition.publish import implausible
-from competition.grading.rules import Rules, check_daily_limit, record_scored
+from competition.grading.ledger import JsonlLedger, Submission
+from competition.grading.rules import Rules, check_local_limit
 
 from conftest import cli
 
@@ -44,12 +45,15 @@ def test_the_daily_limit_refuses_the_next_submission_with_when_it_reopens(worksp
 
 
 def test_the_limit_counts_only_the_current_utc_day(tmp_path):
-    rules = Rules(daily_limit=1)
-    record_scored(tmp_path, "yesterday", 0.5, 0.5, datetime(2026, 11, 22, 23, 59, tzinfo=timezone.utc))
-    check_daily_limit(tmp_path, "x", rules, datetime(2026, 11, 23, 0, 1, tzinfo=timezone.utc))
-    record_scored(tmp_path, "today", 0.5, 0.5, datetime(2026, 11, 23, 0, 2, tzinfo=timezone.utc))
+    rules, ledger = Rules(daily_limit=1), JsonlLedger(tmp_path)
+
+    def scored_at(run: str, when: datetime) -> None:
+        ledger.record(Submission(id=run, participant="you", submitted_at=when.isoformat(), public=0.5, private=0.5))
+    scored_at("yesterday", datetime(2026, 11, 22, 23, 59, tzinfo=timezone.utc))
+    check_local_limit(tmp_path, "x", rules, datetime(2026, 11, 23, 0, 1, tzinfo=timezone.utc))
+    scored_at("today", datetime(2026, 11, 23, 0, 2, tzinfo=timezone.utc))
     with pytest.raises(SubmissionLimitError, match=r"next is possible at 2026-11-24 00:00 UTC, in 23h 57m"):
-        check_daily_limit(tmp_path, "x", rules, datetime(2026, 11, 23, 0, 3, tzinfo=timezone.utc))
+        check_local_limit(tmp_path, "x", rules, datetime(2026, 11, 23, 0, 3, tzinfo=timezone.utc))
 
 
 def test_a_sealed_competition_from_first_submission_to_the_private_reveal(workspace, tmp_path, capsys):
@@ -65,7 +69,7 @@ def test_a_sealed_competition_from_first_submission_to_the_private_reveal(worksp
     assert "private accuracy: 0." not in out
 
     assert cli(workspace, "select", "digits", "a.csv", "b.csv", "c.csv") == 1
-    assert "pick 1 or 2 final submissions, not 3" in capsys.readouterr().err
+    assert "pick 1 to 2 final submissions, not 3" in capsys.readouterr().err
     assert cli(workspace, "select", "digits", "nosuch.csv") == 1
     assert "nosuch.csv is not a scored submission" in capsys.readouterr().err
 

@@ -60,6 +60,14 @@ def auth(token: str | None) -> dict:
     return {} if token is None else {"Authorization": f"Bearer {token}"}
 
 
+SAME_ORIGIN = {"Origin": "http://testserver"}      # what a browser sends with a form of the server's own pages
+
+
+def session(served: "Served", token: str) -> dict:
+    """The cookie a login with `token` leaves in the browser."""
+    return {"competition_session": served.host.open_session(token)}
+
+
 def submission(paths: CompetitionPaths, public_right: int, private_right: int) -> bytes:
     """A label submission right on the first `public_right` Public rows and `private_right` Private rows."""
     solution = pd.read_csv(paths.solution, dtype=str)
@@ -76,7 +84,7 @@ def serve_digits(workspace, daily_limit: int = 3, max_upload_bytes: int | None =
     clock = Clock(START)
     host = open_host(paths, daily_limit=daily_limit, clock=clock)
     organiser = host.ensure_organiser()
-    client = TestClient(create_app(host, max_upload_bytes=max_upload_bytes or upload_limit(host)))
+    client = TestClient(create_app(host, max_upload_bytes=max_upload_bytes or upload_limit(host)), headers=SAME_ORIGIN)
     return Served(paths=paths, clock=clock, host=host, client=client, organiser=organiser,
                   alice=host.invite("alice"), bob=host.invite("bob"))
 
@@ -183,7 +191,7 @@ def private_numbers(host) -> set[str]:
 def every_participant_response(served: Served) -> list[tuple[str, str]]:
     """(what, body) of every participant-facing endpoint and page, errors included."""
     c, alice = served.client, served.alice
-    cookie = {"competition_token": alice}
+    cookie = session(served, alice)
     own = c.get("/api/submissions", headers=auth(alice)).json()["submissions"][0]["id"]
     bobs = c.get("/api/submissions", headers=auth(served.bob)).json()["submissions"][0]["id"]
     answers = [("submit", served.post(alice, submission(served.paths, 70, 10))),
@@ -294,7 +302,7 @@ def test_disqualified_submissions_leave_the_board_and_show_the_reason(served):
                                 headers=auth(served.organiser))
     assert answer.status_code == 200 and answer.json()["status"] == "disqualified"
     assert [r["participant"] for r in served.client.get("/api/leaderboard").json()["public"]] == ["bob"]
-    assert "hand-labelled test" in served.client.get("/me", cookies={"competition_token": served.alice}).text
+    assert "hand-labelled test" in served.client.get("/me", cookies=session(served, served.alice)).text
 
 
 def test_rescore_grades_every_stored_file_again_against_corrected_answers(served):
@@ -303,7 +311,7 @@ def test_rescore_grades_every_stored_file_again_against_corrected_answers(served
     frame.loc[0, "Label"] = str((int(frame.loc[0, "Label"]) + 1) % 10)        # the organiser fixes an answer
     frame.to_csv(served.paths.solution, index=False)
     host = open_host(served.paths, clock=served.clock)
-    client = TestClient(create_app(host, max_upload_bytes=upload_limit(host)))
+    client = TestClient(create_app(host, max_upload_bytes=upload_limit(host)), headers=SAME_ORIGIN)
     answer = client.post("/api/rescore", headers=auth(served.organiser))
     assert answer.json() == {"changed": 1}
     assert client.get("/api/leaderboard").json()["public"][0]["public"] == pytest.approx(107 / 108)
@@ -324,7 +332,7 @@ def test_a_server_killed_while_grading_leaves_a_pending_row_that_the_next_start_
     assert served.client.get("/api/leaderboard").json()["public"] == []      # pending: on no board
     monkeypatch.undo()
     restarted = open_host(served.paths, clock=served.clock)
-    assert restarted.recover() == {"graded": 1, "dropped": 0, "orphan_files": 1}
+    assert restarted.recover() == {"graded": 1, "dropped": 0, "failed": 0, "orphan_files": 1}
     assert [r["status"] for r in restarted.history(caller)] == ["scored"]
     assert served.uploads() == ["1.csv"]
 
@@ -372,7 +380,7 @@ def test_sql_looking_names_and_notes_are_refused_or_stored_as_text(served):
 def test_html_in_notes_and_names_is_escaped_on_every_page(served):
     note = '<script>alert("x")</script><img src=x onerror=alert(1)>'
     assert served.post(served.alice, submission(served.paths, 5, 5), note=note).status_code == 201
-    me = served.client.get("/me", cookies={"competition_token": served.alice}).text
+    me = served.client.get("/me", cookies=session(served, served.alice)).text
     assert note not in me and "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in me
     for page in ("/", "/login"):
         assert "<script>" not in served.client.get(page).text
@@ -387,9 +395,10 @@ def test_a_note_with_control_characters_is_refused(served):
 
 
 def test_the_participant_page_uploads_through_the_form_and_lists_the_history(served):
-    cookie = {"competition_token": served.alice}
     login = served.client.post("/login", data={"token": served.alice}, follow_redirects=False)
     assert login.status_code == 303 and "httponly" in login.headers["set-cookie"].lower()
+    assert served.alice not in login.headers["set-cookie"]                 # the cookie holds a session id, not the token
+    cookie = {"competition_session": login.cookies["competition_session"]}
     assert served.client.post("/login", data={"token": "wrong"}).status_code == 401
     uploaded = served.client.post("/me/submissions", files={"file": ("mine.csv", submission(served.paths, 50, 50))},
                                   data={"note": "first try"}, cookies=cookie, follow_redirects=False)
@@ -421,3 +430,205 @@ def test_an_invite_token_never_reads_as_an_option_on_the_command_line():
     assert not any(t.startswith("-") for t in tokens) and len(set(tokens)) == len(tokens)
     args = build_parser().parse_args(["submit", "s.csv", "--server", "http://127.0.0.1:1", "--token", tokens[0]])
     assert args.token == tokens[0]
+
+
+# ---------------------------------------------------------------- hosting a meetup can trust
+
+
+def test_a_row_the_grader_breaks_on_is_marked_failed_and_the_server_still_starts(served, monkeypatch):
+    """A stored file the grader raises a bug on (not a participant's fault) leaves a `failed` row with its
+    reason, counted nowhere; a restart grades the pending rows a stopped server left and starts."""
+    caller = served.host.caller(served.alice)
+    for i in range(2):
+        upload = served.host.incoming_path()
+        upload.write_bytes(submission(served.paths, 5, 5))
+        served.host.accept(caller, upload, file_name=f"{i}.csv")          # pending: the server stopped here
+
+    def broken(self, path):
+        raise ValueError("invalid literal for int() with base 10: '--1'")
+    monkeypatch.setattr(type(served.host.grader), "grade", broken)
+    restarted = open_host(served.paths, clock=served.clock)
+    assert restarted.recover() == {"graded": 0, "dropped": 0, "failed": 2, "orphan_files": 0}
+    history = restarted.history(caller)
+    assert [s["status"] for s in history] == ["failed", "failed"] and "ValueError" in history[0]["reason"]
+    assert restarted.used_today(caller) == 0                                 # failed rows count nowhere
+    client = TestClient(create_app(restarted, max_upload_bytes=upload_limit(restarted)), headers=SAME_ORIGIN)
+    assert client.get("/").status_code == 200 and client.get("/api/leaderboard").json()["public"] == []
+    answer = client.post("/api/submissions", files={"file": ("s.csv", submission(served.paths, 5, 5))},
+                         headers=auth(served.alice))
+    assert answer.status_code == 500 and "does not count toward your limit" in answer.json()["detail"]
+
+
+def test_a_score_undefined_on_a_split_ranks_last_and_shows_a_dash(served):
+    served.post(served.bob, submission(served.paths, 30, 30))
+    served.post(served.alice, submission(served.paths, 90, 90))
+    with sqlite3.connect(served.host.database) as db:           # ROC AUC of a split with one class: no score
+        db.execute("UPDATE submissions SET public = NULL, public_low = NULL, public_high = NULL, private = NULL "
+                   "WHERE id = 2")
+    board = served.client.get("/api/leaderboard")
+    assert board.status_code == 200
+    assert [(r["participant"], r["rank"]) for r in board.json()["public"]] == [("bob", 1), ("alice", None)]
+    page = served.client.get("/")
+    assert page.status_code == 200 and "<td>-</td><td>alice</td>" in page.text
+    served.client.post("/api/reveal", headers=auth(served.organiser))
+    private = served.client.get("/api/leaderboard").json()["private"]
+    assert [(r["participant"], r["rank"]) for r in private] == [("bob", 1), ("alice", None)]
+    assert served.client.get("/").status_code == 200
+
+
+def test_logout_and_revocation_end_the_session_on_the_server(served):
+    login = served.client.post("/login", data={"token": served.alice}, follow_redirects=False)
+    cookie = {"competition_session": login.cookies["competition_session"]}
+    served.client.cookies.clear()
+    assert served.client.get("/me", cookies=cookie).status_code == 200
+    assert served.client.post("/logout", cookies=cookie, follow_redirects=False).status_code == 303
+    assert served.client.get("/me", cookies=cookie, follow_redirects=False).status_code == 303   # copied cookie: dead
+    other = session(served, served.bob)
+    assert served.client.get("/me", cookies=other).status_code == 200
+    served.host.revoke("bob")
+    assert served.client.get("/me", cookies=other, follow_redirects=False).status_code == 303
+
+
+@pytest.mark.parametrize("headers, allowed", [
+    ({"Origin": "http://testserver"}, True),
+    ({"Origin": "http://evil.example"}, False),
+    ({"Origin": "http://testserver:8080"}, False),                      # a sibling port is another origin
+    ({"Origin": "null", "Referer": "http://testserver/me"}, True),
+    ({"Referer": "http://sibling.testserver/me"}, False),
+    ({}, False),
+])
+def test_a_cookie_authenticated_post_from_another_origin_is_refused(digits_workspace, headers, allowed):
+    served = serve_digits(digits_workspace)
+    client = TestClient(served.client.app)                              # no default Origin header
+    sid = served.post(served.alice, submission(served.paths, 10, 10)).json()["id"]
+    answer = client.post("/me/selection", data={"pick": str(sid)}, cookies=session(served, served.alice),
+                         headers=headers, follow_redirects=False)
+    assert (answer.status_code == 303) == allowed and (answer.status_code == 403) == (not allowed)
+    assert served.host.history(served.host.caller(served.alice))[0]["selected"] == allowed
+
+
+def test_the_session_cookie_is_secure_under_https_and_behind_a_proxy_that_says_so(digits_workspace):
+    served = serve_digits(digits_workspace)
+    proxied = TestClient(create_app(served.host, max_upload_bytes=10_000, trusted_proxies="*"))
+    plain = proxied.post("/login", data={"token": served.alice}, headers=SAME_ORIGIN, follow_redirects=False)
+    assert plain.status_code == 303 and "secure" not in plain.headers["set-cookie"].lower()
+    behind = proxied.post("/login", data={"token": served.alice}, follow_redirects=False,
+                          headers={"X-Forwarded-Proto": "https", "Origin": "https://testserver"})
+    assert behind.status_code == 303 and "secure" in behind.headers["set-cookie"].lower()
+
+
+def test_rejected_uploads_are_rate_limited_per_participant_with_a_clear_429(served):
+    for _ in range(10):
+        assert served.post(served.alice, b"ImageId,Label\n1,0\n").status_code == 400
+    limited = served.post(served.alice, submission(served.paths, 50, 50))
+    assert limited.status_code == 429 and "10 rejected uploads" in limited.json()["detail"]
+    assert int(limited.headers["Retry-After"]) == 600
+    assert served.post(served.bob, submission(served.paths, 50, 50)).status_code == 201     # others unaffected
+    served.clock.now += timedelta(minutes=11)
+    assert served.post(served.alice, submission(served.paths, 50, 50)).status_code == 201
+
+
+@pytest.mark.parametrize("sid", ["99999999999999999999", "9223372036854775808", "-1", "0", "²", "1e3"])
+def test_ids_past_64_bits_or_not_plain_digits_are_not_found(served, sid):
+    served.post(served.alice, submission(served.paths, 10, 10))
+    assert served.client.get(f"/api/submissions/{sid}", headers=auth(served.alice)).status_code == 404
+    assert served.client.post("/api/selection", json={"submission_ids": [sid]},
+                              headers=auth(served.alice)).status_code == 404
+    assert served.client.post(f"/api/submissions/{sid}/disqualify", json={"reason": "x"},
+                              headers=auth(served.organiser)).status_code == 404
+    page = served.client.post("/me/selection", data={"pick": sid}, cookies=session(served, served.alice))
+    assert page.status_code < 500
+
+
+@pytest.mark.parametrize("name", ["Alice", "ALICE", "ａｌｉｃｅ", "\u0430lice"])        # the last: a Cyrillic а
+def test_a_name_equal_to_anothers_but_for_case_form_or_lookalike_letters_is_refused(served, name):
+    answer = served.client.post("/api/participants", json={"name": name}, headers=auth(served.organiser))
+    assert answer.status_code == 400 and "participant name" in answer.json()["detail"]
+
+
+def test_after_the_deadline_uploads_get_409_with_the_time_and_the_pages_say_it_ended(served):
+    from competition.hosting.host import parse_deadline
+    served.host.set_deadline(parse_deadline("2026-12-02T22:00Z"))
+    assert "Submissions close at 2026-12-02 22:00 UTC" in served.client.get("/").text
+    assert served.post(served.alice, submission(served.paths, 10, 10)).status_code == 201
+    served.clock.now = datetime(2026, 12, 2, 22, 0, 1, tzinfo=timezone.utc)
+    refused = served.post(served.alice, submission(served.paths, 10, 10))
+    assert refused.status_code == 409 and "ended at 2026-12-02 22:00 UTC" in refused.json()["detail"]
+    assert "The competition has ended" in served.client.get("/").text
+    assert served.client.get("/api/leaderboard").json()["ended"] is True
+
+
+def test_every_response_carries_the_security_headers(served):
+    for answer in (served.client.get("/"), served.client.get("/api/leaderboard"), served.post(None, b"")):
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+
+
+def test_pages_under_a_path_prefix_link_within_it(digits_workspace):
+    served = serve_digits(digits_workspace)
+    client = TestClient(create_app(served.host, max_upload_bytes=10_000), root_path="/meetup", headers=SAME_ORIGIN)
+    page = client.get("/").text
+    assert 'href="/meetup/login"' in page and 'href="/login"' not in page
+    login = client.post("/login", data={"token": served.alice}, follow_redirects=False)
+    assert login.headers["location"] == "/meetup/me" and "path=/meetup" in login.headers["set-cookie"].lower()
+
+
+def test_the_api_docs_declare_the_bearer_scheme_and_the_upload_form(served):
+    schema = served.client.get("/api/openapi.json").json()
+    assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    upload = schema["paths"]["/api/submissions"]["post"]
+    assert {"HTTPBearer": []} in upload["security"]
+    assert set(upload["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]) == {"file", "note"}
+
+
+def test_an_upload_is_refused_with_507_when_the_disk_is_nearly_full(served, monkeypatch):
+    import shutil
+    from collections import namedtuple
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10 ** 9, 10 ** 9 - 1000, 1000))
+    answer = served.post(served.alice, submission(served.paths, 10, 10))
+    assert answer.status_code == 507 and "disk" in answer.json()["detail"]
+    assert served.rows() == 0 and served.uploads() == []
+
+
+def test_the_organiser_page_invites_revokes_disqualifies_and_reveals(served):
+    cookie = session(served, served.organiser)
+    assert served.client.get("/me", cookies=cookie, follow_redirects=False).headers["location"] == "/organiser"
+    sid = served.post(served.alice, submission(served.paths, 60, 60)).json()["id"]
+    page = served.client.get("/organiser", cookies=cookie).text
+    assert "alice" in page and "Reveal the private leaderboard" in page
+    invited = served.client.post("/organiser/invite", data={"name": "carol"}, cookies=cookie)
+    token = invited.text.split('id="token">')[1].split("<")[0]
+    assert served.host.caller(token).name == "carol"
+    served.client.post("/organiser/disqualify", data={"submission": str(sid), "reason": "late"}, cookies=cookie)
+    assert served.host.history(served.host.caller(served.alice))[0]["status"] == "disqualified"
+    served.client.post("/organiser/revoke", data={"name": "bob"}, cookies=cookie)
+    assert served.post(served.bob, submission(served.paths, 10, 10)).status_code == 401
+    served.client.post("/organiser/reveal", data={}, cookies=cookie)
+    assert served.host.revealed and 'id="private"' in served.client.get("/organiser", cookies=cookie).text
+    assert served.client.post("/organiser/reveal", cookies=session(served, served.alice)).status_code == 403
+
+
+def test_a_database_of_the_previous_schema_is_brought_up_to_date_keeping_its_rows(digits_workspace):
+    paths = digits_workspace.competition("digits")
+    paths.root.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(paths.root / "server.sqlite") as db:
+        db.executescript("""
+            CREATE TABLE participants (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, role TEXT NOT NULL,
+                token_hash TEXT UNIQUE, invited_at TEXT NOT NULL, revoked_at TEXT);
+            CREATE TABLE submissions (id INTEGER PRIMARY KEY AUTOINCREMENT, participant_id INTEGER NOT NULL,
+                submitted_at TEXT NOT NULL, day TEXT NOT NULL, file_name TEXT NOT NULL, stored TEXT NOT NULL,
+                note TEXT NOT NULL DEFAULT '', status TEXT NOT NULL CHECK (status IN ('pending', 'scored',
+                'disqualified')), public REAL, public_low REAL, public_high REAL, private REAL, private_low REAL,
+                private_high REAL, selected INTEGER NOT NULL DEFAULT 0, disqualified_reason TEXT);
+            INSERT INTO participants VALUES (1, 'alice', 'participant', 'h', '2026-12-01T00:00:00+00:00', NULL);
+            INSERT INTO submissions (participant_id, submitted_at, day, file_name, stored, status, public,
+                public_low, public_high, private, private_low, private_high, disqualified_reason)
+                VALUES (1, '2026-12-01T10:00:00+00:00', '2026-12-01', 'a.csv', '1.csv', 'disqualified', 0.5, 0.4,
+                        0.6, 0.5, 0.4, 0.6, 'copied');
+        """)
+    host = open_host(paths)
+    [row] = host.history(host.caller(host.ensure_organiser()))
+    assert (row["status"], row["reason"], row["public"]["value"]) == ("disqualified", "copied", 0.5)
+    with pytest.raises(Exception, match="taken"):
+        host.invite("Alice")

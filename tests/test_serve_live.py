@@ -106,3 +106,59 @@ def test_every_bad_request_to_the_real_server_is_a_4xx_that_writes_nothing(digit
     assert all(r["rows_added"] == 0 and r["files_added"] == 0 for r in refused), refused
     stored = {r["case"]: r["reason"] for r in rows if r["status"] == 201}
     assert set(stored.values()) == {"note stored verbatim: True", "page shows it escaped: True"}
+
+
+def test_41_slow_uploads_at_once_leave_the_leaderboard_answering_in_under_a_second(digits_workspace, monkeypatch):
+    """Grading runs on the host's bounded pool, not on the request threads (Starlette's 40): with 41
+    uploads each taking a second to grade, the leaderboard still answers at once."""
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    from benchmarks.serving import free_port
+    from competition.hosting.host import open_host, upload_limit
+    from competition.hosting.server import create_app
+
+    paths = digits_workspace.competition("digits")
+    host = open_host(paths, daily_limit=100)
+    real_grade = type(host.grader).grade
+
+    def slow_grade(self, path):
+        time.sleep(1.0)
+        return real_grade(self, path)
+    monkeypatch.setattr(type(host.grader), "grade", slow_grade)
+    tokens = [host.invite(f"p{i}") for i in range(41)]
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(host, max_upload_bytes=upload_limit(host)), host="127.0.0.1",
+                                           port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    while not server.started:
+        time.sleep(0.05)
+    body = random_submission(paths.solution, seed=3)
+    statuses: list[int] = []
+
+    def upload(token: str) -> None:
+        answer = httpx.post(url + "/api/submissions", files={"file": ("s.csv", body)},
+                            headers={"Authorization": f"Bearer {token}"}, timeout=300)
+        statuses.append(answer.status_code)
+    try:
+        uploads = [threading.Thread(target=upload, args=(t,)) for t in tokens]
+        for t in uploads:
+            t.start()
+        time.sleep(1.5)                     # every upload received, the pool grading the first of them
+        waits = []
+        for _ in range(5):
+            start = time.perf_counter()
+            assert httpx.get(url + "/api/leaderboard", timeout=30).status_code == 200
+            waits.append(time.perf_counter() - start)
+        for t in uploads:
+            t.join(timeout=300)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+    assert max(waits) < 1.0, waits
+    assert sorted(statuses) == [201] * 41

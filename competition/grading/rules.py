@@ -1,10 +1,11 @@
-"""Kaggle's submission rules, opt-in per competition: a daily limit and a sealed private score.
+"""Kaggle's rules, once, over `Submission` records of either store: the daily limit, the final picks,
+sealed private scores, ranking and the shake-up.
 
-`prepare NAME --daily-limit N --sealed` writes data/NAME/rules.json (beside public/ and
-private/). The grader keeps a ledger of every scored submission, data/NAME/scored.jsonl, with
-its UTC time and both scores, so the rules can be checked and the private leaderboard revealed
-later from it. While a competition is sealed no output shows a private score; `select NAME
-RUN-ID [RUN-ID]` picks at most two final submissions and reveals the private leaderboard.
+A local workspace opts in per competition: `prepare NAME --daily-limit N --sealed` writes
+data/NAME/rules.json, its one participant's submissions are the ledger's (ledger.py), and `select
+NAME RUN-ID [RUN-ID]` picks the final submissions and reveals the private scores. `serve` keeps its
+settings and many participants' submissions in SQLite (hosting/host.py) and asks these functions
+the same questions.
 """
 
 from __future__ import annotations
@@ -15,16 +16,17 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from ..errors import SubmissionLimitError
-from .metrics import get_metric
 from ..prepared import read_prepared
-from .leaderboard import lock_of
-from ..workspace import atomic_write_text, file_lock
+from ..workspace import atomic_write_text
+from .ledger import JsonlLedger, Submission
+from .metrics import get_metric
 
 MAX_SELECTED = 2        # Kaggle's final-submission count
 
 
 @dataclass(frozen=True)
 class Rules:
+    """A local workspace's rules of one competition (rules.json)."""
     daily_limit: int | None = None          # scored submissions per UTC day; None: no limit
     sealed: bool = False                    # private scores hidden until final submissions are picked
     selected: tuple[str, ...] = field(default=())   # the picked run ids; non-empty reveals
@@ -46,58 +48,72 @@ def write_rules(root: Path, rules: Rules) -> None:
     atomic_write_text(Path(root) / "rules.json", json.dumps(asdict(rules), indent=2) + "\n")
 
 
-def read_ledger(root: Path) -> list[dict]:
-    path = Path(root) / "scored.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+# ---------------------------------------------------------------- the daily limit
 
 
-def record_scored(root: Path, run: str, public: float, private: float, now: datetime | None = None,
-                  replace: bool = False, entry: dict | None = None) -> None:
-    """Append one scored submission to the ledger, under its lock (two scorers lose no row), rewritten
-    atomically (never half a line). `replace`: a run publishing again (resumed) replaces its earlier
-    row instead of counting twice. `entry`: its leaderboard row (`leaderboard.Entry` fields, the
-    private score unhidden), from which the board is rendered; None for a score kept off the board."""
-    now = now or datetime.now(timezone.utc)
-    path = Path(root) / "scored.jsonl"
-    with file_lock(lock_of(path)):
-        rows = [r for r in read_ledger(root) if not (replace and r["run"] == run)]
-        rows += [{"time": now.isoformat(), "run": run, "public": public, "private": private,
-                  **({} if entry is None else {"entry": entry})}]
-        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+def used_today(submissions: list[Submission], participant: str, now: datetime) -> int:
+    """The participant's submissions counted against today's (UTC) limit: every one received, but
+    one whose grading failed (the harness's fault, not theirs)."""
+    today = now.astimezone(timezone.utc).date().isoformat()
+    return sum(s.participant == participant and s.counted and s.day == today for s in submissions)
 
 
-def check_daily_limit(root: Path, name: str, rules: Rules, now: datetime | None = None) -> None:
-    """Refuse a submission past the day's limit, naming when the next one is possible."""
-    if rules.daily_limit is None:
+def check_daily_limit(submissions: list[Submission], participant: str, limit: int | None, now: datetime,
+                      name: str) -> None:
+    """Refuse a submission past the day's limit, naming when the next one is possible (`retry_at`)."""
+    if limit is None:
         return
-    now = now or datetime.now(timezone.utc)
-    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    today = [r for r in read_ledger(root) if datetime.fromisoformat(r["time"]) >= day_start]
-    if len(today) >= rules.daily_limit:
-        reopens = day_start + timedelta(days=1)
-        wait = reopens - now
-        hours, minutes = divmod(int(wait.total_seconds()) // 60, 60)
+    used = used_today(submissions, participant, now)
+    if used >= limit:
+        now = now.astimezone(timezone.utc)
+        reopens = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), timezone.utc)
+        hours, minutes = divmod(int((reopens - now).total_seconds()) // 60, 60)
         raise SubmissionLimitError(
-            f"{name}: the daily limit of {rules.daily_limit} scored submission(s) is used up "
-            f"({len(today)} today, UTC); the next is possible at {reopens:%Y-%m-%d %H:%M} UTC, "
-            f"in {hours}h {minutes:02d}m. Nothing was scored or added to the leaderboard.")
+            f"{name}: the daily limit of {limit} scored submission(s) is used up ({used} today, UTC); the next "
+            f"is possible at {reopens:%Y-%m-%d %H:%M} UTC, in {hours}h {minutes:02d}m", retry_at=reopens)
+
+
+def check_local_limit(root: Path, name: str, rules: Rules | None = None, now: datetime | None = None) -> None:
+    """A local workspace's limit: its ledger's submissions today against rules.json's."""
+    rules = rules or read_rules(root)
+    check_daily_limit(JsonlLedger(root).submissions(), "you", rules.daily_limit, now or datetime.now(timezone.utc),
+                      name)
+
+
+# ---------------------------------------------------------------- final picks
+
+
+def check_picks(submissions: list[Submission], participant: str, ids: list[str], max_selected: int,
+                name: str) -> list[str]:
+    """`ids` as final picks of `participant`: 1 to `max_selected` of their own scored submissions."""
+    ids = list(dict.fromkeys(ids))
+    if not 1 <= len(ids) <= max_selected:
+        raise SubmissionLimitError(f"{name}: pick 1 to {max_selected} final submissions, not {len(ids)}")
+    own = {s.id: s for s in submissions if s.participant == participant}
+    unknown = [i for i in ids if i not in own]
+    if unknown:
+        scored = ", ".join(sorted(i for i, s in own.items() if s.scored)) or "none"
+        raise SubmissionLimitError(f"{name}: {', '.join(unknown)} is not a scored submission of this competition; "
+                                   f"scored: {scored[:300]}")
+    unscored = [i for i in ids if not own[i].scored]
+    if unscored:
+        raise SubmissionLimitError(f"{name}: submission {unscored[0]} is {own[unscored[0]].status}, not scored: "
+                                   f"it cannot be picked")
+    return ids
 
 
 def select_final(root: Path, name: str, run_ids: list[str]) -> Rules:
-    """Pick the final submissions (at most two, each a scored run) and so reveal the private scores."""
+    """A local workspace: pick the final submissions (each a scored run) and so reveal the private scores."""
     rules = read_rules(root)
-    if not 1 <= len(run_ids) <= MAX_SELECTED:
-        raise SubmissionLimitError(f"{name}: pick 1 or {MAX_SELECTED} final submissions, not {len(run_ids)}")
-    scored = {r["run"] for r in read_ledger(root)}
-    unknown = [r for r in run_ids if r not in scored]
-    if unknown:
-        raise SubmissionLimitError(f"{name}: {', '.join(unknown)} is not a scored submission of this competition; "
-                                   f"scored: {', '.join(sorted(scored)) or 'none'}")
+    picked = check_picks(JsonlLedger(root).submissions(), "you", run_ids, MAX_SELECTED, name)
     if rules.selected:
         raise SubmissionLimitError(f"{name}: final submissions were already picked: {', '.join(rules.selected)}")
-    rules = Rules(rules.daily_limit, rules.sealed, tuple(run_ids))
+    rules = Rules(rules.daily_limit, rules.sealed, tuple(picked))
     write_rules(root, rules)
     return rules
+
+
+# ---------------------------------------------------------------- ranking
 
 
 def ranks(scores: list[float | None], higher_is_better: bool) -> list[int | None]:
@@ -110,6 +126,35 @@ def ranks(scores: list[float | None], higher_is_better: bool) -> list[int | None
     for rank, i in enumerate(sorted(scored, key=lambda i: sign * scores[i]), start=1):   # sorted() is stable
         out[i] = rank
     return out
+
+
+def ranked_order(scores: list[float | None], higher_is_better: bool) -> list[int]:
+    """Indices best first, the unranked (no score) last in their order."""
+    rank = ranks(scores, higher_is_better)
+    return sorted(range(len(scores)), key=lambda i: (rank[i] is None, rank[i] or 0, i))
+
+
+def best_per_participant(submissions: list[Submission], higher_is_better: bool,
+                         max_selected: int = MAX_SELECTED) -> list[dict]:
+    """Each participant's best scored submission by public score (ties: the earliest) and the
+    private score Kaggle ranks them by: the best of their final picks, or of their best
+    `max_selected` public scores where they picked none. In order of first submission. A score
+    undefined on its split (None) ranks below every defined one."""
+    by_participant: dict[str, list[Submission]] = {}
+    for s in submissions:
+        if s.scored:
+            by_participant.setdefault(s.participant, []).append(s)
+    rows = []
+    for name, subs in by_participant.items():
+        order = ranked_order([s.public for s in subs], higher_is_better)
+        top = subs[order[0]]
+        picks = [s for s in subs if s.selected] or [subs[i] for i in order[:max_selected]]
+        private = picks[ranked_order([s.private for s in picks], higher_is_better)[0]].private
+        rows.append({"run": name, "public": top.public, "public_low": top.public_low,
+                     "public_high": top.public_high, "entries": len(subs), "last": subs[-1].submitted_at,
+                     "submission": top.id, "first": subs[0].id, "private": private,
+                     "picked": [s.id for s in picks], "auto_picked": not any(s.selected for s in subs)})
+    return rows
 
 
 def shake_up_view(rows: list[dict], higher_is_better: bool, selected: tuple[str, ...] = ()) -> list[dict]:
@@ -126,10 +171,16 @@ def shake_up_view(rows: list[dict], higher_is_better: bool, selected: tuple[str,
 
 
 def private_leaderboard(root: Path) -> list[dict]:
-    """Every scored submission ranked by private score, with its public rank and the shake-up
-    (how many places it moved: positive is up). Final picks are marked."""
+    """A local workspace: every scored submission ranked by private score, with its public rank and the
+    shake-up (how many places it moved: positive is up). Final picks are marked."""
     metric = get_metric(read_prepared(Path(root) / "public").metric)
-    return shake_up_view(read_ledger(root), metric.higher_is_better, read_rules(root).selected)
+    rows = [{"run": s.id, "public": s.public, "private": s.private} for s in JsonlLedger(root).submissions()
+            if s.scored]
+    return shake_up_view(rows, metric.higher_is_better, read_rules(root).selected)
+
+
+def score_text(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 def format_private_leaderboard(name: str, rows: list[dict]) -> str:
@@ -137,9 +188,10 @@ def format_private_leaderboard(name: str, rows: list[dict]) -> str:
              f"{'rank':>4}  {'private':>7}  {'public':>7}  {'public rank':>11}  {'shake-up':>8}  run"]
     for r in rows:
         move = f"{r['shake_up']:+d}" if r["shake_up"] else "0"
-        lines.append(f"{r['rank']:>4}  {r['private']:.4f}  {r['public']:.4f}  {r['public_rank']:>11}  {move:>8}  "
-                     f"{r['run']}{'  <- final' if r['final'] else ''}")
-    best = min((r for r in rows if r["final"]), key=lambda r: r["rank"], default=None)
+        lines.append(f"{r['rank'] or '-':>4}  {score_text(r['private']):>7}  {score_text(r['public']):>7}  "
+                     f"{r['public_rank'] or '-':>11}  {move:>8}  {r['run']}{'  <- final' if r['final'] else ''}")
+    finals = [r for r in rows if r["final"] and r["rank"] is not None]
+    best = min(finals, key=lambda r: r["rank"], default=None)
     if best is not None:
         lines.append(f"final score: {best['private']:.4f} private ({best['run']}, the better of the final picks)")
     return "\n".join(lines)

@@ -17,7 +17,8 @@ from ..prepared import load_test_ids, read_prepared
 from .grader import Score, score_submission
 from .leaderboard import Entry, rank_of, rebuild
 from ..workspace import CompetitionPaths
-from .rules import check_daily_limit, read_ledger, read_rules, record_scored
+from .ledger import LOCAL, JsonlLedger, Submission, finite
+from .rules import check_local_limit, read_rules
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,22 +43,25 @@ class Graded:
 
 def check_limit(paths: CompetitionPaths) -> None:
     """Raise SubmissionLimitError when the competition's day's limit is used up."""
-    check_daily_limit(paths.root, read_prepared(paths.public).name, read_rules(paths.root))
+    check_local_limit(paths.root, read_prepared(paths.public).name)
 
 
 def grade_and_record(submission: Path, paths: CompetitionPaths, row: Row, leaderboard: Path | None) -> Graded:
     """Check the limit, score `submission`, write the ledger row, add the leaderboard entry
     (unless `leaderboard` is None). Raises SubmissionLimitError or InvalidSubmissionError."""
     info, rules = read_prepared(paths.public), read_rules(paths.root)
-    check_daily_limit(paths.root, info.name, rules)
+    check_local_limit(paths.root, info.name, rules)
     _, score = score_submission(Path(submission), paths.solution, info.submission, load_test_ids(paths.public),
                                 info.metric)
     entry = None if leaderboard is None else Entry(
         competition=info.name, public=score.public.value, private=score.private.value, cv=row.cv, run=row.run,
         model=row.model, members=row.members, pseudo_rounds=row.pseudo_rounds, wall_time=row.wall_time,
         date=datetime.now(timezone.utc).strftime("%Y-%m-%d"), metric=info.metric)
-    record_scored(paths.root, row.submission_id, score.public.value, score.private.value, replace=row.is_run,
-                  entry=None if entry is None else asdict(entry))
+    JsonlLedger(paths.root).record(Submission(
+        id=row.submission_id, participant=LOCAL, submitted_at=datetime.now(timezone.utc).isoformat(),
+        file_name=Path(submission).name, entry=None if entry is None else asdict(entry),
+        **{f"{part}{suffix}": finite(getattr(getattr(score, part), attr)) for part in ("public", "private")
+           for suffix, attr in (("", "value"), ("_low", "low"), ("_high", "high"))}), replace=row.is_run)
     rank = None
     if leaderboard is not None:
         shown = replace(entry, private=None) if rules.hides_private else entry
@@ -71,9 +75,9 @@ def ledger_entries(data_dir: Path) -> list[Entry]:
     entries = []
     for root in sorted(p for p in Path(data_dir).iterdir() if (p / "scored.jsonl").is_file()):
         hides = read_rules(root).hides_private
-        for row in read_ledger(root):
-            if "entry" in row:
-                entry = Entry(**row["entry"])
+        for submission in JsonlLedger(root).submissions():
+            if submission.entry is not None:
+                entry = Entry(**submission.entry)
                 entries.append(replace(entry, private=None) if hides else entry)
     return entries
 

@@ -1,40 +1,61 @@
 """`serve`: a hosted competition over HTTP (FastAPI + uvicorn), its state in hosting.Host.
 
-API (JSON; `Authorization: Bearer TOKEN`):
+API (JSON; `Authorization: Bearer TOKEN`; the docs at /api/docs take the token through Authorize):
   POST /api/submissions            multipart `file` (+ `note`): 201 with the public score and interval;
-                                   400 the grader's reason, 401, 409 ended, 413 too large, 429 limit used
+                                   400 the grader's reason, 401, 409 ended, 413 too large, 429 a limit
+                                   (the day's, or too many rejected uploads), 507 no disk, 500 a grader fault
   GET  /api/submissions[/{id}]     the caller's own submissions (the organiser: all, with private scores)
   POST /api/selection              {"submission_ids": [...]}: the final picks, at most the competition's number
   GET  /api/leaderboard            the public board; the private one too once revealed
   POST /api/participants           organiser: {"name": ...} -> a token
+  POST /api/participants/{name}/revoke   organiser: end a participant's token and sessions
   POST /api/reveal | /api/rescore  organiser: reveal the private board; grade every file again
   POST /api/submissions/{id}/disqualify   organiser: {"reason": ...}
-Pages (no JavaScript): `/` the leaderboard; `/login` takes a token into an HttpOnly cookie; `/me` the
-participant's upload form, history and final picks.
+Pages (no JavaScript): `/` the leaderboard; `/login` takes a token and opens a session (the cookie
+holds a random session id, never the token; `/logout` ends it on the server); `/me` a participant's
+upload form, history and final picks; `/organiser` the organiser's: participants and their counts,
+invite, revoke, disqualify, rescore, reveal, the private board with the shake-up.
+
+Every form the pages post is checked for its Origin (or Referer) being this server's: a page of
+another site, a sibling host or another port cannot post with the session cookie. Grading runs on
+the host's worker pool; a request awaits it without holding a thread, so pages stay quick while
+uploads are graded.
 """
 
 from __future__ import annotations
 
+import asyncio
+import re
 import shutil
+from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import jinja2
 from fastapi import Body, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from ..errors import HarnessError, InvalidSubmissionError
-from .host import (AuthError, BadRequestError, Caller, ClosedError, ForbiddenError, Host, LimitError,
-                      NotFoundError)
+from .host import (AuthError, BadRequestError, Caller, ClosedError, ForbiddenError, GradingError, Host, LimitError,
+                   NotFoundError, StorageError, submission_id)
 
-COOKIE = "competition_token"
+SESSION_COOKIE = "competition_session"
 MULTIPART_OVERHEAD = 64 * 1024     # boundaries, the note and headers around the file
 STATUS = {AuthError: 401, ForbiddenError: 403, NotFoundError: 404, BadRequestError: 400, InvalidSubmissionError: 400,
-          LimitError: 429, ClosedError: 409}
+          LimitError: 429, ClosedError: 409, StorageError: 507, GradingError: 500}
 TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("competition.hosting", "templates"), autoescape=True)
+SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
+                    (b"content-security-policy", b"frame-ancestors 'none'; form-action 'self'"),
+                    (b"referrer-policy", b"same-origin")]
+UPLOAD_FORM = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file"],
+    "properties": {"file": {"type": "string", "format": "binary", "description": "the submission CSV"},
+                   "note": {"type": "string", "maxLength": 500, "description": "shown beside it"}}}}}}}
 
 
 def status_of(error: HarnessError) -> int:
@@ -71,33 +92,82 @@ class BodyLimit:
         await self.app(scope, counted, send)
 
 
-def create_app(host: Host, *, max_upload_bytes: int) -> FastAPI:
+class SecurityHeaders:
+    """nosniff, no framing by other sites, same-origin referrers and form targets, on every response."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def with_headers(message):
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = list(message["headers"]) + SECURITY_HEADERS
+            await send(message)
+        await self.app(scope, receive, with_headers)
+
+
+def own_origin(request: Request) -> str:
+    """scheme://host[:port] of this server as the browser addresses it (behind a trusted proxy, the
+    scheme its X-Forwarded-Proto says)."""
+    return f"{request.url.scheme}://{request.headers.get('host', request.url.netloc)}"
+
+
+def check_same_origin(request: Request) -> None:
+    """A cookie-authenticated form must come from this server's own pages: its Origin header (every
+    current browser sends one on a POST), else its Referer, must name this server."""
+    origin = request.headers.get("origin")
+    if origin is None or origin == "null":
+        referer = urlsplit(request.headers.get("referer", ""))
+        origin = f"{referer.scheme}://{referer.netloc}" if referer.scheme and referer.netloc else None
+    if origin != own_origin(request):
+        raise ForbiddenError(f"a form from {origin or 'an unnamed origin'} is refused: post it from "
+                             f"{own_origin(request)}'s own pages")
+
+
+def create_app(host: Host, *, max_upload_bytes: int, trusted_proxies: list[str] | str = "127.0.0.1") -> FastAPI:
+    """The app. `trusted_proxies`: the addresses whose X-Forwarded-Proto/For headers are believed
+    (uvicorn's --forwarded-allow-ips). A path prefix a reverse proxy serves it under is the server's
+    root path (`serve --root-path /meetup`): pages link and set their cookie within it."""
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        host.close()            # the grading pool finishes what it holds
+
     app = FastAPI(title=f"{host.name}: a hosted competition", docs_url="/api/docs", openapi_url="/api/openapi.json",
-                  redoc_url=None)
+                  redoc_url=None, lifespan=lifespan)
     app.add_middleware(BodyLimit, file_bytes=max_upload_bytes)
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=trusted_proxies)
+    bearer = HTTPBearer(auto_error=False, description="a participant's or the organiser's token (from `invite`)")
 
     @app.exception_handler(HarnessError)
     async def harness_error(request: Request, error: HarnessError) -> Response:
         body, headers = {"detail": str(error)}, {}
-        if isinstance(error, LimitError):
+        if isinstance(error, LimitError) and error.retry_at is not None:
             body["retry_at"] = error.retry_at.isoformat()
             headers["Retry-After"] = str(max(0, int((error.retry_at - host.clock()).total_seconds())))
         if isinstance(error, AuthError):
             headers["WWW-Authenticate"] = "Bearer"
         return JSONResponse(body, status_code=status_of(error), headers=headers)
 
-    def api_caller(request: Request) -> Caller:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        return host.caller(token.strip() if scheme.lower() == "bearer" else None)
+    def api_caller(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Caller:
+        return host.caller(credentials.credentials.strip() if credentials else None)
 
     def page_caller(request: Request) -> Caller | None:
         try:
-            return host.caller(request.cookies.get(COOKIE))
+            return host.session_caller(request.cookies.get(SESSION_COOKIE))
         except AuthError:
             return None
 
     async def receive_upload(request: Request) -> tuple[Path, str, str]:
-        """The multipart form's `file`, written under uploads/ (a temporary name), its name and the note."""
+        """The multipart form's `file`, written under uploads/ (a temporary name, removed if the
+        request fails), its name and the note."""
         form = await request.form(max_files=1, max_fields=2)
         upload, note = form.get("file"), form.get("note") or ""
         if not isinstance(upload, UploadFile):
@@ -105,30 +175,36 @@ def create_app(host: Host, *, max_upload_bytes: int) -> FastAPI:
         if not isinstance(note, str):
             raise BadRequestError("note: send it as a text field")
         incoming = host.incoming_path()
-        with open(incoming, "wb") as out:
-            await run_in_threadpool(shutil.copyfileobj, upload.file, out)
+        try:
+            with open(incoming, "wb") as out:
+                await run_in_threadpool(shutil.copyfileobj, upload.file, out)
+        except BaseException:
+            incoming.unlink(missing_ok=True)
+            raise
         return incoming, upload.filename or "", note
 
     async def submit(request: Request, caller: Caller) -> dict:
         await run_in_threadpool(host.check_open, caller)        # 401/403/409/429 before the upload is read
+        await run_in_threadpool(host.check_disk, max_upload_bytes)
         incoming, file_name, note = await receive_upload(request)
-        submitted = await run_in_threadpool(host.submit, caller, incoming, file_name=file_name, note=note)
+        sid = await run_in_threadpool(host.accept, caller, incoming, file_name=file_name, note=note)
+        await asyncio.wrap_future(host.grading.grade(sid))      # on the grading pool, no request thread held
+        submitted = await run_in_threadpool(host.submission, caller, sid)
         return {**submitted, **quota(caller)}
 
     def quota(caller: Caller) -> dict:
-        with host.connect() as db:
-            used = host.day_count(db, caller, host.clock().date().isoformat())
-        return {"daily_limit": host.daily_limit, "used_today": used}
+        return {"daily_limit": host.daily_limit, "used_today": host.used_today(caller)}
 
     def boards() -> dict:
-        revealed = host.revealed
+        revealed, ends = host.revealed, host.ends_at
         return {"competition": host.name, "metric": host.grader.metric.name,
                 "higher_is_better": host.grader.metric.higher_is_better, "daily_limit": host.daily_limit,
-                "final_picks": host.max_selected, "revealed": revealed, "public": host.public_board(),
-                **({"private": host.private_board()} if revealed else {})}
+                "final_picks": host.max_selected, "revealed": revealed,
+                "ends_at": None if ends is None else ends.isoformat(), "ended": revealed or host.ended,
+                "public": host.public_board(), **({"private": host.private_board()} if revealed else {})}
 
     # ------------------------------------------------------------ the API
-    @app.post("/api/submissions", status_code=201)
+    @app.post("/api/submissions", status_code=201, openapi_extra=UPLOAD_FORM)
     async def post_submission(request: Request, caller: Caller = Depends(api_caller)) -> dict:
         return await submit(request, caller)
 
@@ -137,12 +213,13 @@ def create_app(host: Host, *, max_upload_bytes: int) -> FastAPI:
         return {"submissions": host.history(caller), **({} if caller.is_organiser else quota(caller))}
 
     @app.get("/api/submissions/{sid}")
-    def get_submission(sid: int, caller: Caller = Depends(api_caller)) -> dict:
-        return host.submission(caller, sid)
+    def get_submission(sid: str, caller: Caller = Depends(api_caller)) -> dict:
+        return host.submission(caller, submission_id(sid))
 
     @app.post("/api/selection")
-    def post_selection(submission_ids: list[int] = Body(..., embed=True), caller: Caller = Depends(api_caller)) -> dict:
-        return {"selected": host.select(caller, submission_ids)}
+    def post_selection(submission_ids: list[int | str] = Body(..., embed=True),
+                       caller: Caller = Depends(api_caller)) -> dict:
+        return {"selected": host.select(caller, [submission_id(i) for i in submission_ids])}
 
     @app.get("/api/leaderboard")
     def get_leaderboard() -> dict:
@@ -152,6 +229,16 @@ def create_app(host: Host, *, max_upload_bytes: int) -> FastAPI:
     def post_participant(name: str = Body(..., embed=True), caller: Caller = Depends(api_caller)) -> dict:
         host.require_organiser(caller)
         return {"name": name, "token": host.invite(name)}
+
+    @app.get("/api/participants")
+    def get_participants(caller: Caller = Depends(api_caller)) -> dict:
+        return {"participants": host.participants(caller)}
+
+    @app.post("/api/participants/{name}/revoke")
+    def post_revoke(name: str, caller: Caller = Depends(api_caller)) -> dict:
+        host.require_organiser(caller)
+        host.revoke(name)
+        return {"name": name, "revoked": True}
 
     @app.post("/api/reveal")
     def post_reveal(caller: Caller = Depends(api_caller)) -> dict:
@@ -163,62 +250,79 @@ def create_app(host: Host, *, max_upload_bytes: int) -> FastAPI:
         return {"changed": host.rescore(caller)}
 
     @app.post("/api/submissions/{sid}/disqualify")
-    def post_disqualify(sid: int, reason: str = Body("", embed=True), caller: Caller = Depends(api_caller)) -> dict:
-        return host.disqualify(caller, sid, reason)
+    def post_disqualify(sid: str, reason: str = Body("", embed=True), caller: Caller = Depends(api_caller)) -> dict:
+        return host.disqualify(caller, submission_id(sid), reason)
 
     # ------------------------------------------------------------ the pages
-    def page(name: str, status_code: int = 200, **values) -> HTMLResponse:
-        html = TEMPLATES.get_template(name).render(competition=host.name, metric=host.grader.metric.name,
-                                                   when=when, score=score, **values)
+    def page(request: Request, name: str, status_code: int = 200, **values) -> HTMLResponse:
+        html = TEMPLATES.get_template(name).render(
+            competition=host.name, metric=host.grader.metric.name, when=when, score=score, number=number,
+            base=request.scope.get("root_path", "").rstrip("/"), ends_at=host.ends_at,
+            ended=host.revealed or host.ended, **values)
         return HTMLResponse(html, status_code=status_code)
+
+    def redirect(request: Request, path: str) -> RedirectResponse:
+        return RedirectResponse(request.scope.get("root_path", "").rstrip("/") + path, status_code=303)
 
     @app.get("/", response_class=HTMLResponse)
     def leaderboard_page(request: Request) -> HTMLResponse:
-        return page("leaderboard.html", board=boards(), caller=page_caller(request))
+        return page(request, "leaderboard.html", board=boards(), caller=page_caller(request))
 
     @app.get("/login", response_class=HTMLResponse)
-    def login_page() -> HTMLResponse:
-        return page("login.html")
+    def login_page(request: Request) -> HTMLResponse:
+        return page(request, "login.html")
 
     @app.post("/login")
     async def login(request: Request) -> Response:
-        token = (await request.form()).get("token") or ""
         try:
-            host.caller(token.strip() if isinstance(token, str) else None)
-        except AuthError as e:
-            return page("login.html", status_code=401, error=str(e))
-        response = RedirectResponse("/me", status_code=303)
-        response.set_cookie(COOKIE, token.strip(), httponly=True, samesite="strict")
+            check_same_origin(request)
+            token = (await request.form()).get("token") or ""
+            session = await run_in_threadpool(host.open_session, token.strip() if isinstance(token, str) else "")
+            caller = await run_in_threadpool(host.session_caller, session)
+        except (AuthError, ForbiddenError) as e:
+            return page(request, "login.html", status_code=status_of(e), error=str(e))
+        response = redirect(request, "/organiser" if caller.is_organiser else "/me")
+        response.set_cookie(SESSION_COOKIE, session, httponly=True, samesite="strict",
+                            secure=request.url.scheme == "https", path=(request.scope.get("root_path") or "/"))
         return response
 
     @app.post("/logout")
-    def logout() -> Response:
-        response = RedirectResponse("/", status_code=303)
-        response.delete_cookie(COOKIE)
+    def logout(request: Request) -> Response:
+        check_same_origin(request)
+        host.end_session(request.cookies.get(SESSION_COOKIE))
+        response = redirect(request, "/")
+        response.delete_cookie(SESSION_COOKIE, path=(request.scope.get("root_path") or "/"))
         return response
 
-    def me_page(caller: Caller, status_code: int = 200, **values) -> HTMLResponse:
-        return page("me.html", status_code=status_code, caller=caller, history=host.history(caller),
+    def me_page(request: Request, caller: Caller, status_code: int = 200, **values) -> HTMLResponse:
+        return page(request, "me.html", status_code=status_code, caller=caller, history=host.history(caller),
                     final_picks=host.max_selected, revealed=host.revealed, **quota(caller), **values)
 
     @app.get("/me", response_class=HTMLResponse)
-    def participant_page(request: Request, scored: int | None = None) -> Response:
+    def participant_page(request: Request, scored: str | None = None) -> Response:
         caller = page_caller(request)
         if caller is None:
-            return RedirectResponse("/login", status_code=303)
-        return me_page(caller, scored=scored)
+            return redirect(request, "/login")
+        if caller.is_organiser:
+            return redirect(request, "/organiser")
+        return me_page(request, caller, scored=scored if scored and scored.isdecimal() else None)
 
-    async def page_action(request: Request, act) -> Response:
-        """A form posted from /me: to the login page without a token, back to /me with the reason on
-        a refusal, else to where `act(caller)` says."""
+    async def page_action(request: Request, act, organiser: bool = False) -> Response:
+        """A form posted from /me or /organiser: refused from another origin; to the login page without
+        a session; back to its page with the reason on a refusal, else to where `act(caller)` says."""
+        check_same_origin(request)
         caller = page_caller(request)
         if caller is None:
-            return RedirectResponse("/login", status_code=303)
+            return redirect(request, "/login")
         try:
+            if organiser:
+                host.require_organiser(caller)
             where = await act(caller)
         except HarnessError as e:
-            return me_page(caller, status_code=status_of(e), error=str(e))
-        return RedirectResponse(where, status_code=303)
+            if caller.is_organiser:
+                return organiser_page(request, caller, status_code=status_of(e), error=str(e))
+            return me_page(request, caller, status_code=status_of(e), error=str(e))
+        return where if isinstance(where, Response) else redirect(request, where)
 
     @app.post("/me/submissions")
     async def submit_from_page(request: Request) -> Response:
@@ -229,19 +333,85 @@ def create_app(host: Host, *, max_upload_bytes: int) -> FastAPI:
     @app.post("/me/selection")
     async def select_from_page(request: Request) -> Response:
         async def act(caller: Caller) -> str:
-            picks = [int(v) for v in (await request.form()).getlist("pick") if str(v).isdigit()]
+            picks = [submission_id(v) for v in (await request.form()).getlist("pick")
+                     if re.fullmatch(r"[0-9]{1,19}", str(v))]
             await run_in_threadpool(host.select, caller, picks)
             return "/me"
         return await page_action(request, act)
 
+    # ------------------------------------------------------------ the organiser's page
+    def organiser_page(request: Request, caller: Caller, status_code: int = 200, **values) -> HTMLResponse:
+        return page(request, "organiser.html", status_code=status_code, caller=caller,
+                    participants=host.participants(caller), history=host.history(caller), board=boards(), **values)
+
+    @app.get("/organiser", response_class=HTMLResponse)
+    def organiser_home(request: Request) -> Response:
+        caller = page_caller(request)
+        if caller is None:
+            return redirect(request, "/login")
+        if not caller.is_organiser:
+            return redirect(request, "/me")
+        return organiser_page(request, caller)
+
+    async def form_value(request: Request, name: str) -> str:
+        value = (await request.form()).get(name) or ""
+        return value.strip() if isinstance(value, str) else ""
+
+    @app.post("/organiser/invite")
+    async def invite_from_page(request: Request) -> Response:
+        async def act(caller: Caller) -> Response:
+            name = await form_value(request, "name")
+            token = await run_in_threadpool(host.invite, name)
+            return organiser_page(request, caller, invited={"name": name, "token": token})
+        return await page_action(request, act, organiser=True)
+
+    @app.post("/organiser/revoke")
+    async def revoke_from_page(request: Request) -> Response:
+        async def act(caller: Caller) -> str:
+            await run_in_threadpool(host.revoke, await form_value(request, "name"))
+            return "/organiser"
+        return await page_action(request, act, organiser=True)
+
+    @app.post("/organiser/disqualify")
+    async def disqualify_from_page(request: Request) -> Response:
+        async def act(caller: Caller) -> str:
+            sid = submission_id(await form_value(request, "submission"))
+            await run_in_threadpool(host.disqualify, caller, sid, await form_value(request, "reason"))
+            return "/organiser"
+        return await page_action(request, act, organiser=True)
+
+    @app.post("/organiser/rescore")
+    async def rescore_from_page(request: Request) -> Response:
+        async def act(caller: Caller) -> Response:
+            changed = await run_in_threadpool(host.rescore, caller)
+            return organiser_page(request, caller, notice=f"rescored: {changed} submission(s) changed")
+        return await page_action(request, act, organiser=True)
+
+    @app.post("/organiser/reveal")
+    async def reveal_from_page(request: Request) -> Response:
+        async def act(caller: Caller) -> str:
+            await run_in_threadpool(host.reveal, caller)
+            return "/organiser"
+        return await page_action(request, act, organiser=True)
+
     return app
 
 
-def when(iso: str) -> str:
-    return f"{datetime.fromisoformat(iso):%Y-%m-%d %H:%M} UTC"
+def when(iso: str | datetime | None) -> str:
+    if iso is None:
+        return "-"
+    moment = iso if isinstance(iso, datetime) else datetime.fromisoformat(iso)
+    return f"{moment:%Y-%m-%d %H:%M} UTC"
+
+
+def number(value: float | None) -> str:
+    """A score; "-" where the metric is undefined on its split (stored as no score)."""
+    return "-" if value is None else f"{value:.4f}"
 
 
 def score(estimate: dict | None) -> str:
-    if estimate is None:
+    if estimate is None or estimate.get("value") is None:
         return "-"
-    return f"{estimate['value']:.4f} (95% CI {estimate['low']:.4f}-{estimate['high']:.4f})"
+    low, high = estimate.get("low"), estimate.get("high")
+    interval = "" if low is None or high is None else f" (95% CI {low:.4f}-{high:.4f})"
+    return f"{estimate['value']:.4f}{interval}"
