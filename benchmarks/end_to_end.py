@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from .common import add_output_flag, command, write_result
+from competition.record import RunRecord
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -31,20 +32,21 @@ def main(argv: list[str] | None = None) -> dict:
                    stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - start
     peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    metrics = json.loads(next(root.glob("submissions/*/metrics.json")).read_text())
-    rows = [{"stage": "prepare", "wall_s": metrics["stage_s"].get("prepare", 0.0)}]
-    for rnd in metrics["rounds"]:
-        for member in rnd["members"]:
-            rows.append({"stage": f"train {member['name']}", "wall_s": member["wall_s"]})
-        label = "ensemble" if rnd["round"] == 0 else "ensemble (pseudo round)"
-        rows.append({"stage": f"round {rnd['round']} {label} + selection", "wall_s": rnd["ensemble_s"]})
+    record = RunRecord.read(next(root.glob("submissions/*/metrics.json")).parent)
+    rows = [{"stage": "prepare", "wall_s": record.stage_s.get("prepare", 0.0)}]
+    for rnd in record.rounds:
+        for member in rnd.members:
+            rows.append({"stage": f"train {member.name}", "wall_s": member.wall_s})
+        label = "ensemble" if rnd.round == 0 else "ensemble (pseudo round)"
+        rows.append({"stage": f"round {rnd.round} {label} + selection", "wall_s": rnd.ensemble_s})
     rows.append({"stage": "publish (submission, score, leaderboard, report)",
-                 "wall_s": metrics["wall_s"] - sum(metrics["stage_s"].values())})
+                 "wall_s": record.wall_s - sum(record.stage_s.values())})
     rows.append({"stage": "total (process, incl. imports)", "wall_s": wall})
-    scores = metrics["scores"].get("submission", {})
+    scores = record.scores.get("submission")
     extra = {"command": command("end_to_end", argv), "peak_rss_mib": peak_mib,
-             "public": scores.get("public"), "private": scores.get("private"),
-             "cv": metrics["cv"]["accuracy"], "cv_kind": metrics["cv"]["kind"]}
+             "public": None if scores is None else scores.public.value,
+             "private": None if scores is None or scores.private is None else scores.private.value,
+             "cv": record.oof.value, "cv_kind": record.cv_kind}
     write_result("end_to_end", rows, extra, args.out)
     print(f"total {wall:.1f}s, peak RSS {peak_mib:.0f} MiB, public {extra['public']}, private {extra['private']}")
     return extra

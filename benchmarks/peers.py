@@ -43,6 +43,7 @@ import torch
 from competition.prepared import read_prepared
 
 from .common import add_output_flag, command, write_result
+from competition.record import RunRecord
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,10 +61,10 @@ def run_harness(workspace: Path, target: list[str], weights_dir: str | None, thr
     if done.returncode != 0:
         raise SystemExit(f"the harness failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
     [run_dir] = [p for p in (workspace / "submissions").iterdir() if p.is_dir()]
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    record = RunRecord.read(run_dir)
     plan = next((line for line in done.stdout.splitlines() if line.startswith("plan:")), "")
     submission = pd.read_csv(run_dir / "submission.csv", dtype=str, keep_default_na=False)
-    return {"wall_s": wall, "oof": metrics["cv"]["value"], "plan": plan, "run_dir": str(run_dir),
+    return {"wall_s": wall, "oof": record.cv.value, "plan": plan, "run_dir": str(run_dir),
             "labels": submission.iloc[:, 1].to_numpy()}
 
 

@@ -42,6 +42,10 @@ Probe = Literal["auto", "on", "only", "off"]
 # by a pretrained backbone's own mean and std (timm's pretrained_cfg), or to [-1, 1] (0.5 and 0.5: the
 # TensorFlow ports' convention); auto: data from scratch, else the one a backbone's stem statistics fit
 Normalise = Literal["auto", "data", "backbone", "inception"]
+# where each member's per-epoch metrics go (Lightning's loggers), in its folder: logs/metrics.csv,
+# TensorBoard event files under logs/, or an MLflow store under mlruns/; none: no log (the report
+# then has no training curves). tensorboard and mlflow need their own package.
+ExperimentLogger = Literal["csv", "tensorboard", "mlflow", "none"]
 
 
 @dataclass(frozen=True)
@@ -154,6 +158,7 @@ class RunConfig:
                                         # fixed recipe; auto: 3 minutes per 10,000 labelled images, at least 3
     # machine
     precision: Precision = "auto"       # "auto": bf16-mixed on a GPU or a CPU with bf16 hardware, else 32-true
+    logger: ExperimentLogger = "csv"    # each member's training log (see ExperimentLogger)
     threads: int = 0                    # torch CPU threads; 0 = torch's default capped at the usable CPUs (cpus.py)
     model_kwargs: dict[str, Any] = field(default_factory=dict)
 

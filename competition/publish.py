@@ -6,8 +6,6 @@ prediction is made, to score. Nothing it reads goes back into a fit.
 
 from __future__ import annotations
 
-import json
-import resource
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -21,6 +19,8 @@ from .errors import SubmissionLimitError
 from .fitting.ensemble import probabilities
 from .fitting.fit import FitResult
 from .grading.grader import Score, score_probabilities
+from .grading.metrics import accuracy_of
+from .record import RECORD, MemberRecord, RoundRecord, RunRecord, StageScore, SubmissionRecord
 from .workspace import format_duration
 from .grading.metrics import get_metric
 from .workspace import CompetitionPaths
@@ -98,35 +98,54 @@ def summary_table(fit: FitResult, scores: dict[str, Score], wall_s: float, seale
                                enumerate(zip(row, widths))) for row in rows)
 
 
-def metrics(fit: FitResult, published: Published, wall_s: float, stage_s: dict[str, float],
-            sealed: bool = False) -> dict:
-    """Everything measured, as metrics.json: what the report and later tools read. A sealed
-    competition's private scores (and pseudo-label precision, which reads private rows) are left out."""
-    def score_dict(s: Score) -> dict:
-        private = {"private": None, "private_ci": [None, None]} if sealed else \
-            {"private": s.private.value, "private_ci": [s.private.low, s.private.high]}
-        return {"public": s.public.value, "public_ci": [s.public.low, s.public.high], **private}
+def run_record(fit: FitResult, published: Published, wall_s: float, stage_s: dict[str, float],
+               sealed: bool = False, submission: SubmissionRecord | None = None, refused: str | None = None
+               ) -> RunRecord:
+    """Everything measured, as the run's record (metrics.json). A sealed competition's private scores
+    (and pseudo-label precision, which reads private rows) are left out."""
+    def stage(s: Score) -> StageScore:
+        return StageScore(public=s.public, private=None if sealed else s.private)
 
-    final = fit.final
-    return {
-        "run_id": fit.run_dir.name, "wall_s": wall_s, "device": fit.device, "executor": fit.executor,
-        "fingerprint": fit.fingerprint, "stage_s": stage_s, "chosen_round": fit.chosen, "tta": final.tta,
-        "metric": fit.metric, "temperature": final.temperature, "decision": final.decision,
-        "cv": {"kind": fit.cv_kind, "metric": fit.metric, "value": final.cv.value,
-               "ci": [final.cv.low, final.cv.high], "interval": final.cv.interval,
-               "accuracy": final.oof.value, "accuracy_ci": [final.oof.low, final.oof.high],
-               "correct": final.oof.correct, "total": final.oof.total},
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "rounds": [{"round": r.round, "cv": r.cv.value, "cv_ci": [r.cv.low, r.cv.high],
-                    "oof_acc": r.oof.value, "oof_ci": [r.oof.low, r.oof.high],
-                    "oof_total": r.oof.total, "oof_acc_without_tta": r.oof_plain, "oof_acc_with_tta": r.oof_tta,
-                    "tta": r.tta,
-                    "weights": r.weights, "train_s": r.train_s, "ensemble_s": r.ensemble_s,
-                    "pseudo_labels": None if r.pseudo is None else len(r.pseudo.indices),
-                    "pseudo_precision": None if sealed else published.pseudo_precision.get(r.round),
-                    "members": [m.summary() for m in r.members]} for r in fit.rounds],
-        "scores": {name: score_dict(s) for name, s in published.scores.items()},
-    }
+    def member(m) -> MemberRecord:
+        return MemberRecord(name=m.name, round=m.round, fold=m.fold, seed=m.seed, model=m.model, val_acc=m.val_acc,
+                            val_size=m.val_size, best_epoch=m.best_epoch, epochs_run=m.epochs_run, wall_s=m.wall_s,
+                            device=m.device, precision=m.precision, out_of_time=m.out_of_time, probe_C=m.probe_C,
+                            folder=Path(m.out_dir).relative_to(fit.run_dir).as_posix())
+
+    final, cfg = fit.final, fit.config
+    rounds = tuple(RoundRecord(round=r.round, cv=r.cv, oof=r.oof, oof_without_tta=r.oof_plain, oof_with_tta=r.oof_tta,
+                               tta=r.tta, weights=r.weights, train_s=r.train_s, ensemble_s=r.ensemble_s,
+                               pseudo_labels=None if r.pseudo is None else len(r.pseudo.indices),
+                               pseudo_precision=None if sealed else published.pseudo_precision.get(r.round),
+                               members=tuple(member(m) for m in r.members)) for r in fit.rounds)
+    return RunRecord(run_id=fit.run_dir.name, competition=cfg.competition, metric=fit.metric,
+                     models=tuple(cfg.member_models), folds=cfg.folds, seeds=cfg.seeds, cv_kind=fit.cv_kind,
+                     fingerprint=fit.fingerprint, device=fit.device, executor=fit.executor, wall_s=wall_s,
+                     stage_s=stage_s, peak_rss_mib=peak_rss_mib(), chosen_round=fit.chosen, tta=final.tta,
+                     temperature=final.temperature, decision=final.decision, sealed=sealed, cv=final.cv,
+                     oof=final.oof, rounds=rounds, scores={n: stage(s) for n, s in published.scores.items()},
+                     submission=submission, rank=published.rank, refused=refused)
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory (0 where the platform does not say: Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return 0.0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def submission_record(score: Score, submitted: np.ndarray, solution: Solution) -> SubmissionRecord:
+    """The submission on every test row: its metric, its accuracy (every label right, several an
+    image), each class's accuracy and the confusion matrix."""
+    if solution.labels.ndim == 2:
+        right = ((submitted >= 0.5) == (solution.labels == 1)).all(1)
+    else:
+        right = submitted.argmax(1) == solution.labels
+    return SubmissionRecord(overall=score.overall, accuracy=accuracy_of(right), per_class=tuple(score.per_class),
+                            confusion=None if score.confusion is None else
+                            tuple(tuple(int(v) for v in row) for row in score.confusion))
 
 
 def implausible(name: str, score: Score, sealed: bool = False) -> list[str]:
@@ -154,7 +173,7 @@ def publish(fit: FitResult, paths: CompetitionPaths, workspace_root: Path, leade
     torch.save({f"round{r.round}": r.test_logits for r in fit.rounds} | {"submission": fit.final.test_logits}, tmp)
     tmp.replace(run_dir / "test_logits.pt")
     name, sealed = read_prepared(paths.public).name, read_rules(paths.root).hides_private
-    limit = None
+    limit, submitted_record = None, None
     if paths.has_answers():
         report_link = f"[{run_dir.name}]({(run_dir / 'report.html').relative_to(workspace_root).as_posix()})"
         row = Row(submission_id=run_dir.name, run=report_link, model="+".join(cfg.models), members=members_text(fit),
@@ -169,8 +188,10 @@ def publish(fit: FitResult, paths: CompetitionPaths, workspace_root: Path, leade
             solution = read_solution(paths.solution, form, ids)
             published.scores, published.pseudo_precision = grade_fit(fit, solution, form)
             published.scores["submission"] = graded.score
-    atomic_write_text(run_dir / "metrics.json",
-                      json.dumps(metrics(fit, published, wall_s, stage_s, sealed), indent=2) + "\n")
+            if not sealed:
+                submitted_record = submission_record(graded.score, form.as_submitted(fit.probabilities), solution)
+    record = run_record(fit, published, wall_s, stage_s, sealed, submitted_record, limit)
+    atomic_write_text(run_dir / RECORD, record.to_json())
     published.report = write_report(run_dir, paths)
 
     log("")

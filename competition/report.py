@@ -8,11 +8,11 @@ It reads the run's saved outputs and, being on the grader's side, the answers.
 from __future__ import annotations
 
 import base64
-import html
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import jinja2
 import matplotlib
 
 matplotlib.use("Agg")      # no display: figures go straight to PNG
@@ -24,11 +24,13 @@ import torch  # noqa: E402
 from .fitting.data import load_public  # noqa: E402
 from .prepared import load_test_ids, read_prepared  # noqa: E402
 from .fitting.ensemble import decide, probabilities as ensemble_probabilities  # noqa: E402
-from .grading.grader import accuracy_of, clopper_pearson, score_probabilities  # noqa: E402
+from .fitting.members import read_pseudo_labels  # noqa: E402
+from .fitting.train import read_training_log  # noqa: E402
+from .grading.metrics import clopper_pearson  # noqa: E402
+from .record import RunRecord  # noqa: E402
 from .grading.metrics import get_metric  # noqa: E402
 from .workspace import CompetitionPaths  # noqa: E402
 from .errors import RunStateError  # noqa: E402
-from .grading.rules import read_rules  # noqa: E402
 from .workspace import atomic_write_text  # noqa: E402
 from .grading.submission import read_solution  # noqa: E402
 
@@ -91,13 +93,6 @@ def per_class_samples(images: np.ndarray, labels: np.ndarray, num_classes: int, 
     return np.concatenate(grid), counts
 
 
-def _run_inputs(run_dir: Path) -> tuple[dict, dict, dict[str, torch.Tensor]]:
-    config = json.loads((run_dir / "config.json").read_text())
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    logits = torch.load(run_dir / "test_logits.pt", weights_only=True)
-    return config, metrics, logits
-
-
 def nhwc(images: torch.Tensor) -> np.ndarray:
     """(N, C, H, W) tensor -> (N, H, W, C) array, as images are drawn."""
     return images.permute(0, 2, 3, 1).numpy()
@@ -124,19 +119,25 @@ def data_figures(public, out: Path, notes: list[str]) -> list[Figure]:
     more = "" if shown == k else f" The first {shown} of {k} classes."
     return [Figure("train_samples", "Training images, 12 per class", "One row per class, in file order." + more),
             Figure("test_samples", "Test images", "The first 48 test images, in submission order, unlabelled."),
-            Figure("class_counts", "Class balance (seed 004's check)", html.escape(curation))]
+            Figure("class_counts", "Class balance (seed 004's check)", curation)]
 
 
-def curve_figure(run_dir: Path, out: Path) -> Figure:
+def curve_figure(run_dir: Path, record: RunRecord, out: Path) -> Figure | None:
+    """Each trained member's curves, read from its training log (the run's `logger`); None where no
+    member left one (`logger = none`, or probe members alone)."""
     panels = [("train_loss", "training loss"), ("val_loss", "validation loss"), ("val_acc", "validation accuracy"),
               ("lr", "learning rate")]
+    logs = [(member, read_training_log(run_dir / member.folder)) for r in record.rounds for member in r.members]
+    logs = [(member, rows) for member, rows in logs if rows]
+    if not logs:
+        return None
     fig, axes = plt.subplots(1, 4, figsize=(15, 3.2))
-    for result_path in sorted(run_dir.glob("round*/*/result.json")):
-        history = json.loads(result_path.read_text())["history"]
-        label = f"{result_path.parent.parent.name} {result_path.parent.name}"
-        style = "-" if result_path.parent.parent.name == "round0" else "--"
+    for member, rows in logs:
+        label = member.folder.replace("/", " ")
+        style = "-" if member.round == 0 else "--"
         for ax, (key, _) in zip(axes, panels):
-            ax.plot([h["epoch"] for h in history], [h[key] for h in history], style, lw=1.2, label=label)
+            points = [(row["epoch"], row[key]) for row in rows if key in row]
+            ax.plot([e for e, _ in points], [v for _, v in points], style, lw=1.2, label=label)
     for ax, (_, title) in zip(axes, panels):
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("epoch")
@@ -146,8 +147,9 @@ def curve_figure(run_dir: Path, out: Path) -> Figure:
         axes[3].legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     _save(fig, out, "training_curves")
-    return Figure("training_curves", "Training curves per member",
-                  "Solid: round 0; dashed: pseudo-label rounds. Accuracy and loss on each member's validation fold.")
+    return Figure("training_curves", "Training curves per member, from their logs",
+                  "Solid: round 0; dashed: pseudo-label rounds. Accuracy and loss on each member's validation fold, "
+                  "as each member's logger wrote them (its folder's logs/).")
 
 
 def confusion_figure(confusion: np.ndarray, classes: tuple[str, ...], out: Path) -> Figure:
@@ -206,24 +208,25 @@ def mistake_figures(test_images: np.ndarray, probabilities: np.ndarray, truth: n
                    f"{per_class} most confident wrong ones (red, true class in brackets). Titles are probabilities.")]
 
 
-def pseudo_figures(run_dir: Path, test_images: np.ndarray, truth: np.ndarray, classes: tuple[str, ...],
-                   out: Path) -> tuple[list[Figure], list[dict]]:
-    tables = sorted(run_dir.glob("round*/pseudo_labels.csv"))
-    if not tables:
+def pseudo_figures(run_dir: Path, record: RunRecord, test_images: np.ndarray, truth: np.ndarray,
+                   classes: tuple[str, ...], out: Path) -> tuple[list[Figure], list[dict]]:
+    """Pseudo-labels per class and round (read as the members read them), the wrong ones shown; their
+    precision is the record's, measured once by publish."""
+    rounds = [r for r in record.rounds if r.pseudo_labels]
+    if not rounds:
         return [], []
     k = len(classes)
     fig, ax = plt.subplots(figsize=(7, 2.8))
-    width = 0.8 / len(tables)
+    width = 0.8 / len(rounds)
     rows, wrong_tiles, wrong_titles = [], [], []
-    for r, table in enumerate(tables):
-        frame = pd.read_csv(table, dtype={"ImageId": np.int64, "Label": np.int64})
-        index, labels = frame["ImageId"].to_numpy() - 1, frame["Label"].to_numpy()
-        ax.bar(np.arange(k) + r * width, np.bincount(labels, minlength=k), width, label=table.parent.name)
-        correct = labels == truth[index]
-        rows.append({"round": table.parent.name, "used": len(frame),
-                     "precision": float(correct.mean()) if len(frame) else float("nan"),
-                     "per_class": np.bincount(labels, minlength=k).tolist()})
-        for i in np.flatnonzero(~correct)[:40]:
+    for r, rnd in enumerate(rounds):
+        index, labels = read_pseudo_labels(run_dir / f"round{rnd.round}" / "pseudo_labels.csv", len(test_images))
+        index, labels = index.numpy(), labels.numpy()
+        counts = np.bincount(labels, minlength=k)
+        ax.bar(np.arange(k) + r * width, counts, width, label=f"round {rnd.round}")
+        rows.append({"round": rnd.round, "used": len(labels), "precision": rnd.pseudo_precision,
+                     "per_class": counts.tolist()})
+        for i in np.flatnonzero(labels != truth[index])[:40]:
             wrong_tiles.append(test_images[index[i]])
             wrong_titles.append(f"{classes[labels[i]]} (is {classes[truth[index[i]]]})")
     ax.set_xticks(np.arange(k) + 0.4 - width / 2, classes, fontsize=8 if k <= 30 else 4)
@@ -240,138 +243,99 @@ def pseudo_figures(run_dir: Path, test_images: np.ndarray, truth: np.ndarray, cl
     return figures, rows
 
 
-def score_table(metrics: dict) -> str:
-    """Members, round ensembles and the submission: validation / out-of-fold, public, private."""
-    def ci(value: float | None, low: float, high: float) -> str:
-        return "-" if value is None else f"{value:.4f} <small>({low:.4f}–{high:.4f})</small>"
+def score_rows(record: RunRecord) -> list[dict]:
+    """Members, round ensembles and the submission: validation / out-of-fold accuracy, public and
+    private scores (each with its interval), wall time; for the report's table."""
+    def scored(name: str) -> dict:
+        s = record.scores.get(name)
+        return {"public": None if s is None else s.public, "private": None if s is None else s.private}
 
-    def val_cell(acc: float, size: int) -> str:
-        return ci(acc, *clopper_pearson(round(acc * size), size))
-
-    scores = metrics.get("scores", {})
-
-    def scored(name: str) -> str:
-        s = scores.get(name)
-        if not s:
-            return "<td>-</td><td>-</td>"
-        return f"<td>{ci(s['public'], *s['public_ci'])}</td><td>{ci(s['private'], *s['private_ci'])}</td>"
-
-    metric = metrics.get("metric", "accuracy")
-    lines = [f"<table><tr><th>stage</th><th>validation / out-of-fold accuracy</th><th>public {metric}</th>"
-             f"<th>private {metric}</th><th>wall time</th></tr>"]
-    for rnd in metrics["rounds"]:
-        for member in rnd["members"]:
-            val = val_cell(member["val_acc"], member["val_size"])
-            lines.append(f"<tr><td>{html.escape(member['name'])}</td><td>{val}</td>{scored(member['name'])}"
-                         f"<td>{member['wall_s']:.1f}s</td></tr>")
-        name = f"round {rnd['round']} ensemble"
-        extra = "" if rnd["pseudo_labels"] is None else f" (+{rnd['pseudo_labels']:,} pseudo-labels)"
-        tta = ", TTA" if rnd["tta"] else ""
-        lines.append(f"<tr class='ens'><td>{name}{extra}{tta}</td><td>{ci(rnd['oof_acc'], *rnd['oof_ci'])}</td>"
-                     f"{scored(name)}<td>{rnd['train_s'] + rnd['ensemble_s']:.1f}s</td></tr>")
-    cv = metrics["cv"]
-    lines.append(f"<tr class='ens'><td><b>submission</b> (round {metrics['chosen_round']})</td>"
-                 f"<td>{ci(cv['accuracy'], *cv['accuracy_ci'])}</td>{scored('submission')}"
-                 f"<td>{metrics['wall_s']:.0f}s</td></tr></table>"
-                 f"<p>CV: {html.escape(cv['kind'])} {html.escape(cv['metric'])} over {cv['total']:,} labelled images, "
-                 f"{ci(cv['value'], *cv['ci'])} ({html.escape(cv['interval'])} interval): the score to trust without "
-                 "the answers; every choice of the run (checkpoints, TTA, weights, rounds) was made on out-of-fold "
-                 "predictions.</p>")
-    return "\n".join(lines)
+    rows = []
+    for rnd in record.rounds:
+        for m in rnd.members:
+            low, high = clopper_pearson(round(m.val_acc * m.val_size), m.val_size)
+            rows.append({"stage": m.name, "kind": "member", "validation": {"value": m.val_acc, "low": low, "high": high},
+                         "wall": f"{m.wall_s:.1f}s", **scored(m.name)})
+        extra = "" if rnd.pseudo_labels is None else f" (+{rnd.pseudo_labels:,} pseudo-labels)"
+        rows.append({"stage": f"round {rnd.round} ensemble{extra}{', TTA' if rnd.tta else ''}", "kind": "ensemble",
+                     "validation": rnd.oof, "wall": f"{rnd.train_s + rnd.ensemble_s:.1f}s",
+                     **scored(f"round {rnd.round} ensemble")})
+    rows.append({"stage": f"submission (round {record.chosen_round})", "kind": "submission", "validation": record.oof,
+                 "wall": f"{record.wall_s:.0f}s", **scored("submission")})
+    return rows
 
 
-STYLE = """
-body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
-h1 { font-size: 1.5em; } h2 { font-size: 1.2em; border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 2em; }
-table { border-collapse: collapse; margin: .5em 0; font-size: .9em; }
-td, th { border: 1px solid #ddd; padding: .25em .6em; text-align: right; }
-td:first-child, th:first-child { text-align: left; }
-tr.ens { background: #f3f6fb; } small { color: #666; }
-figure { margin: 1em 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
-figcaption { font-size: .85em; color: #555; } .meta { color: #555; font-size: .9em; }
-"""
+TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("competition", "templates"), autoescape=True)
+
+
+def interval(value) -> str:
+    """An estimate (or its dict) as `0.9912 (0.9881-0.9941)`; "-" where there is none."""
+    if value is None:
+        return "-"
+    get = value.get if isinstance(value, dict) else lambda k: getattr(value, k)
+    if get("value") is None:
+        return "-"
+    low, high = get("low"), get("high")
+    return f"{get('value'):.4f}" + ("" if low is None or high is None else f" ({low:.4f}-{high:.4f})")
+
+
+def embedded(out: Path, figure: Figure) -> dict:
+    return {"name": figure.name, "title": figure.title, "caption": figure.caption,
+            "png": base64.b64encode((out / f"{figure.name}.png").read_bytes()).decode()}
 
 
 def write_report(run_dir: Path, paths: CompetitionPaths) -> Path:
-    """Write the figures and report.html for a finished run; returns the HTML path."""
+    """Write the figures and report.html for a finished run from its record; returns the HTML path."""
     run_dir = Path(run_dir)
     out = run_dir / "report"
-    config, metrics, logits = _run_inputs(run_dir)
+    record = RunRecord.read(run_dir)
+    config = json.loads((run_dir / "config.json").read_text())
     info = read_prepared(paths.public)
-    if metrics.get("fingerprint") and metrics["fingerprint"] != info.fingerprint:
+    if record.fingerprint != info.fingerprint:
         raise RunStateError(f"{paths.root} was prepared again with another split since run {run_dir.name}: "
                             f"its logits no longer match these test images, so no report is written")
-    sealed = read_rules(paths.root).hides_private
     public = load_public(paths.public)
     classes = public.classes
-    test_images = nhwc(public.test_images)
     height, width, channels = info.image_shape
     metric = get_metric(info.metric)
-    sections: list[tuple[str, list[Figure], str]] = []
-    sections.append(("Data", data_figures(public, out, list(info.notes)),
-                     f"<p>{info.train_size:,} training and {info.test_size:,} test images, "
-                     f"{height}x{width} {'grey' if channels == 1 else 'colour'}, {len(classes)} classes, scored by "
-                     f"{metric.name} ({metric.direction}); test split: {html.escape(info.split)}.</p>"))
-    sections.append(("Training", [curve_figure(run_dir, out)], score_table(metrics)))
-
-    final_logits = logits["submission"]
-    if paths.has_answers() and sealed:
-        sections.append(("Submission", [], "<p>This competition is sealed: the confusion matrix, mistakes and "
-                                           "pseudo-label precision read private rows, so they appear once "
-                                           "<code>python -m competition select</code> has picked the final "
-                                           "submissions (then run <code>report</code> again).</p>"))
-    elif paths.has_answers() and info.multi_label:
-        solution = read_solution(paths.solution, info.submission, load_test_ids(paths.public))
-        probabilities = ensemble_probabilities(final_logits, metrics.get("temperature", 1.0),
-                                               metrics.get("decision", "argmax"), multi_label=True)
-        score = score_probabilities(info.submission.as_submitted(probabilities), solution, metric)
-        per_label = "".join(f"<tr><td>{html.escape(c)}</td><td>{a.value:.4f} <small>({a.low:.4f}–{a.high:.4f})"
-                            f"</small></td><td>{a.correct:,}/{a.total:,}</td></tr>"
-                            for c, a in zip(classes, score.per_class))
-        sections.append(("Submission", [], f"<p>All test rows: {metric.name} {score.overall}</p>"
-                         f"<table><tr><th>label</th><th>accuracy at probability 1/2</th><th>right</th></tr>"
-                         f"{per_label}</table>"))
-    elif paths.has_answers():
-        form = info.submission
-        solution = read_solution(paths.solution, form, load_test_ids(paths.public))
-        probabilities = ensemble_probabilities(final_logits, metrics.get("temperature", 1.0),
-                                               multi_label=info.multi_label)
-        submitted = form.as_submitted(decide(probabilities, metrics.get("decision", "argmax")))
-        predicted = submitted.argmax(1)
-        score = score_probabilities(submitted, solution, metric)
-        per_class = "".join(f"<tr><td>{html.escape(c)}</td><td>{a.value:.4f} <small>({a.low:.4f}–{a.high:.4f})"
-                            f"</small></td><td>{a.correct:,}/{a.total:,}</td></tr>"
-                            for c, a in zip(classes, score.per_class))
-        sections.append(("Submission", [confusion_figure(score.confusion, classes, out)],
-                         f"<p>All test rows: accuracy {accuracy_of(predicted == solution.labels)}"
-                         + ("" if metric.name == "accuracy" else f"; {metric.name} {score.overall}") + "</p>"
-                         f"<table><tr><th>class</th><th>accuracy</th><th>right</th></tr>{per_class}</table>"))
-        sections.append(("Mistakes", mistake_figures(test_images, probabilities, solution.labels, classes, out), ""))
-        figures, rows = pseudo_figures(run_dir, test_images, solution.labels, classes, out)
-        if rows:
-            table = "".join(f"<tr><td>{r['round']}</td><td>{r['used']:,}</td><td>{r['precision']:.4f}</td>"
-                            f"<td>{r['per_class']}</td></tr>" for r in rows)
-            all_right = "" if any(f.name == "pseudo_wrong" for f in figures) else "<p>Every pseudo-label was right.</p>"
-            sections.append(("Pseudo-labels", figures, "<table><tr><th>round</th><th>used</th><th>precision</th>"
-                                                       f"<th>per class</th></tr>{table}</table>{all_right}"))
+    curves = curve_figure(run_dir, record, out)
+    sections = [{"title": "Data", "figures": data_figures(public, out, list(info.notes)),
+                 "text": f"{info.train_size:,} training and {info.test_size:,} test images, {height}x{width} "
+                         f"{'grey' if channels == 1 else 'colour'}, {len(classes)} classes, scored by {metric.name} "
+                         f"({metric.direction}); test split: {info.split}."},
+                {"title": "Training", "figures": [curves] if curves else [], "scores": score_rows(record)}]
+    submission = record.submission
+    if paths.has_answers() and record.sealed:
+        sections.append({"title": "Submission", "figures": [], "text": "This competition is sealed: the confusion "
+                         "matrix, mistakes and pseudo-label precision read private rows, so they appear once `python "
+                         "-m competition select` has picked the final submissions (then run `report` again)."})
+    elif submission is not None:
+        per_class = [{"name": c, "estimate": e} for c, e in zip(classes, submission.per_class)]
+        figures = [] if submission.confusion is None else \
+            [confusion_figure(np.array(submission.confusion), classes, out)]
+        sections.append({"title": "Submission", "figures": figures, "per_class": per_class,
+                         "per_class_kind": "label" if info.multi_label else "class",
+                         "text": f"All test rows: accuracy {interval(submission.accuracy)}"
+                                 + ("" if metric.name == "accuracy" else
+                                    f"; {metric.name} {interval(submission.overall)}") + "."})
+        if not info.multi_label:
+            solution = read_solution(paths.solution, info.submission, load_test_ids(paths.public))
+            probabilities = ensemble_probabilities(torch.load(run_dir / "test_logits.pt", weights_only=True)
+                                                   ["submission"], record.temperature)
+            test_images = nhwc(public.test_images)
+            sections.append({"title": "Mistakes", "figures": mistake_figures(
+                test_images, decide(probabilities, record.decision), solution.labels, classes, out)})
+            figures, rows = pseudo_figures(run_dir, record, test_images, solution.labels, classes, out)
+            if rows:
+                sections.append({"title": "Pseudo-labels", "figures": figures, "pseudo": rows,
+                                 "all_right": not any(f.name == "pseudo_wrong" for f in figures)})
     else:
-        sections.append(("Submission", [], "<p>No answers for this competition: nothing to score.</p>"))
-
-    body = [f"<h1>Run {html.escape(run_dir.name)}</h1>",
-            f"<p class='meta'>{html.escape(info.name)} · model {html.escape('+'.join(config['models']))} · "
-            f"{config['folds']} fold(s) x {config['seeds']} seed(s) · {len(metrics['rounds']) - 1} pseudo-label "
-            f"round(s) of at most {config['pseudo_rounds']} · {config['epochs']} epochs max · "
-            f"CV {metrics['cv']['metric']} {metrics['cv']['value']:.4f} ({html.escape(metrics['cv']['kind'])}) · "
-            f"device {metrics.get('device', '?')}</p>"]
-    for title, figures, text in sections:
-        body.append(f"<h2>{html.escape(title)}</h2>{text}")
-        for fig in figures:
-            encoded = base64.b64encode((out / f"{fig.name}.png").read_bytes()).decode()
-            body.append(f"<figure><img alt='{html.escape(fig.title)}' data-file='report/{fig.name}.png' "
-                        f"src='data:image/png;base64,{encoded}'><figcaption><b>{html.escape(fig.title)}.</b> "
-                        f"{fig.caption}</figcaption></figure>")
-    body.append(f"<h2>Config</h2><pre>{html.escape(json.dumps(config, indent=2))}</pre>")
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(run_dir.name)}</title>"
-            f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>")
+        sections.append({"title": "Submission", "figures": [], "text": record.refused or
+                         "No answers for this competition: nothing to score."})
+    for section in sections:
+        section["figures"] = [embedded(out, f) for f in section["figures"]]
+    page = TEMPLATES.get_template("report.html").render(
+        record=record, competition=info.name, config=json.dumps(config, indent=2), sections=sections,
+        pseudo_rounds=len(record.rounds) - 1, interval=interval, metric=metric.name)
     atomic_write_text(run_dir / "report.html", page)
     return run_dir / "report.html"

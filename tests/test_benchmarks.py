@@ -15,6 +15,7 @@ from competition.preparing.folders import read_kaggle_folder
 from competition.preparing.sources import read_idx_pair
 
 from conftest import write_idx_set, write_kaggle_folder
+from competition.record import RunRecord
 
 pytestmark = pytest.mark.slow
 
@@ -158,8 +159,7 @@ def test_tta_views_scores_view_sets_out_of_fold_from_a_finished_run(tmp_path):
     assert reference["right_only_vs_4 straight shifts"] == reference["wrong_only_vs_4 straight shifts"] == 0
     # the default view set, read off the run's own cache, agrees with the benchmark's prediction
     default = next(r for r in rows if "default" in r["views"])
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert abs(metrics["rounds"][0]["oof_acc_with_tta"] - default["oof"]) < 1e-9
+    assert abs(RunRecord.read(run_dir).rounds[0].oof_with_tta - default["oof"]) < 1e-9
     _result(tmp_path, "tta_views_digits")
 
 

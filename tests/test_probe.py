@@ -25,6 +25,7 @@ from competition.fitting.probe import LinearHead, fit_linear_head, load_head_int
 
 from conftest import resolved                                               # noqa: E402
 from test_images import write_dogs_vs_cats                                  # noqa: E402
+from competition.record import RunRecord                                    # noqa: E402
 
 MODEL = "timm/test_efficientnet"
 
@@ -177,8 +178,7 @@ def test_colour_photos_with_weights_at_hand_play_the_probe_by_default_and_submit
         ["fold0-seed0-probe-timm-test_efficientnet", "fold1-seed0-probe-timm-test_efficientnet"]
     submission = pd.read_csv(root / "submission.csv", dtype=str)
     assert list(submission.columns) == ["id", "label"] and set(submission["label"]) <= {"cat", "dog"}
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["cv"]["value"] >= 0.9                        # tinted photos: the features tell them apart
+    assert RunRecord.read(run_dir).cv.value >= 0.9                        # tinted photos: the features tell them apart
 
 
 @pytest.mark.slow

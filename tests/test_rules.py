@@ -16,6 +16,7 @@ from competition.grading.ledger import JsonlLedger, Submission
 from competition.grading.rules import Rules, check_local_limit
 
 from conftest import cli
+from competition.record import RunRecord
 
 
 def _submission(workspace, tmp_path, name, right_share):
@@ -103,8 +104,8 @@ def test_a_sealed_run_keeps_the_private_score_out_of_summary_metrics_leaderboard
     out = capsys.readouterr().out
     assert "private sealed" in out and "\nprivate 0." not in out
     run_dir = next(workspace.submissions.iterdir())
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert all(s["private"] is None for s in metrics["scores"].values())
+    record = RunRecord.read(run_dir)
+    assert record.sealed and all(s.private is None for s in record.scores.values()) and record.submission is None
     assert "This competition is sealed" in (run_dir / "report.html").read_text()
     [entry] = read(workspace.leaderboard)
     assert entry.private is None

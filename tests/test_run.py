@@ -24,6 +24,7 @@ from competition.workspace import Workspace
 from competition.fitting.device import precision_for
 
 from conftest import resolved, silent, write_kaggle_folder
+from competition.record import RunRecord
 
 
 @pytest.mark.slow
@@ -80,9 +81,11 @@ def test_run_prints_the_out_of_fold_line_and_the_leaderboard_has_a_cv_column(wor
     _, score = score_submission(workspace.root / "submission.csv", paths.solution, *submission_form(paths))
     assert (run_dir / "submission.csv").read_bytes() == (workspace.root / "submission.csv").read_bytes()
     assert score.overall.value > 0.5
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    record = RunRecord.read(run_dir)
     [entry] = read(workspace.leaderboard)
-    assert entry.cv == round(metrics["cv"]["accuracy"], 4) and metrics["cv"]["total"] == 1437
+    assert entry.cv == round(record.cv.value, 4) and record.cv.total == 1437
+    assert record.scores["submission"].public.value == score.public.value           # graded once, by publish
+    assert record.submission.overall.value == score.overall.value
     assert "| CV |" in workspace.leaderboard.read_text()
     assert entry.competition == "digits" and run_dir.name in entry.run and entry.public == round(score.public.value, 4)
     assert [line for line in out.splitlines() if line.startswith("out-of-fold accuracy (2-fold out-of-fold")]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, LearningRateMonitor, ModelCheckpoint
 
 from . import stopping
 from ..config import RunConfig
@@ -25,12 +25,17 @@ from .data import DeviceBatches
 from .device import precision_for
 from .module import Classifier, ema_decay
 from .probe import LinearHead, load_head_into
+from ..errors import ConfigError
 
 # The run prints its own line per member; Lightning's banners (devices, tips) would drown it.
 logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
 warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 warnings.filterwarnings("ignore", message=".*no `val_dataloader`.*")
+# a member's folder holds its log (and, resumed, its last checkpoint) before the checkpoint callback starts
+warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+# a resumed member's earlier CSV log is set aside first (`experiment_logger`), so nothing is lost
+warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,6 +137,90 @@ class EpochOrder(L.Callback):
         self.batches.set_epoch(trainer.current_epoch)
 
 
+LOG_FOLDER = "logs"         # a member's training log, under its folder
+
+
+def experiment_logger(kind: str, out_dir: Path, name: str = "member"):
+    """Lightning's logger of `kind` writing into the member's folder (False for none): the CSV of
+    every epoch's metrics, TensorBoard's event files, or a local MLflow store."""
+    if kind == "none":
+        return False
+    if kind == "csv":
+        from lightning.pytorch.loggers import CSVLogger
+        earlier = Path(out_dir) / LOG_FOLDER / "metrics.csv"
+        if earlier.is_file():       # a resumed fit: Lightning's CSVLogger starts a new file, so keep the old one
+            earlier.replace(earlier.with_name(f"metrics.{len(list(earlier.parent.glob('metrics.*.csv'))) + 1}.csv"))
+        return CSVLogger(save_dir=out_dir, name="", version=LOG_FOLDER)
+    if kind == "tensorboard":
+        try:
+            from lightning.pytorch.loggers import TensorBoardLogger
+            return TensorBoardLogger(save_dir=out_dir, name="", version=LOG_FOLDER, default_hp_metric=False)
+        except ModuleNotFoundError as e:
+            raise ConfigError("logger = tensorboard needs the tensorboard package: pip install tensorboard") from e
+    from lightning.pytorch.loggers import MLFlowLogger
+    try:
+        import mlflow  # noqa: F401
+    except ModuleNotFoundError as e:
+        raise ConfigError("logger = mlflow needs the mlflow package: pip install mlflow") from e
+    return MLFlowLogger(experiment_name="competition", run_name=name,
+                        tracking_uri=(Path(out_dir).resolve() / "mlruns").as_uri())
+
+
+CURVES = ("train_loss", "val_loss", "val_acc", "lr")
+
+
+def read_training_log(out_dir: Path) -> list[dict[str, float]]:
+    """A member's per-epoch metrics as its logger wrote them (`experiment_logger`): rows of `epoch` and
+    whichever of `CURVES` were logged; [] where there is no log (logger none, a probe member)."""
+    out_dir = Path(out_dir)
+    by_epoch: dict[int, dict[str, float]] = {}
+
+    def put(epoch: int, name: str, value: float) -> None:
+        name = "lr" if name.startswith("lr-") else name        # LearningRateMonitor's "lr-AdamW" (the head's group)
+        if name in CURVES:
+            by_epoch.setdefault(epoch, {"epoch": epoch + 1})[name] = float(value)
+    csv_logs = sorted((out_dir / LOG_FOLDER).glob("metrics.*.csv"), key=lambda p: int(p.name.split(".")[1])) + \
+        [p for p in [out_dir / LOG_FOLDER / "metrics.csv"] if p.is_file()]    # a resumed fit's earlier parts first
+    events = sorted((out_dir / LOG_FOLDER).glob("events.out.tfevents.*"))
+    if csv_logs:
+        import pandas as pd
+        frame = pd.concat([pd.read_csv(p) for p in csv_logs], ignore_index=True)
+        ends = frame[frame["epoch"].notna()].groupby("epoch")["step"].max()      # each epoch's last step
+        for _, row in frame.iterrows():
+            # LearningRateMonitor logs at an epoch's first step, without the epoch: the first epoch ending at or after it
+            epoch = int(row["epoch"]) if row["epoch"] == row["epoch"] else \
+                int(ends.index[ends >= row["step"]].min()) if (ends >= row["step"]).any() else None
+            for name, value in row.items():
+                if name not in ("epoch", "step") and value == value and epoch is not None:
+                    put(epoch, name.split("/")[0], value)
+    elif events:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+        accumulator = EventAccumulator(str(out_dir / LOG_FOLDER))
+        accumulator.Reload()
+        tags = accumulator.Tags()["scalars"]
+        ends: dict[int, int] = {}           # epoch -> its last step
+        for event in accumulator.Scalars("epoch") if "epoch" in tags else []:
+            ends[int(event.value)] = max(ends.get(int(event.value), -1), event.step)
+        for tag in tags:
+            for event in accumulator.Scalars(tag) if tag != "epoch" else []:
+                # a metric logged at an epoch's first step (the learning rate): the first epoch ending at or after it
+                epoch = min((e for e, end in ends.items() if end >= event.step), default=None)
+                if epoch is not None:
+                    put(epoch, tag, event.value)
+    elif (out_dir / "mlruns").is_dir():
+        epochs: dict[int, int] = {}
+        files = list((out_dir / "mlruns").glob("*/*/metrics/*"))
+        for path in files:          # each line: timestamp value step
+            if path.name == "epoch":
+                epochs |= {int(step): int(float(value)) for _, value, step in
+                           (line.split() for line in path.read_text().splitlines())}
+        for path in files:
+            if path.name != "epoch":
+                for _, value, step in (line.split() for line in path.read_text().splitlines()):
+                    put(epochs.get(int(step), int(step)), path.name, float(value))
+    return [by_epoch[e] for e in sorted(by_epoch)]
+
+
 def resumable_checkpoint(path: Path) -> Path | None:
     """last.ckpt if a stopped fit left a readable one; a truncated file (killed while saving) is
     removed, and the member starts again from its first epoch."""
@@ -196,10 +285,13 @@ def train_model(data: TrainingData, cfg: RunConfig, model: str, seed: int, out_d
     if cfg.averaging == "ema":
         # validation, the checkpoint and so prediction all see the averaged weights
         callbacks.append(EMAWeightAveraging(decay=ema_decay(cfg.ema_half_life, len(train_batches))))
+    logger = experiment_logger(cfg.logger, out_dir, name=out_dir.name)
+    if logger:
+        callbacks.append(LearningRateMonitor(logging_interval="epoch"))     # the head's rate, "lr-AdamW"
     trainer = L.Trainer(
         accelerator="gpu" if device.type == "cuda" else "cpu", devices=1,
         precision=precision_for(cfg, device), max_epochs=cfg.epochs, callbacks=callbacks,
-        logger=False, enable_model_summary=False, num_sanity_val_steps=0,
+        logger=logger, enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=1,
         enable_progress_bar=sys.stderr.isatty(), default_root_dir=out_dir)
     trainer.fit(module, train_batches, val_batches, ckpt_path=resumable_checkpoint(out_dir / "last.ckpt"))
 
