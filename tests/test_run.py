@@ -29,6 +29,7 @@ from competition.record import RunRecord
 
 @pytest.mark.slow
 def test_a_member_spec_trains_identically_in_a_fresh_process(tmp_path, tiny_config, resolve_for, start_harness,
+                                                             restore_threads,
                                                              prepared_digits):
     paths = prepared_digits
     cfg = resolve_for(tiny_config.replace(epochs=1, threads=1), paths)
