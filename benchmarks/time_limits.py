@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from competition.config import RunConfig
-from competition.run import run
+from competition.pipeline import run
 from competition.workspace import Workspace
 
 from .common import add_output_flag, command, print_table, write_result

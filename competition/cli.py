@@ -7,14 +7,19 @@ Training, reporting and executors are imported by the commands that use them, so
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import logging
 import os
 import sys
+import typing
+from typing import Literal
 from pathlib import Path
 
 from .grading import leaderboard
 from .preparing.competitions import COMPETITIONS, DEFAULT_COMPETITION, get_competition
-from .config import build_config, read_config_file
+from .config import RunConfig, build_config, read_config_file
+from .version import __version__
 from .errors import ConfigError, DataSourceError, HarnessError, RunStateError
 from .grading.grader import format_score
 from .preparing.prepare import (SplitOptions, check_fixed_metric, ensure_prepared, kaggle_folder_name, prepare,
@@ -85,18 +90,57 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from .fitting.measure import process_start
-    from .fitting.executors import make_executor
-    from .run import run
+# every RunConfig field with a flag: the run's settings as given on the command line
+FLAGGED = tuple(f.name for f in dataclasses.fields(RunConfig) if f.metadata.get("flag", True) is not False)
 
-    flags = dict(competition=args.competition, models=args.model, seeds=args.seeds, folds=args.folds,
-                 epochs=args.epochs, pseudo_rounds=args.pseudo_rounds, batch_size=args.batch_size, lr=args.lr,
-                 threads=args.threads, tta=args.tta, ensemble=args.ensemble, averaging=args.averaging,
-                 image_size=args.image_size, resize=args.resize, weights=args.weights,
-                 pretrained=True if args.pretrained else None, time_limit=args.time_limit,
-                 consistency=args.consistency, weights_dir=args.weights_dir, probe=args.probe,
-                 input_size=args.input_size)
+
+def number_or_auto(kind: type):
+    """A flag's type that takes a number of `kind` or `auto`."""
+    def parse(text: str) -> int | float | str:
+        if text == "auto":
+            return text
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {'whole ' if kind is int else ''}number or auto, "
+                                             f"got {text!r}") from None
+    return parse
+
+
+def config_flags(parser: argparse.ArgumentParser) -> None:
+    """`--field-name` for every RunConfig field that has one, its type, choices and help from the
+    field itself: a new field is a new flag. Unset flags are None, so they change nothing."""
+    hints = typing.get_type_hints(RunConfig)
+    for f in dataclasses.fields(RunConfig):
+        flag = f.metadata.get("flag", True)
+        if flag is False:
+            continue
+        hint, options = hints[f.name], {}
+        args = typing.get_args(hint)
+        if hint is bool:
+            options = dict(action="store_const", const=True)
+        elif typing.get_origin(hint) is Literal:
+            options = dict(choices=list(args))
+        elif typing.get_origin(hint) is tuple:
+            options = dict(nargs="+", metavar=f.name.upper().rstrip("S"))
+        elif set(args) & {int, float} and any(typing.get_origin(a) is Literal for a in args):
+            options = dict(type=number_or_auto(float if float in args else int))
+        elif hint in (int, float):
+            options = dict(type=hint)
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        shown = "" if hint is bool or default == "" else \
+            f" (default {', '.join(default) if isinstance(default, tuple) else default})"
+        parser.add_argument(flag if isinstance(flag, str) else "--" + f.name.replace("_", "-"), dest=f.name,
+                            default=None, help=f.metadata["help"] + shown,
+                            **({"metavar": f.metadata["metavar"]} if f.metadata.get("metavar") else {}), **options)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .clock import process_start
+    from .fitting.executors import make_executor
+    from .pipeline import run
+
+    flags = {name: getattr(args, name) for name in FLAGGED}
     given = sorted(name for name, value in flags.items() if value is not None)
     given += (["--config"] if args.config else []) + (["--data"] if args.data else []) + \
         (["--metric"] if args.metric else [])
@@ -132,7 +176,7 @@ def cmd_train_member(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     workspace = _workspace(args)
     paths = ensure_prepared(workspace, args.competition, Path(args.data) if args.data else None,
-                            _split_options(args), print, args.metric)
+                            _split_options(args), LOG.info, args.metric)
     if not paths.has_answers():
         raise DataSourceError(f"{paths.solution}: no answers for {paths.root.name}, so nothing can be scored")
     info = read_prepared(paths.public)
@@ -175,13 +219,13 @@ def _hosted_paths(args: argparse.Namespace):
     or a --data folder's."""
     workspace = _workspace(args)
     if args.data:
-        return ensure_prepared(workspace, "", Path(args.data), SplitOptions(), print)
+        return ensure_prepared(workspace, "", Path(args.data), SplitOptions(), LOG.info)
     if not args.name:
         raise ConfigError(f"{args.command} needs a competition NAME or --data DIR")
     name = get_competition(args.name).name if args.name in COMPETITIONS else args.name
     paths = workspace.competition(name)
     if name in COMPETITIONS and not is_prepared(paths):
-        return ensure_prepared(workspace, name, None, SplitOptions(), print)
+        return ensure_prepared(workspace, name, None, SplitOptions(), LOG.info)
     if not is_prepared(paths):
         raise DataSourceError(f"{paths.root}: no prepared competition {args.name!r}")
     return paths
@@ -300,6 +344,10 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=OneLineHelp)
     parser.add_argument("--root", default=os.environ.get("COMPETITION_ROOT", "."),
                         help="folder holding data/, submissions/ and leaderboard.md (default: current folder)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    loudness.add_argument("-v", "--verbose", action="store_true", help="debug lines too")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def split_flags(p: argparse.ArgumentParser) -> None:
@@ -327,48 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("run", help="prepare, fit k-fold members (OOF score, pseudo-labels), submit, score, rank")
-    p.add_argument("--competition", default=None, help=f"default {DEFAULT_COMPETITION}")
     p.add_argument("--data", help="a Kaggle-form folder instead of a named competition")
-    p.add_argument("--model", nargs="+", metavar="MODEL",
-                   help="registry model name(s) or timm/<name>; several make a mixed ensemble "
-                   "(see competition.fitting.models.list_models)")
-    p.add_argument("--pretrained", action="store_true",
-                   help="timm models: start from timm's ImageNet weights (its hub cache, filled on a connected "
-                   "machine)")
-    p.add_argument("--weights", metavar="FILE",
-                   help="timm models: start from this state dict in timm's key names (offline)")
-    p.add_argument("--weights-dir", metavar="DIR",
-                   help="a folder of <timm-name>.pth files (default $COMPETITION_WEIGHTS): colour photos with "
-                   "the model left to auto fine-tune the first backbone found there, or in timm's cache")
-    p.add_argument("--probe", choices=["auto", "on", "only", "off"],
-                   help="a pretrained backbone's linear probe on its frozen features: beside the fine-tune, which "
-                   "starts from its head (on), alone (only), or not (off); auto: the plan's choice")
-    p.add_argument("--input-size", type=count_or_auto, metavar="S|auto",
-                   help="side the network sees (auto: a pretrained backbone's own, else the stored size)")
-    p.add_argument("--image-size", type=count_or_auto, metavar="S|auto",
-                   help="side images are stored and trained at (auto: their own size if they share one, "
-                   "else the median shorter side within the model's and device's limit)")
-    p.add_argument("--resize", choices=["crop", "pad"],
-                   help="images of another size: shorter side to S + centre crop (default), or longer side + pad")
-    p.add_argument("--seeds", type=int, help="members per fold and model")
-    p.add_argument("--folds", type=int, help="stratified K-fold cross-validation; 1 = one holdout split")
-    p.add_argument("--tta", choices=["auto", "on", "off"], help="test-time augmentation (auto: chosen on OOF)")
-    p.add_argument("--ensemble", choices=["auto", "logits", "probs", "greedy"],
-                   help="how members combine (greedy: weights chosen on out-of-fold logits; auto: greedy for "
-                   "several kinds of member, else logits)")
-    p.add_argument("--averaging", choices=["ema", "none"], help="EMA weight averaging")
-    p.add_argument("--epochs", type=int, help="most epochs per member (early stopping may end sooner)")
-    p.add_argument("--pseudo-rounds", type=count_or_auto,
-                   help="pseudo-label-and-retrain rounds (auto: 1 under 20,000 labelled images, else 0)")
-    p.add_argument("--time-limit", metavar="DURATION",
-                   help="90s, 3m, 1h30m: measure this machine, plan folds, seeds, epochs and rounds to finish "
-                   "inside it, and keep to it; none: a fixed recipe (default auto: 3m per 10,000 labelled images, "
-                   "at least 3m)")
-    p.add_argument("--consistency", choices=["none", "fixmatch", "mean-teacher"],
-                   help="also train on the unlabelled test images every step (benchmarks/README.md §13)")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float, help="peak learning rate")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    config_flags(p)
     p.add_argument("--config", type=Path, help="TOML or JSON file of RunConfig fields")
     p.add_argument("--resume", metavar="RUN_ID", help="finish an interrupted run without retraining finished members")
     p.add_argument("--workers", type=int,
@@ -444,12 +452,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+LOG = logging.getLogger("competition")
+
+
+def log_to_stdout(level: int) -> None:
+    """The harness's lines (the `competition` logger) on this process's standard output, bare, at `level`:
+    what the command line shows; a notebook or a scheduler routes the logger its own way instead."""
+    for handler in [h for h in LOG.handlers if getattr(h, "command_line", False)]:
+        LOG.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stdout)
+    handler.command_line = True
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    LOG.addHandler(handler)
+    LOG.setLevel(level)
+    LOG.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
     """The command line. Called without `argv` (the process's own command line: `python -m
     competition`, the `competition` script), `run`'s time limit counts from the process's start;
     called with one (a test, a script), from the call."""
     args = build_parser().parse_args(argv)
     args.own_process = argv is None
+    log_to_stdout(logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO)
     try:
         return args.func(args)
     except HarnessError as e:          # a user's fault: one line; anything else is a bug and keeps its traceback

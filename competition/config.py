@@ -48,6 +48,12 @@ Normalise = Literal["auto", "data", "backbone", "inception"]
 ExperimentLogger = Literal["csv", "tensorboard", "mlflow", "none"]
 
 
+def setting(default: Any, help: str, flag: str | bool = True, metavar: str | None = None) -> Any:
+    """A RunConfig field: its default and the help of its command-line flag (`flag`: the flag's name
+    where it is not `--field-name`; False for none)."""
+    return field(default=default, metadata={"help": help, "flag": flag, "metavar": metavar})
+
+
 @dataclass(frozen=True)
 class Augmentation:
     """Random warps of whole training batches on the device (see `data.augment`)."""
@@ -107,60 +113,73 @@ FINE_TUNE_CROP = 0.35   # random resized crops keep 35-100% of a photo's area (t
 
 @dataclass(frozen=True)
 class RunConfig:
+    """Every setting of a run. Each field's help is its command-line flag's (`--field-name`, derived
+    by cli.py from this class: its type, its choices and this text)."""
     # what to play
-    competition: str = "mnist-5k"
-    models: tuple[str, ...] = ("auto",)     # registry names or timm/<name>; several make a mixed ensemble;
-                                            # auto: see policy.default_model
-    pretrained: bool = False            # timm models: ImageNet weights from timm's hub cache
-    weights: str = ""                   # timm models: a state dict file in timm's key names (offline weights)
-    weights_dir: str = ""               # a folder of <timm-name>.pth files (else $COMPETITION_WEIGHTS): where
-                                        # `auto` looks for a colour competition's pretrained backbone
-    probe: Probe = "auto"               # a pretrained backbone's linear probe on frozen features (probe.py)
-    normalise: Normalise = "auto"       # see Normalise
-    backbone_lr: float = 0.1            # a pretrained backbone's peak LR, as a share of `lr` (the new head's)
-    image_size: int | Literal["auto"] = "auto"  # side the images are stored at; auto: see policy
-    input_size: int | Literal["auto"] = "auto"  # side a network sees (images resized on the way in); auto:
-                                        # a pretrained backbone's own input size, else the stored size
-    resize: Resize = "crop"             # how images of another size reach it: crop (shorter side) or pad
-    seeds: int = 1                      # members per (fold, model)
-    folds: int = 4                      # stratified K-fold (every labelled image validated once); 1 = one holdout
-    val_fraction: float = 0.1           # the holdout's share when folds == 1
-    split_seed: int = 0                 # the folds are shared by every member
-    # optimisation
-    # auto: the recipe, SCRATCH or FINE_TUNE (below), by policy.resolve
-    epochs: int | Literal["auto"] = "auto"      # upper bound; early stopping may end a member sooner
-    batch_size: int | Literal["auto"] = "auto"
-    lr: float | Literal["auto"] = "auto"        # peak learning rate of AdamW (a fine-tuned head's)
-    min_steps: int | Literal["auto"] = "auto"   # a member's least optimiser steps (more epochs where needed)
-    weight_decay: float = 5e-4
-    label_smoothing: float = 0.1
-    schedule: Schedule = "onecycle"
-    patience: int = 6                   # epochs without a better val accuracy before stopping
-    averaging: Averaging = "none"       # "ema": validate, checkpoint and predict with EMA weights (+0.06 pp OOF: noise)
-    ema_half_life: float = 0.5          # epochs after which an old weight counts half
-    augment: Augmentation = field(default_factory=Augmentation)
+    competition: str = setting("mnist-5k", "a registered competition (see `list`)", metavar="NAME")
+    models: tuple[str, ...] = setting(("auto",), "registry models or timm/<name>; several make a mixed ensemble; "
+                                      "auto: the grey default, or for colour a pretrained backbone at hand",
+                                      flag="--model")
+    pretrained: bool = setting(False, "timm models: ImageNet weights from the weights folder or timm's hub cache "
+                                      "(fetched when connected)")
+    weights: str = setting("", "timm models: a state dict file in timm's key names (offline weights)",
+                           metavar="FILE")
+    weights_dir: str = setting("", "a folder of <timm-name>.pth files (default $COMPETITION_WEIGHTS): colour photos "
+                                   "with the model left to auto use the first backbone found there or in timm's cache",
+                               metavar="DIR")
+    probe: Probe = setting("auto", "a pretrained backbone's linear probe on its frozen features: beside the "
+                                   "fine-tune, which starts from its head (on), alone (only), or not (off); auto: the "
+                                   "plan's choice")
+    normalise: Normalise = setting("auto", "pixels for the network: the data's statistics (from scratch), the "
+                                           "backbone's pretrained_cfg, or [-1, 1] (inception); auto: from scratch "
+                                           "data, else the one the backbone's stem statistics fit")
+    backbone_lr: float = setting(0.1, "a pretrained backbone's peak LR, as a share of the new head's")
+    image_size: int | Literal["auto"] = setting("auto", "side images are stored at (auto: their own size if they "
+                                                        "share one, else the median shorter side within the model's "
+                                                        "and device's limit)", metavar="S|auto")
+    input_size: int | Literal["auto"] = setting("auto", "side the network sees, images resized on the way in "
+                                                        "(auto: a pretrained backbone's own, else the stored size)",
+                                                metavar="S|auto")
+    resize: Resize = setting("crop", "images of another size: shorter side to S + centre crop, or longer side + pad")
+    seeds: int = setting(1, "members per fold and model")
+    folds: int = setting(4, "stratified K-fold cross-validation (every labelled image validated once); 1: one holdout")
+    val_fraction: float = setting(0.1, "the holdout's share when folds = 1")
+    split_seed: int = setting(0, "the folds' seed, shared by every member", flag=False)
+    # optimisation; auto: the recipe, SCRATCH or FINE_TUNE (below), by policy.resolve
+    epochs: int | Literal["auto"] = setting("auto", "most epochs a member (early stopping may end it sooner)")
+    batch_size: int | Literal["auto"] = setting("auto", "images a training batch")
+    lr: float | Literal["auto"] = setting("auto", "peak learning rate of AdamW (a fine-tuned head's)")
+    min_steps: int | Literal["auto"] = setting("auto", "a member's least optimiser steps (more epochs where needed)")
+    weight_decay: float = setting(5e-4, "AdamW's weight decay (not on norms and biases)")
+    label_smoothing: float = setting(0.1, "cross-entropy label smoothing")
+    schedule: Schedule = setting("onecycle", "the learning-rate schedule")
+    patience: int = setting(6, "epochs without a better validation accuracy before a member stops")
+    averaging: Averaging = setting("none", "ema: validate, checkpoint and predict with EMA weights")
+    ema_half_life: float = setting(0.5, "epochs after which an old weight counts half (averaging = ema)")
+    augment: Augmentation = field(default_factory=Augmentation, metadata={"flag": False})
     # prediction, ensemble and pseudo-labels: every choice reads out-of-fold logits only
-    tta: TestTimeAugmentation = "auto"  # shifted views, on where they win on OOF beyond chance (McNemar)
-    ensemble: EnsembleMethod = "auto"   # logits, for every metric (probabilities measured no better); greedy
-                                        # weights for several kinds of member
-    pseudo_rounds: int | Literal["auto"] = "auto"   # most rounds (a round that lowers OOF ends them); auto: 1
-                                        # under policy.LARGE_DATA labelled images, else 0
-    pseudo_threshold: float = 0.95      # share of the label-smoothing cap the confidence must reach
-    pseudo_share: float = 0.25          # share of every training batch drawn from pseudo-labels
-    pseudo_start: PseudoStart = "scratch"   # a round's members from scratch, or warm from the last round's
-                                        # (no better than more epochs at the same cost: benchmarks §20)
-    warm_epochs: float = 0.5            # a warm round's epochs, as a share of `epochs` (at least one)
-    warm_lr: float = 1.0                # a warm round's peak learning rate, as a share of `lr`
-    consistency: Consistency = "none"   # consistency training on the unlabelled test images (benchmarks §13)
-    consistency_weight: float = 1.0     # its loss's weight beside the labelled loss
+    tta: TestTimeAugmentation = setting("auto", "test-time views; auto: on where they win out of fold beyond chance")
+    ensemble: EnsembleMethod = setting("auto", "how members combine (greedy: weights chosen out of fold; auto: "
+                                               "greedy for several kinds of member, else logits)")
+    pseudo_rounds: int | Literal["auto"] = setting("auto", "pseudo-label-and-retrain rounds, most (a round that "
+                                                           "lowers the out-of-fold score ends them); auto: 1 under "
+                                                           "20,000 labelled images, else 0", metavar="R|auto")
+    pseudo_threshold: float = setting(0.95, "share of the label-smoothing cap a pseudo-label's confidence must reach")
+    pseudo_share: float = setting(0.25, "share of every training batch drawn from pseudo-labels")
+    pseudo_start: PseudoStart = setting("scratch", "a round's members from scratch, or warm from the last round's")
+    warm_epochs: float = setting(0.5, "a warm round's epochs, as a share of epochs (at least one)")
+    warm_lr: float = setting(1.0, "a warm round's peak learning rate, as a share of lr")
+    consistency: Consistency = setting("none", "also train on the unlabelled test images every step")
+    consistency_weight: float = setting(1.0, "the consistency loss's weight beside the labelled loss")
     # time: see fitting/plan.py
-    time_limit: str = "auto"            # 90s, 3m, 1h30m...: plan the recipe to fit and keep to it; none: a
-                                        # fixed recipe; auto: 3 minutes per 10,000 labelled images, at least 3
+    time_limit: str = setting("auto", "90s, 3m, 1h30m: measure this machine, plan the recipe to finish inside it, "
+                                      "and keep to it; none: a fixed recipe; auto: 3m per 10,000 labelled images, "
+                                      "at least 3m", metavar="DURATION")
     # machine
-    precision: Precision = "auto"       # "auto": bf16-mixed on a GPU or a CPU with bf16 hardware, else 32-true
-    logger: ExperimentLogger = "csv"    # each member's training log (see ExperimentLogger)
-    threads: int = 0                    # torch CPU threads; 0 = torch's default capped at the usable CPUs (cpus.py)
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    precision: Precision = setting("auto", "auto: bf16-mixed on a GPU or a CPU with bf16 hardware, else 32-true")
+    logger: ExperimentLogger = setting("csv", "each member's training log, in its folder")
+    threads: int = setting(0, "torch CPU threads (0: torch's default, capped at the usable CPUs)")
+    model_kwargs: dict[str, Any] = field(default_factory=dict, metadata={"flag": False})
 
     def __post_init__(self) -> None:
         check_choices(self)

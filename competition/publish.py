@@ -6,6 +6,8 @@ prediction is made, to score. Nothing it reads goes back into a fit.
 
 from __future__ import annotations
 
+import logging
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -30,6 +32,8 @@ from .grading.rules import read_rules
 from .workspace import atomic_write_text
 from .grading.submission import Solution, SubmissionForm, read_solution, validate_submission, write_submission
 
+LOG = logging.getLogger("competition")
+
 
 @dataclass
 class Published:
@@ -38,6 +42,7 @@ class Published:
     pseudo_precision: dict[int, float] = field(default_factory=dict)
     rank: int | None = None
     report: Path | None = None
+    record: RunRecord | None = None     # what metrics.json holds
 
 
 def submission_form(paths: CompetitionPaths) -> tuple[SubmissionForm, np.ndarray]:
@@ -161,7 +166,7 @@ def implausible(name: str, score: Score, sealed: bool = False) -> list[str]:
 
 def publish(fit: FitResult, paths: CompetitionPaths, workspace_root: Path, leaderboard: Path,
             wall_s: float, stage_s: dict[str, float], resumed: bool = False,
-            log: Callable[[str], None] = print) -> Published:
+            log: Callable[[str], None] = LOG.info) -> Published:
     """Write and validate the submission, then grade, rank, record and report it."""
     run_dir, cfg = fit.run_dir, fit.config
     form, ids = submission_form(paths)
@@ -190,7 +195,7 @@ def publish(fit: FitResult, paths: CompetitionPaths, workspace_root: Path, leade
             published.scores["submission"] = graded.score
             if not sealed:
                 submitted_record = submission_record(graded.score, form.as_submitted(fit.probabilities), solution)
-    record = run_record(fit, published, wall_s, stage_s, sealed, submitted_record, limit)
+    record = published.record = run_record(fit, published, wall_s, stage_s, sealed, submitted_record, limit)
     atomic_write_text(run_dir / RECORD, record.to_json())
     published.report = write_report(run_dir, paths)
 
@@ -215,7 +220,7 @@ def publish(fit: FitResult, paths: CompetitionPaths, workspace_root: Path, leade
             else f"private {fit.metric} {final.private}")
         log(f"leaderboard: rank {published.rank} for {paths.root.name} in {leaderboard}")
         for warning in implausible(name, final, sealed):
-            log(warning)
+            LOG.warning(warning)
     else:
         log(f"no answers for {paths.root.name} ({paths.solution} is absent): the submission cannot be scored")
     log(f"report: {published.report}")

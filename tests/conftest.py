@@ -278,7 +278,7 @@ def digits_workspace(tmp_path: Path, prepared_digits: CompetitionPaths) -> Works
 
 
 # What `python -m competition run` imports before it trains: the fork server imports it once
-HARNESS_MODULES = ("competition.cli", "competition.run", "competition.fitting.fit", "competition.fitting.train")
+HARNESS_MODULES = ("competition.cli", "competition.pipeline", "competition.fitting.fit", "competition.fitting.train")
 
 
 def _harness_main(args: list[str], output: str, cwd: str, before: Callable[[], None] | None) -> None:

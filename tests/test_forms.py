@@ -17,7 +17,7 @@ from competition.grading.grader import score_submission
 from competition.grading.leaderboard import read as read_leaderboard
 from competition.preparing.prepare import prepare_kaggle_folder
 from competition.publish import submission_form
-from competition.run import run
+from competition.pipeline import run
 
 from conftest import FRUITS, make_colour_images, silent, write_image_folder, write_kaggle_folder
 

@@ -22,7 +22,7 @@ from sklearn.metrics import f1_score
 from competition.preparing.folders import read_kaggle_folder
 from competition.grading.grader import score_submission
 from competition.publish import submission_form
-from competition.run import run
+from competition.pipeline import run
 
 from conftest import make_colour_images, silent
 

@@ -106,4 +106,4 @@ def test_no_module_imports_itself_back_through_others():
 
 def test_the_graph_sees_a_function_level_import():
     """Guards the guard: the import of `run` inside cli's `cmd_run` is an edge of the graph."""
-    assert "competition.run" in GRAPH["competition.cli"]
+    assert "competition.pipeline" in GRAPH["competition.cli"]

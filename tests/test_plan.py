@@ -316,14 +316,14 @@ def test_the_command_line_time_limit_counts_from_the_process_start():
     """Starting Python and importing torch is the user's wait too: process_start is that moment."""
     import subprocess
     import sys
-    code = ("import time; time.sleep(1.5); from competition.fitting.measure import process_start; "
+    code = ("import time; time.sleep(1.5); from competition.clock import process_start; "
             "print(time.perf_counter() - process_start())")
     elapsed = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     assert 1.5 <= elapsed < 30
 
 
 def test_a_process_start_that_proc_cannot_give_plausibly_is_the_packages_import(monkeypatch):
-    import competition
+    from competition import clock
 
     class OddProc:          # a sandbox whose /proc says the process started at boot, a week ago
         def __init__(self, path: str) -> None:
@@ -332,19 +332,19 @@ def test_a_process_start_that_proc_cannot_give_plausibly_is_the_packages_import(
         def read_text(self) -> str:
             return "604800.00 0.00" if self.path == "/proc/uptime" else "1 (python) R " + " ".join(["0"] * 49)
 
-    monkeypatch.setattr(measure, "Path", OddProc)
-    assert measure.process_start() == competition.IMPORTED_AT
+    monkeypatch.setattr(clock, "Path", OddProc)
+    assert clock.process_start() == clock.IMPORTED_AT
 
     class NoProc(OddProc):
         def read_text(self) -> str:
             raise FileNotFoundError(self.path)
 
-    monkeypatch.setattr(measure, "Path", NoProc)
-    assert measure.process_start() == competition.IMPORTED_AT
+    monkeypatch.setattr(clock, "Path", NoProc)
+    assert clock.process_start() == clock.IMPORTED_AT
 
 
 def test_a_run_started_earlier_plans_only_the_time_left_of_its_limit(tmp_path, capsys):
-    from competition.run import run
+    from competition.pipeline import run
     from competition.workspace import Workspace
     folder = write_kaggle_folder(tmp_path / "comp", n_train=80, n_test=30, side=8)
     cfg = RunConfig(models=("fastnet",), time_limit="110s")

@@ -8,7 +8,7 @@ import struct
 import pytest
 
 from competition.cli import main
-from competition.run import run
+from competition.pipeline import run
 
 from conftest import silent, write_image_folder
 

@@ -19,7 +19,7 @@ from competition.publish import submission_form
 from competition.grading.leaderboard import read
 from competition.fitting.members import MemberSpec, load_logits, plan_members, train_member
 from competition.preparing.prepare import prepare
-from competition.run import new_run_dir, open_resumed_run, run, run_record
+from competition.pipeline import new_run_dir, open_resumed_run, run, run_record
 from competition.workspace import Workspace
 from competition.fitting.device import precision_for
 

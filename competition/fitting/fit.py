@@ -12,6 +12,8 @@ test calls it; `run` adds publishing (submission, grade, leaderboard, report).
 
 from __future__ import annotations
 
+import logging
+
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -36,6 +38,8 @@ from .probe import (Features, backbone_net, backbone_of, extract_features, featu
 from .pseudo_label import PseudoLabels, select_pseudo_labels
 from ..workspace import atomic_write_text
 from .device import precision_for, training_device
+
+LOG = logging.getLogger("competition")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -169,7 +173,7 @@ def write_pseudo_labels(path: Path, pseudo: PseudoLabels) -> None:
 
 
 def fit(cfg: RunConfig, public_dir: Path, run_dir: Path, executor: Executor | None = None,
-        log: Callable[[str], None] = print, deadline: float | None = None) -> FitResult:
+        log: Callable[[str], None] = LOG.info, deadline: float | None = None) -> FitResult:
     """Train every round's members and ensemble them; reads `public_dir` only, writes under `run_dir`.
     `deadline` (a `time.time()`, from the run's time limit): members stop at the epoch boundary
     before it, and a pseudo-label round that would not end before it is not started."""

@@ -1,17 +1,15 @@
 """This machine's rates for a run's plan (plan.py): a throwaway member trained for a few short
 epochs and a prediction pass timed; a pretrained backbone's features and linear head timed; and the
-process's own start, which a time limit counts from."""
+process's threads they were measured with."""
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from .. import IMPORTED_AT
 from ..config import RunConfig
 from ..cpus import torch_threads
 from .data import pixel_stats, to_placement
@@ -20,23 +18,6 @@ from .plan import Rates
 from .predict import IDENTITY, predict
 from .probe import backbone_net, extract_features, feature_bf16, fit_linear_head
 from .train import TrainingData, train_model
-
-
-def process_start() -> float:
-    """This process's start as a `time.perf_counter()` value: a time limit counts from there, since
-    starting Python and importing torch and Lightning (4-7 s on a 2-core CPU) is the user's wait too.
-    Read from Linux's /proc (the start in clock ticks since boot, against the uptime) where that is
-    at most a few seconds before this package was imported, as it is under `python -m competition`;
-    else (no /proc, a sandbox's odd clock) the package's import."""
-    imported = IMPORTED_AT
-    try:
-        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
-        started_after_boot = int(fields[19]) / os.sysconf("SC_CLK_TCK")      # field 22, starttime
-        uptime = float(Path("/proc/uptime").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return imported
-    started = time.perf_counter() - (uptime - started_after_boot)
-    return started if imported - 5.0 <= started <= imported + 0.05 else imported
 
 
 

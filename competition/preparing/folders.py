@@ -21,6 +21,8 @@ here only find the files, `prepare` decodes them. The answers, where the folder 
 
 from __future__ import annotations
 
+import logging
+
 import hashlib
 import re
 from dataclasses import dataclass
@@ -33,6 +35,8 @@ import pandas as pd
 from .competitions import RawData
 from ..errors import DataSourceError
 from .sources import read_pixel_csv
+
+LOG = logging.getLogger("competition")
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 SAMPLE_NAMES = ("sampleSubmission.csv", "sample_submission.csv")
@@ -61,7 +65,7 @@ def folder_signature(folder: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def read_kaggle_folder(folder: Path, log: Callable[[str], None] = print) -> KaggleFolder:
+def read_kaggle_folder(folder: Path, log: Callable[[str], None] = LOG.info) -> KaggleFolder:
     folder = Path(folder)
     if not folder.is_dir():
         raise DataSourceError(f"{folder}: no such folder")

@@ -15,6 +15,8 @@ prepare never leaves a half-written competition.
 
 from __future__ import annotations
 
+import logging
+
 import hashlib
 import re
 import shutil
@@ -40,6 +42,8 @@ from ..workspace import (LABELS, TEST_IMAGES, TRAIN_IMAGES, CompetitionPaths, Wo
 from .splits import public_private_usage, stratified_split
 from ..grading.submission import SubmissionForm, form_for, write_solution, write_submission
 
+LOG = logging.getLogger("competition")
+
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,7 @@ class SplitOptions:
 
 
 def prepare(name: str, data_dir: Path, options: SplitOptions = SplitOptions(),
-            allow_download: bool = True, log: Callable[[str], None] = print,
+            allow_download: bool = True, log: Callable[[str], None] = LOG.info,
             sizes: SizeRequest = SizeRequest()) -> CompetitionPaths:
     """Prepare a registered competition under data_dir/NAME and return its paths."""
     competition = get_competition(name)
@@ -90,7 +94,7 @@ def kaggle_folder_name(folder: Path) -> str:
 
 
 def prepare_kaggle_folder(folder: Path, data_dir: Path, options: SplitOptions = SplitOptions(),
-                          metric: str | None = None, log: Callable[[str], None] = print,
+                          metric: str | None = None, log: Callable[[str], None] = LOG.info,
                           sizes: SizeRequest = SizeRequest()) -> CompetitionPaths:
     """Prepare a Kaggle-form folder in any of the forms `folders.py` reads, scored by `metric`
     (default: accuracy)."""
@@ -128,7 +132,7 @@ def take(images: Images, rows: np.ndarray) -> Images:
 
 def write_competition(paths: CompetitionPaths, *, name: str, classes: tuple[str, ...], raw: RawData,
                       usage: np.ndarray | None, options: SplitOptions, source: str, layout: Layout = Layout(),
-                      sizes: SizeRequest = SizeRequest(), log: Callable[[str], None] = print,
+                      sizes: SizeRequest = SizeRequest(), log: Callable[[str], None] = LOG.info,
                       source_signature: str | None = None) -> None:
     """Split (where the source has no test set), bring the images to one size, then write public/
     and private/ atomically."""

@@ -9,6 +9,8 @@ prediction is made, to grade; nothing read from them goes back into training.
 
 from __future__ import annotations
 
+import logging
+
 import dataclasses
 import hashlib
 import json
@@ -20,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from . import __version__
+from .version import __version__
 from .fitting import policy
 from .config import RunConfig
 from .errors import RunStateError
@@ -33,16 +35,21 @@ from .fitting.data import load_public
 from .fitting.predict import tta_views
 from .fitting.models import AUTO, model_slug
 from .fitting.device import training_device
+from .grading.metrics import Estimate
 from .publish import Published, publish
+from .record import RunRecord
 from .grading.rules import check_local_limit
 from .workspace import atomic_write_text, format_duration
 from .fitting.stopping import StopRequested, stop_on_signals
 from .fitting import stopping
 from .prepared import is_prepared, read_prepared
 
+LOG = logging.getLogger("competition")
+
 
 @dataclass(frozen=True, kw_only=True)
 class RunResult:
+    """What `run` returns: the fit, what publishing measured, and the run's record."""
     fit: FitResult
     published: Published
     wall_s: float
@@ -50,6 +57,34 @@ class RunResult:
     @property
     def run_dir(self) -> Path:
         return self.fit.run_dir
+
+    @property
+    def record(self) -> RunRecord:
+        return self.published.record
+
+    @property
+    def cv(self) -> Estimate:
+        """The out-of-fold score in the competition's metric, with its 95% interval: the one to trust."""
+        return self.record.cv
+
+    @property
+    def public(self) -> Estimate | None:
+        score = self.record.scores.get("submission")
+        return None if score is None else score.public
+
+    @property
+    def private(self) -> Estimate | None:
+        """None while the competition is sealed, or without answers."""
+        score = self.record.scores.get("submission")
+        return None if score is None else score.private
+
+    @property
+    def submission(self) -> Path:
+        return self.run_dir / "submission.csv"
+
+    @property
+    def report(self) -> Path:
+        return self.run_dir / "report.html"
 
 
 def new_run_dir(workspace: Workspace, cfg: RunConfig) -> Path:
@@ -162,12 +197,12 @@ def plan_to_time_limit(cfg: RunConfig, paths: CompetitionPaths, free: frozenset[
 
 def run(cfg: RunConfig, workspace: Workspace, kaggle_dir: Path | None = None, resume: str | None = None,
         split: SplitOptions = SplitOptions(), executor: Executor | None = None,
-        log: Callable[[str], None] = print, metric: str | None = None,
+        log: Callable[[str], None] = LOG.info, metric: str | None = None,
         given: frozenset[str] | None = None, started: float | None = None) -> RunResult:
     """Play a competition end to end: prepare, fit, publish. Returns everything it measured.
     `given`: the settings the user gave, which a time limit's plan keeps (default: those not at their defaults).
     `started`: a `time.perf_counter()` the time limit counts from (the command line's: its process's
-    start, `measure.process_start`); default: now."""
+    start, `clock.process_start`); default: now."""
     entered = time.perf_counter()
     start = entered if started is None else started
     policy.check_models(cfg)
