@@ -32,12 +32,12 @@ def test_report_for_a_tiny_digits_run_embeds_every_figure(workspace, tiny_config
     for png in figures:
         width, height = _png_size(png)
         assert 200 <= width <= 3000 and 80 <= height <= 3000, (png.name, width, height)
-        assert f"data-file='report/{png.name}'" in page
-    assert page.count("src='data:image/png;base64,") == len(figures)
+        assert f'data-file="report/{png.name}"' in page
+    assert page.count('src="data:image/png;base64,') == len(figures)
     assert "http://" not in page and "https://" not in page          # self-contained
     for heading in ("Data", "Training", "Submission", "Mistakes", "Pseudo-labels"):
         assert f"<h2>{heading}</h2>" in page
-    assert re.search(r"round 0 fold 0 seed 0 fastnet</td><td>0\.\d{4} <small>", page)
+    assert re.search(r"round 0 fold 0 seed 0 fastnet</td><td>0\.\d{4} \(0\.\d{4}-[01]\.\d{4}\)</td>", page)
     assert "CV: 2-fold out-of-fold accuracy over 1,437 labelled images" in page
 
     leaderboard = workspace.leaderboard.read_text()

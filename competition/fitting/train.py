@@ -184,7 +184,8 @@ def read_training_log(out_dir: Path) -> list[dict[str, float]]:
     events = sorted((out_dir / LOG_FOLDER).glob("events.out.tfevents.*"))
     if csv_logs:
         import pandas as pd
-        frame = pd.concat([pd.read_csv(p) for p in csv_logs], ignore_index=True)
+        parts = [pd.read_csv(p) for p in csv_logs if p.stat().st_size]    # a fit killed at once left an empty file
+        frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["epoch", "step"])
         ends = frame[frame["epoch"].notna()].groupby("epoch")["step"].max()      # each epoch's last step
         for _, row in frame.iterrows():
             # LearningRateMonitor logs at an epoch's first step, without the epoch: the first epoch ending at or after it
