@@ -229,3 +229,19 @@ def test_digit_recognizer_folder_holds_the_first_images_in_kaggles_form_and_read
     assert (raw.test_labels == test_y[:12]).all() and set(folder.usage) <= {"Public", "Private"}
     with pytest.raises(SystemExit, match="fewer than the 50"):
         digit_recognizer(tmp_path / "idx", tmp_path / "dr2", train=50)
+
+
+def test_the_gpu_check_runs_on_the_cpu_in_its_dry_run_and_writes_every_sections_figures(tmp_path, restore_threads):
+    """benchmarks/gpu_check.sh is the device check of the GPU path; here its --dry-run proves the script
+    (the CPU, tiny settings): each section's figures, or its recorded reason."""
+    from benchmarks import gpu_check
+    results = gpu_check.main(["--dry-run", "--out", str(tmp_path), "--sections", "default_run", "throughput",
+                              "photo_run"])
+    saved = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert saved["dry_run"] and set(saved) >= {"machine", "default_run", "throughput", "photo_run"}
+    assert not any("error" in results[name] for name in ("default_run", "throughput", "photo_run")), results
+    assert 0 < results["default_run"]["oof"] <= 1 and results["default_run"]["device"] == "cpu"
+    rows = results["throughput"]["rows"]
+    assert [r["model"] for r in rows][:3] == ["fastnet", "fastnet-wide", "resnet-small"]
+    assert all(r["harness_img_s"] > 0 and r["bare_cl_img_s"] > 0 for r in rows if "skipped" not in r)
+    assert results["photo_run"]["synthetic"] and any("probe:" in m for m in results["photo_run"]["members"])
