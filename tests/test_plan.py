@@ -384,3 +384,11 @@ def test_at_the_recipes_epochs_the_views_stay_unless_dropping_them_buys_a_third_
     assert (costly.pseudo_rounds, costly.tta, costly.epochs) == (0, "off", 25)
     cheap = plan_for(cost(16, small, True), small)
     assert (cheap.pseudo_rounds, cheap.tta, cheap.epochs) == (0, "auto", 16)
+
+
+def test_a_limit_past_the_ladders_richest_recipe_says_the_rest_is_left_unspent():
+    cfg = resolved(RunConfig(models=("fastnet-wide",)))
+    generous = plan.plan(cfg, RATES, limit_s=10 * 3600, budget_s=10 * 3600, free=frozenset(plan.PLANNED), **SHAPE)
+    assert generous.richest and generous.unspent and "left unspent" in generous.line()
+    tight = plan.plan(cfg, RATES, limit_s=60, budget_s=60, free=frozenset(plan.PLANNED), **SHAPE)
+    assert not tight.unspent and "left unspent" not in tight.line()

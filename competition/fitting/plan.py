@@ -132,6 +132,12 @@ class Plan:
     estimate_s: float           # training, prediction and publishing, as costed
     rates: Rates
     fits: bool                  # False: even the smallest recipe is estimated over the budget
+    richest: bool = False       # the ladder's first rung: more time buys nothing more
+
+    @property
+    def unspent(self) -> bool:
+        """The richest recipe leaves over a third of the time: the ladder ends before the limit does."""
+        return self.richest and self.estimate_s < 0.66 * self.budget_s * SAFETY
 
     def line(self) -> str:
         c = self.config
@@ -149,6 +155,8 @@ class Plan:
                 f"{format_duration(self.limit_s)} time limit, at {speed} on "
                 f"{self.rates.device}, {self.rates.precision}"
                 + ("" if self.fits else "; the smallest recipe is over the limit, so members will be cut short")
+                + ("; this is the ladder's richest recipe: beyond it more seeds, rounds and epochs were not measured "
+                   "to pay (benchmarks/README.md), so the rest of the limit is left unspent" if self.unspent else "")
                 + (f"; warning: the measured epoch got {self.rates.cpu_share:.0%} of its threads' CPU time (another "
                    f"process is using the cores, or fewer are allowed than torch's {self.rates.threads} threads), "
                    f"so this plan is smaller than the idle machine's: rerun when it is idle, or with "
@@ -260,6 +268,7 @@ def plan(cfg: RunConfig, rates: Rates, *, limit_s: float, budget_s: float, label
     # digits 15 epochs without them beat 10 with them, 20 without about matched 15 with (§18), and 25
     # without beat 15 with (§20)
     view_choices = (True, False) if "tta" in free and cfg.tta == "auto" else (True,)
+    applicable = [t for t in tiers if not (t.wide and not can_widen)]      # the ladder this run may climb
     for tier in tiers:
         least = max(1, math.ceil(tier.least_epochs * recipe_epochs)) if "epochs" in free else recipe_epochs
         tier_rates = rates
@@ -295,7 +304,7 @@ def plan(cfg: RunConfig, rates: Rates, *, limit_s: float, budget_s: float, label
         chosen = with_views if views_pay or without is None else without
         if chosen is not None:
             return Plan(config=chosen, limit_s=limit_s, budget_s=budget_s, estimate_s=cost(chosen, tier_rates),
-                        rates=tier_rates, fits=True)
+                        rates=tier_rates, fits=True, richest=tier is applicable[0] and longest == chosen.epochs)
     smallest = recipe(tiers[-1], 1 if "epochs" in free and tiers[-1].probe != "only" else recipe_epochs)
     return Plan(config=smallest, limit_s=limit_s, budget_s=budget_s, estimate_s=cost(smallest, rates), rates=rates,
                 fits=False)
