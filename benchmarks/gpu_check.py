@@ -135,7 +135,7 @@ def harness_rate(model: str, shape: tuple[int, int, int], batch: int, epochs: in
     from competition.fitting.train import TrainingData, train_model
     channels, height, width = shape
     cfg = resolve(RunConfig(models=(model,), epochs=epochs, batch_size=batch, patience=epochs, logger="none"),
-                  channels=channels, labelled=images_n, stored_size=height, hflip_safe=channels == 3)
+                  channels=channels, labelled=images_n, stored_size=height, hflip=channels == 3)
     images = torch.randint(0, 256, (images_n, channels, height, width), dtype=torch.uint8, device=device)
     labels = torch.randint(0, 10, (images_n,), device=device)
     data = TrainingData(train_images=images, train_labels=labels, val_images=images[:256], val_labels=labels[:256],

@@ -25,7 +25,7 @@ from .common import add_output_flag, command, write_result
 def rate(model: str, size: int, batch_size: int, steps: int, precision: str) -> float:
     device = training_device()
     cfg = resolve(RunConfig(models=(model,), precision=precision), channels=3, labelled=1000, stored_size=size,
-                  hflip_safe=True)
+                  hflip=True)
     module = Classifier.from_config(cfg, model=model, num_classes=2, image_shape=(3, size, size),
                                     mean=(0.5,) * 3, std=(0.25,) * 3, steps_per_epoch=steps + 2,
                                     ).to(device).train()

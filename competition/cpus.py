@@ -3,8 +3,7 @@
 `os.cpu_count()` counts the machine's CPUs and torch's default thread count its cores; neither
 knows the process's affinity mask or a container's CPU quota (cgroups: `docker run --cpus 2`, a
 Kubernetes CPU limit). Threads beyond what the process may use wait on each other for a core
-(benchmarks/README.md §14: two threads given one core's worth trained several times slower than
-one). joblib's `cpu_count` (joblib ships with scikit-learn) reads all three, and
+(two threads given one core's worth trained several times slower than one). joblib's `cpu_count` (joblib ships with scikit-learn) reads all three, and
 `LOKY_MAX_CPU_COUNT` caps it by hand.
 """
 

@@ -227,7 +227,7 @@ def run(cfg: RunConfig, workspace: Workspace, kaggle_dir: Path | None = None, re
         cfg = policy.resolve(cfg.replace(competition=paths.root.name, image_size=info.height if
                                          info.height == info.width else cfg.image_size),
                              channels=info.channels, labelled=info.train_size, stored_size=info.height,
-                             hflip_safe=info.hflip, multi_label=info.multi_label,
+                             hflip=info.hflip, multi_label=info.multi_label,
                              sample_images=load_public(paths.public).train_images[:64],
                              device_type=training_device().type)
         scratch_timm = [m for m in cfg.models if m.startswith("timm/") and not cfg.weights]

@@ -31,10 +31,10 @@ class PreparedCompetition:
     source: str                         # where the data came from, for people
     form: str                           # the Kaggle form of its public files: pixel-csv | image-folder | ...
     classes: tuple[str, ...]            # class k's name
-    image_shape: tuple[int, int, int]   # (height, width, channels) of the stored uint8 images
-    resize: str = "none"                # how the originals reached image_shape: none | crop | pad
+    stored_shape: tuple[int, int, int]  # (height, width, channels) of the stored uint8 images (tensors are CHW)
+    resize: str = "none"                # how the originals reached stored_shape: none | crop | pad
     original_sizes: str = ""            # the originals' sizes (e.g. "min 120x98, median 375x499, max ..."), for people
-    size_request: str = ""              # what chose image_shape (images.SizeRequest.key): another is prepared again
+    size_request: str = ""              # what chose stored_shape (images.SizeRequest.key): another is prepared again
     metric: str = "accuracy"
     submission: SubmissionForm = field(default_factory=SubmissionForm)
     hflip: bool = False                 # a mirrored image keeps its class (photos; never digits or letters)
@@ -56,15 +56,15 @@ class PreparedCompetition:
 
     @property
     def height(self) -> int:
-        return self.image_shape[0]
+        return self.stored_shape[0]
 
     @property
     def width(self) -> int:
-        return self.image_shape[1]
+        return self.stored_shape[1]
 
     @property
     def channels(self) -> int:
-        return self.image_shape[2]
+        return self.stored_shape[2]
 
     @property
     def split_options(self) -> dict[str, float | int]:
@@ -84,7 +84,9 @@ class PreparedCompetition:
             # a description written before the field: mean column-wise AUC only ranks each column
             values["submission"].setdefault("rows_sum_to_one", values.get("metric") != "mean-roc-auc")
             values["submission"] = SubmissionForm.from_dict(values["submission"])
-            for name in ("classes", "image_shape", "notes"):
+            if "image_shape" in values:         # a description written before the name said HWC
+                values["stored_shape"] = values.pop("image_shape")
+            for name in ("classes", "stored_shape", "notes"):
                 values[name] = tuple(values[name])
             return cls(**values)
         except (ValueError, TypeError, KeyError, AttributeError) as e:
@@ -125,5 +127,5 @@ def is_prepared(paths: CompetitionPaths) -> bool:
             labels_ok = len(arrays["train_labels"]) == info.train_size and len(arrays["test_ids"]) == info.test_size
     except (DataSourceError, OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return False
-    shape = tuple(info.image_shape)
+    shape = tuple(info.stored_shape)
     return labels_ok and train.shape == (info.train_size, *shape) and test.shape == (info.test_size, *shape)

@@ -296,7 +296,7 @@ def write_report(run_dir: Path, paths: CompetitionPaths) -> Path:
                             f"its logits no longer match these test images, so no report is written")
     public = load_public(paths.public)
     classes = public.classes
-    height, width, channels = info.image_shape
+    height, width, channels = info.stored_shape
     metric = get_metric(info.metric)
     curves = curve_figure(run_dir, record, out)
     sections = [{"title": "Data", "figures": data_figures(public, out, list(info.notes)),

@@ -229,15 +229,15 @@ def resolve_for():
     def resolve_for(cfg: RunConfig, paths) -> RunConfig:
         info = read_prepared(paths.public)
         return policy.resolve(cfg, channels=info.channels, labelled=info.train_size, stored_size=info.height,
-                              hflip_safe=info.hflip, multi_label=info.multi_label)
+                              hflip=info.hflip, multi_label=info.multi_label)
     return resolve_for
 
 
 def resolved(cfg: RunConfig, *, channels: int = 1, labelled: int = 4000, stored_size: int = 28,
-             hflip_safe: bool = False) -> RunConfig:
+             hflip: bool = False) -> RunConfig:
     """`cfg` made concrete (policy.resolve) for a grey competition of this shape: what a unit test of
     the planner or of a module passes, since those read no `auto`."""
-    return policy.resolve(cfg, channels=channels, labelled=labelled, stored_size=stored_size, hflip_safe=hflip_safe)
+    return policy.resolve(cfg, channels=channels, labelled=labelled, stored_size=stored_size, hflip=hflip)
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

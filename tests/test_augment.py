@@ -51,7 +51,7 @@ def test_pure_shift_moves_the_ink_without_losing_it():
 
 def test_augmentation_with_a_seeded_generator_is_reproducible_and_works_on_8px():
     x = _batch(size=8)
-    warps = Augmentation().resolved(hflip_safe=False, fine_tuning=True)
+    warps = Augmentation().resolved(hflip=False, fine_tuning=True)
     a = augment(x, warps, torch.Generator().manual_seed(1))
     b = augment(x, warps, torch.Generator().manual_seed(1))
     assert torch.equal(a, b) and a.shape == (16, 1, 8, 8)
@@ -117,9 +117,9 @@ def test_hflip_on_mirrors_about_half_of_a_batch_exactly():
 
 
 def test_hflip_auto_follows_the_competition():
-    assert Augmentation().resolved(hflip_safe=True).hflip == "on"
-    assert Augmentation().resolved(hflip_safe=False).hflip == "off"
-    assert Augmentation(hflip="off").resolved(hflip_safe=True).hflip == "off"
+    assert Augmentation().resolved(hflip=True).hflip == "on"
+    assert Augmentation().resolved(hflip=False).hflip == "off"
+    assert Augmentation(hflip="off").resolved(hflip=True).hflip == "off"
 
 
 def test_pixel_statistics_are_per_channel():
@@ -161,21 +161,21 @@ def test_random_resized_crops_stay_inside_the_image_and_keep_at_least_their_shar
 
 def test_crops_are_on_when_fine_tuning_and_off_from_scratch_unless_set():
     from competition.config import FINE_TUNE_CROP
-    assert Augmentation().resolved(hflip_safe=True, fine_tuning=True).crop == FINE_TUNE_CROP
-    assert Augmentation().resolved(hflip_safe=True).crop == 0.0
-    assert Augmentation(crop=0.5).resolved(hflip_safe=False).crop == 0.5
+    assert Augmentation().resolved(hflip=True, fine_tuning=True).crop == FINE_TUNE_CROP
+    assert Augmentation().resolved(hflip=True).crop == 0.0
+    assert Augmentation(crop=0.5).resolved(hflip=False).crop == 0.5
 
 
 def test_rotation_zoom_and_shear_are_on_when_fine_tuning_and_off_from_scratch_unless_set():
     from competition.config import WARPS, ConfigError
 
     def warps(aug: Augmentation, fine_tuning: bool) -> dict:
-        resolved = aug.resolved(hflip_safe=True, fine_tuning=fine_tuning)
+        resolved = aug.resolved(hflip=True, fine_tuning=fine_tuning)
         return {name: getattr(resolved, name) for name in WARPS}
 
     assert warps(Augmentation(), fine_tuning=True) == WARPS == {"rotation": 10.0, "zoom": 0.1, "shear": 0.1}
     assert warps(Augmentation(), fine_tuning=False) == {"rotation": 0.0, "zoom": 0.0, "shear": 0.0}
     assert warps(Augmentation(rotation=4.0), fine_tuning=False)["rotation"] == 4.0
-    assert Augmentation().resolved(hflip_safe=False).shift == 0.08              # shifts stay on from scratch
+    assert Augmentation().resolved(hflip=False).shift == 0.08              # shifts stay on from scratch
     with pytest.raises(ConfigError, match="augment.rotation, zoom, shear = auto: policy.resolve"):
         augment(_batch(size=8), Augmentation())             # unresolved warps are refused, not guessed

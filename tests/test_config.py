@@ -95,7 +95,7 @@ def test_pseudo_rounds_take_a_count_or_auto_and_nothing_else(tmp_path):
 def test_auto_settings_follow_the_data_and_explicit_ones_are_kept(tmp_path):
     small, large = LARGE_DATA - 1, LARGE_DATA
     def auto(channels: int, labelled: int, cfg: RunConfig = RunConfig()) -> RunConfig:
-        return resolve(cfg, stored_size=28, channels=channels, labelled=labelled, hflip_safe=channels == 3)
+        return resolve(cfg, stored_size=28, channels=channels, labelled=labelled, hflip=channels == 3)
 
     assert (auto(1, small).models, auto(1, small).pseudo_rounds) == (("fastnet",), 1)
     assert (auto(1, large).models, auto(1, large).pseudo_rounds) == (("fastnet-wide",), 0)

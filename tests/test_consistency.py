@@ -40,7 +40,7 @@ def test_a_consistency_member_trains_on_the_test_images_and_reloads_to_the_same_
                                                                                      method):
     public, tiny_config, _ = digits_fold
     cfg = resolve(tiny_config.replace(consistency=method, epochs=2), stored_size=8, channels=1, labelled=len(public.train_labels),
-                  hflip_safe=False)
+                  hflip=False)
     data, _ = fold_data(public, cfg, 0, training_device())
     trained = train_model(data, cfg, "fastnet", seed=0, out_dir=tmp_path / "m", unlabelled=public.test_images)
     plain = train_model(data, cfg.replace(consistency="none"), "fastnet", seed=0, out_dir=tmp_path / "p")
@@ -61,7 +61,7 @@ def test_a_consistency_member_trains_on_the_test_images_and_reloads_to_the_same_
 def test_consistency_without_unlabelled_images_is_refused(tmp_path, digits_fold):
     public, tiny_config, _ = digits_fold
     cfg = resolve(tiny_config.replace(consistency="fixmatch", epochs=1), stored_size=8, channels=1,
-                  labelled=len(public.train_labels), hflip_safe=False)
+                  labelled=len(public.train_labels), hflip=False)
     data, _ = fold_data(public, cfg, 0, training_device())
     with pytest.raises(ConfigError, match="trains on unlabelled images; none were given"):
         train_model(data, cfg, "fastnet", seed=0, out_dir=tmp_path / "m")
@@ -69,4 +69,4 @@ def test_consistency_without_unlabelled_images_is_refused(tmp_path, digits_fold)
 
 def test_consistency_is_refused_for_several_labels_an_image():
     with pytest.raises(ConfigError, match="consistency = fixmatch is written for one class an image"):
-        resolve(RunConfig(consistency="fixmatch"), stored_size=28, channels=1, labelled=100, hflip_safe=False, multi_label=True)
+        resolve(RunConfig(consistency="fixmatch"), stored_size=28, channels=1, labelled=100, hflip=False, multi_label=True)

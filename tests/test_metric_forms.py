@@ -238,9 +238,9 @@ def test_multi_label_folds_are_stratified_label_by_label():
 
 
 def test_a_multi_label_competition_averages_logits():
-    assert resolve(RunConfig(), stored_size=28, channels=3, labelled=100, hflip_safe=True, multi_label=True).pseudo_rounds == 1
+    assert resolve(RunConfig(), stored_size=28, channels=3, labelled=100, hflip=True, multi_label=True).pseudo_rounds == 1
     with pytest.raises(ConfigError, match="averages logits"):
-        resolve(RunConfig(ensemble="probs"), stored_size=28, channels=3, labelled=100, hflip_safe=True, multi_label=True)
+        resolve(RunConfig(ensemble="probs"), stored_size=28, channels=3, labelled=100, hflip=True, multi_label=True)
 
 
 def test_multi_label_pseudo_labels_need_every_label_confident_and_every_member_agreeing():

@@ -35,7 +35,7 @@ def test_a_weights_file_initialises_the_backbone_and_a_new_head_for_the_classes(
 
 def test_fine_tuning_normalises_as_the_backbone_learnt_and_gives_it_a_share_of_the_heads_rate(backbone_weights):
     cfg = resolved(RunConfig(models=(MODEL,), weights=str(backbone_weights), lr=1e-3, backbone_lr=0.1,
-                             normalise="backbone"), channels=3, stored_size=32, hflip_safe=True)
+                             normalise="backbone"), channels=3, stored_size=32, hflip=True)
     module = Classifier.from_config(cfg, model=MODEL, num_classes=2, image_shape=(3, 32, 32), mean=(0.5,) * 3,
                                     std=(0.2,) * 3, steps_per_epoch=4)
     assert module.mean == timm.models.get_pretrained_cfg("test_efficientnet").mean

@@ -76,7 +76,7 @@ def test_a_fine_tune_starts_its_classifier_from_the_probes_head(backbone_weights
     load_head_into(net, head)
     assert torch.equal(net.get_classifier().weight, head.weight) and torch.equal(net.get_classifier().bias, head.bias)
     cfg = resolved(RunConfig(models=(MODEL,), weights=str(backbone_weights), normalise="backbone", folds=2),
-                   channels=3, stored_size=32, hflip_safe=True)
+                   channels=3, stored_size=32, hflip=True)
     assert cfg.member_models == ("probe:" + MODEL, MODEL) and cfg.ensemble == "greedy"
     specs = plan_members(cfg, 0, tmp_path / "public", tmp_path / "run")
     probes, tuned = specs[:2], specs[2:]
@@ -129,7 +129,7 @@ PROBE_RATES = plan.Rates(train=20.0, predict=60.0, member_setup_s=1.0, device="c
 
 def test_a_short_limit_plans_the_probe_alone_without_measuring_a_fine_tune(backbone_weights):
     cfg = resolved(RunConfig(models=(MODEL,), weights=str(backbone_weights), normalise="backbone"), channels=3,
-                   labelled=1500, stored_size=224, hflip_safe=True)
+                   labelled=1500, stored_size=224, hflip=True)
     measured = []
     planned = plan.plan(cfg, PROBE_RATES, limit_s=180, budget_s=170, labelled=1500, test=500, views=2,
                           large_data=False, free=frozenset(plan.PLANNED),
@@ -144,7 +144,7 @@ def test_a_short_limit_plans_the_probe_alone_without_measuring_a_fine_tune(backb
 
 def test_a_long_limit_measures_a_fine_tune_once_and_plans_it_beside_the_probe(backbone_weights):
     cfg = resolved(RunConfig(models=(MODEL,), weights=str(backbone_weights), normalise="backbone"), channels=3,
-                   labelled=1500, stored_size=224, hflip_safe=True)
+                   labelled=1500, stored_size=224, hflip=True)
     measured = []
     planned = plan.plan(cfg, PROBE_RATES, limit_s=4 * 3600, budget_s=4 * 3600, labelled=1500, test=500, views=2,
                           large_data=False, free=frozenset(plan.PLANNED),

@@ -24,7 +24,7 @@ def precision_for(cfg: RunConfig, device: torch.device) -> str:
     """`auto`: bf16 autocast where the hardware has it, float32 elsewhere; and float32 for timm
     models on a CPU. The project's own dense-conv nets train 1.3-2x faster in bf16 on a Zen 4 CPU
     (accuracy within noise), but timm's depthwise-conv backbones train 1.7x slower there
-    (EfficientNet-Lite0 at 96 px: 63 against 106 images/s; benchmarks/README.md §11)."""
+    (EfficientNet-Lite0 at 96 px: 63 against 106 images/s)."""
     if cfg.precision != "auto":
         return cfg.precision
     if device.type == "cpu" and any(m.startswith("timm/") for m in cfg.models):

@@ -43,8 +43,8 @@ def measure_rates(public, cfg: RunConfig, device: torch.device, steps: int = 6) 
         # the first member of a process pays one-off warm-ups (imports, kernel choices): this one
         trained = train_model(data, probe, cfg.models[0], seed=0, out_dir=Path(folder) / "warm",
                               unlabelled=unlabelled)
-        # a process's first member is still warming in its second epoch (well below the steady rate:
-        # benchmarks/README.md §14): the faster of epochs two and three is its rate
+        # a process's first member is still warming in its second epoch (well below the steady rate):
+        # the faster of epochs two and three is its rate
         ends = [(row["elapsed_s"], row["cpu_s"]) for row in trained.history[:3]]
         epoch_s, epoch_cpu_s = min((b[0] - a[0], b[1] - a[1]) for a, b in zip(ends, ends[1:]))
         epoch_s = max(epoch_s, 1e-3)

@@ -1,6 +1,6 @@
 """Architectures in a registry by name: `create_model(name, num_classes, in_chans, image_size, **kw)`.
 
-Each seed write-up's model (see ../shared/seeds/), the project's grey default `fastnet`, its
+Each seed write-up's model (the MNIST/notMNIST-era Kaggle write-ups: notMNIST's winner, seed 001's VGG-BN, Udacity's assignments), the project's grey default `fastnet`, its
 colour default `resnet-small`, and, where timm is installed, any timm model as `timm/<name>`.
 Every model takes (B, in_chans, H, W) normalised images of any size (8x8, 28x28, 32x32,
 non-square) and returns (B, num_classes) logits. `auto` picks the default for the channels.
@@ -232,7 +232,7 @@ def notmnist_winner(num_classes: int, in_chans: int, image_size: tuple[int, int]
 # to bf16 on two), with the same OOF on mnist-5k and fashion-5k and the same validation on a
 # fashion-mnist fold; on digits' 8 and 4 px maps, where there is no time to save, it cost 0.6 pp OOF.
 # `resnet-small`'s stages do the same: 1.1-1.3x faster members, validation -0.6 to +4.5 pp on two folds
-# each of natural-images (30 px) and Dogs vs. Cats (64 px) (benchmarks/README.md §19).
+# each of natural-images (30 px) and Dogs vs. Cats (64 px).
 POOL_FIRST_SIDE = 14
 
 

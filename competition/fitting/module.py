@@ -137,7 +137,7 @@ class Classifier(L.LightningModule):
         torch.manual_seed(self.hparams.seed * 1_000_003 + self.global_step)
         if self.hparams.get("weights"):
             # a fine-tuned backbone keeps ImageNet's batch-norm statistics: batches of a few dozen
-            # photos would replace them with noisy ones (benchmarks/README.md §11). Set here, per
+            # photos would replace them with noisy ones. Set here, per
             # step, because Lightning restores each layer's train/eval mode around validation.
             for layer in self.net.modules():
                 if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm):

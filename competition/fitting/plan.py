@@ -67,7 +67,7 @@ class Rates:
 
     def threads_got(self) -> int:
         """The threads' worth of CPU the probe got: that many threads no longer wait on each other for
-        a core, and trained several times faster beside a busy process (benchmarks/README.md §14)."""
+        a core, and trained several times faster beside a busy process."""
         return max(1, round(self.threads * (self.cpu_share or 1.0)))
 
 
@@ -87,26 +87,26 @@ class Tier:
 
 
 # Richest first. Where labels are few a pseudo-label round paid +0.23 pp OOF on mnist-5k, and a
-# second seed per fold as much at about the same time (benchmarks/README.md §6), so the round
+# second seed per fold as much at about the same time, so the round
 # comes before seeds; a rung with more seeds may give up a fifth of the epochs (the one-cycle
 # schedule still anneals) before the next rung down. One seed with the round needs a third more
 # than the recipe's epochs (20): out of fold on mnist-5k, fashion-5k, digits, Natural Images and
 # Dogs vs. Cats, 4 folds x 20 epochs without it beat 4 x 13 with it on all five at two thirds of
 # the cost, and 4 x 25 without it scored 0.32 pp above 4 x 15 with it on average (ahead by 0.75-1.06
-# on fashion-5k and Natural Images, within 0.15 elsewhere) at 70% of the cost (§18, §20). Without
+# on fashion-5k and Natural Images, within 0.15 elsewhere) at 70% of the cost. Without
 # the round a rung spends time left on up to two thirds more epochs (25 beat 20 on four of the five,
 # by 0.5-0.8 pp on the harder three) and gives epochs up down to half the recipe; folds go last
 # (fewer folds train each member on less). From
-# `policy.LARGE_DATA` labelled images the round is not worth its time (§9), and neither are
+# `policy.LARGE_DATA` labelled images the round is not worth its time, and neither are
 # short members: on fashion-mnist one 10% holdout with members of the full 15 epochs validated at
-# 0.9367-0.9375 against 0.9193 out of fold for 3 folds x 7 epochs and 0.9269 for 4 folds x 11 (§14),
+# 0.9367-0.9375 against 0.9193 out of fold for 3 folds x 7 epochs and 0.9269 for 4 folds x 11,
 # so there the folds go (to one holdout) before the epochs do. On that holdout (fashion-mnist, float32,
-# 20m) one member of 20 epochs validated at 0.9380, one of 15 at 0.9350 and two of 12 at 0.9340 (§14;
-# §9's fold 0: 20 epochs 0.9188 against 15's 0.9143): two seeds only at full length, and a holdout
+# 20m) one member of 20 epochs validated at 0.9380, one of 15 at 0.9350 and two of 12 at 0.9340 (on
+# fold 0: 20 epochs 0.9188 against 15's 0.9143): two seeds only at full length, and a holdout
 # rung spends time left on up to a third more epochs. Richer still, where the model was
 # left to `auto`: its wider sibling (`fastnet-wide`, about half the rate). One wide seed per fold with
 # the round scored at or above five narrow seeds in a third to a half of their time, out of fold on
-# mnist-5k, fashion-5k and digits (§14), so the wide rungs come first, each needing 80% of the epochs.
+# mnist-5k, fashion-5k and digits, so the wide rungs come first, each needing 80% of the epochs.
 TIERS = (Tier(4, 3, 1, 0.8, wide=True), Tier(4, 2, 1, 0.8, wide=True), Tier(4, 1, 1, 0.8, wide=True),
          Tier(4, 5, 1, 0.8), Tier(4, 3, 1, 0.8), Tier(4, 2, 1, 0.8),
          Tier(4, 1, 1, 4 / 3, most_epochs=4 / 3), Tier(4, 1, 0, 0.5, most_epochs=5 / 3), Tier(3, 1, 0, 0.4),
@@ -265,8 +265,8 @@ def plan(cfg: RunConfig, rates: Rates, *, limit_s: float, budget_s: float, label
         LARGE_DATA_TIERS if large_data else TIERS
     # test-time views (`tta = auto`: predicted on the test set when OOF chose them) go before the
     # recipe's epochs do, and where they cost a third of them: out of fold on mnist-5k, fashion-5k and
-    # digits 15 epochs without them beat 10 with them, 20 without about matched 15 with (§18), and 25
-    # without beat 15 with (§20)
+    # digits 15 epochs without them beat 10 with them, 20 without about matched 15 with, and 25
+    # without beat 15 with
     view_choices = (True, False) if "tta" in free and cfg.tta == "auto" else (True,)
     applicable = [t for t in tiers if not (t.wide and not can_widen)]      # the ladder this run may climb
     for tier in tiers:

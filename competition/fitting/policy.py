@@ -103,11 +103,11 @@ def check_models(cfg: RunConfig) -> None:
             raise ConfigError(f"models: {e}") from None
 
 
-def resolve(cfg: RunConfig, *, channels: int, labelled: int, stored_size: int, hflip_safe: bool,
+def resolve(cfg: RunConfig, *, channels: int, labelled: int, stored_size: int, hflip: bool,
             multi_label: bool = False, sample_images: torch.Tensor | None = None, device_type: str = "cpu"
             ) -> RunConfig:
     """Every `auto` of `cfg` for one prepared competition: `channels`, `labelled` images stored at
-    `stored_size`; `hflip_safe`: a mirrored image keeps its class; `sample_images` (uint8, a few
+    `stored_size`; `hflip`: a mirrored image keeps its class; `sample_images` (uint8, a few
     dozen training images): what a pretrained backbone's normalisation is chosen on (its stem's
     batch-norm statistics; no labels read); `device_type`: what the backbone table is read for. Every later stage reads these values, never `auto`.
     A multi-label competition averages logits: probability averaging and greedy weights are
@@ -140,7 +140,7 @@ def resolve(cfg: RunConfig, *, channels: int, labelled: int, stored_size: int, h
             stem_normalisation(models[0], weights, sample_images) if sample_images is not None else "backbone"
     resolved = cfg.replace(
         models=models, weights=weights, pretrained=False, probe=probe, pseudo_rounds=rounds, input_size=input_size,
-        normalise=normalise, augment=cfg.augment.resolved(hflip_safe, fine_tuning=bool(weights)),
+        normalise=normalise, augment=cfg.augment.resolved(hflip, fine_tuning=bool(weights)),
         **{name: recipe[name] for name in RECIPE_FIELDS if getattr(cfg, name) == "auto"})
     ensemble = cfg.ensemble
     if ensemble == "auto":
@@ -153,7 +153,7 @@ def resolve_for(cfg: RunConfig, public, device_type: str = "cpu") -> RunConfig:
     members itself call."""
     channels, height, _ = public.image_shape
     return resolve(cfg, channels=channels, labelled=len(public.train_labels), stored_size=height,
-                   hflip_safe=public.hflip, multi_label=public.competition.multi_label,
+                   hflip=public.hflip, multi_label=public.competition.multi_label,
                    sample_images=public.train_images[:64], device_type=device_type)
 
 

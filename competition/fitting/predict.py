@@ -38,13 +38,12 @@ class View:
 IDENTITY = (View(),)
 # Digits and letters: the plain image first (TTA off is view 0 alone), then every one-pixel shift,
 # the diagonals too (the 3x3 neighbourhood). Against the four straight shifts alone, the diagonals
-# raised out-of-fold accuracy by 0.07 pp on fashion-mnist and 0.08 pp on mnist-5k (§10 of
-# benchmarks/README.md).
+# raised out-of-fold accuracy by 0.07 pp on fashion-mnist and 0.08 pp on mnist-5k.
 TTA_VIEWS = (View(), View(1, 0), View(-1, 0), View(0, 1), View(0, -1),
              View(1, 1), View(1, -1), View(-1, 1), View(-1, -1))
 # Photos (training mirrored them): the image and its mirror. Zero-filled shifts cost photos out-of-
 # fold accuracy (natural-images: 0.8712 plain, 0.8720 with the mirror, 0.8563 with the 18 shifted
-# and mirrored views), and at 160 px a one-pixel shift is nearly the image again (§10).
+# and mirrored views), and at 160 px a one-pixel shift is nearly the image again.
 MIRROR_VIEWS = (View(), View(mirror=True))
 
 
@@ -70,7 +69,7 @@ def shift(images: torch.Tensor, view: View) -> torch.Tensor:
 
 # A quarter of a megapixel a batch: 334 digits of 28 px, 16 photos of 160 px (the floor). On 2 CPU
 # cores, unfolded, `fastnet` predicted 1.3x faster in batches of 334 than of 668 and `fastnet-wide`
-# about the same, folded 1.0x and 1.2x (benchmarks/README.md §18); EfficientNet-Lite0 at 160 px
+# about the same, folded 1.0x and 1.2x; EfficientNet-Lite0 at 160 px
 # predicted 27 images/s in batches of 256, 48 in batches of 16.
 PIXELS_PER_BATCH = 2 ** 18
 
@@ -84,8 +83,7 @@ def fold_batch_norms(net: nn.Module, memory_format: torch.memory_format = torch.
     """An evaluation copy of `net` in which each batch norm that follows a convolution in an
     `nn.Sequential`, directly or through a max-pool, is folded into that convolution's weights and
     bias: the same function to float rounding, one pass over the activations fewer (at equal batches
-    `fastnet` predicted 1.2-1.5x faster on 2 CPU cores, `resnet-small` 1.3x: benchmarks/README.md
-    §18). Folded weights take `memory_format`, the net's. Only `nn.BatchNorm2d` itself is folded: a
+    `fastnet` predicted 1.2-1.5x faster on 2 CPU cores, `resnet-small` 1.3x). Folded weights take `memory_format`, the net's. Only `nn.BatchNorm2d` itself is folded: a
     subclass may do more (timm's `BatchNormAct2d` applies its activation too), so it is left as it is."""
     folded = copy.deepcopy(net).eval()
     for sequence in folded.modules():

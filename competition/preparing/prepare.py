@@ -167,7 +167,7 @@ def write_competition(paths: CompetitionPaths, *, name: str, classes: tuple[str,
         pixel_csv = layout.form == "pixel-csv" and channels == 1 and height == width
         info = PreparedCompetition(
             name=name, source=source, form=layout.form if pixel_csv or layout.form != "pixel-csv" else "image-folder",
-            classes=tuple(classes), image_shape=(height, width, channels),
+            classes=tuple(classes), stored_shape=(height, width, channels),
             resize=sizes.resize if resized else "none", original_sizes=original, size_request=sizes.key,
             metric=layout.metric, submission=layout.submission, hflip=layout.hflip,
             train_size=int(len(train_labels)), test_size=int(len(test_ids)), split=split,
@@ -295,7 +295,7 @@ def ensure_prepared(workspace: Workspace, competition: str, kaggle_dir: Path | N
             info = read_prepared(paths.public)
             same_split = info.split_options == asdict(options)
             same_source = kaggle_dir is None or info.source_signature == folder_signature(kaggle_dir)
-            same_size = sizes is None or sizes.accepts(info.size_request, info.image_shape, info.resize)
+            same_size = sizes is None or sizes.accepts(info.size_request, info.stored_shape, info.resize)
             if same_split and same_source and same_size and metric in (None, info.metric):
                 return paths
             why = "other split options" if not same_split else \
