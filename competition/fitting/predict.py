@@ -9,6 +9,7 @@ views that made it.
 from __future__ import annotations
 
 import copy
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,15 +115,27 @@ def predict(module: Classifier, images: torch.Tensor, views: tuple[View, ...] = 
     device = next(module.parameters()).device
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     out = []
+    bar = progress(len(images) * len(views), "predicting")
     for view in views:
         chunks = []
         for i in range(0, len(images), batch_size):
             stopping.check()
+            bar.update(min(batch_size, len(images) - i))
             batch = shift(images[i:i + batch_size].to(device, non_blocking=True), view)
             with autocast:
                 chunks.append(net(module.preprocess(batch, train=False)).float().cpu())
         out.append(torch.cat(chunks) if chunks else torch.zeros(0, module.hparams.num_classes))
+    bar.close()
     return torch.stack(out)
+
+
+PROGRESS_FROM = 20_000     # images x views: a prediction this large shows a progress bar on a terminal
+
+
+def progress(total: int, what: str, least: int = PROGRESS_FROM):
+    """A tqdm bar for a long pass over `total` images (a large test set, its views), on a terminal only."""
+    from tqdm import tqdm
+    return tqdm(total=total, unit="img", desc=what, leave=False, disable=total < least or not sys.stderr.isatty())
 
 
 def load_classifier(checkpoint: Path, device: torch.device) -> Classifier:

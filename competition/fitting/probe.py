@@ -33,7 +33,7 @@ from . import stopping
 from ..config import PROBE_PREFIX, RunConfig
 from ..errors import DataSourceError
 from .models import create_model, normalisation
-from .predict import View, shift
+from .predict import View, progress, shift
 from .device import native_bf16
 
 C_CANDIDATES = (0.01, 0.1, 1.0)     # inverse L2 strength of the head, chosen inside each fold
@@ -85,10 +85,12 @@ def extract_features(net: nn.Module, images: torch.Tensor, views: tuple[View, ..
     mean_t = torch.tensor(mean, device=device).view(shape)
     std_t = torch.tensor(std, device=device).view(shape)
     out = []
+    bar = progress(len(images) * len(views), "features", least=1000)    # a pretrained backbone: seconds a batch
     for view in views:
         chunks = []
         for i in range(0, len(images), FEATURE_BATCH):
             stopping.check()
+            bar.update(min(FEATURE_BATCH, len(images) - i))
             x = shift(images[i:i + FEATURE_BATCH].to(device, non_blocking=True), view).float().div_(255.0)
             if x.shape[-2:] != (size, size):
                 x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
@@ -96,6 +98,7 @@ def extract_features(net: nn.Module, images: torch.Tensor, views: tuple[View, ..
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 chunks.append(net(x).float().cpu())
         out.append(torch.cat(chunks) if chunks else torch.zeros(0, getattr(net, "num_features", 0)))
+    bar.close()
     return torch.stack(out)
 
 

@@ -14,6 +14,7 @@ import http.client
 import os
 import pickle
 import shutil
+import sys
 import tarfile
 import tempfile
 import urllib.error
@@ -104,7 +105,7 @@ def download(remote: RemoteFile, dest_dir: Path, timeout: float = 60.0) -> Path:
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-                shutil.copyfileobj(response, out)
+                copy_with_progress(response, out, int(response.headers.get("Content-Length") or 0), remote.name)
             verify(tmp, remote)
             os.replace(tmp, dest)
             return dest
@@ -113,6 +114,16 @@ def download(remote: RemoteFile, dest_dir: Path, timeout: float = 60.0) -> Path:
         finally:
             tmp.unlink(missing_ok=True)
     raise DataSourceError(f"could not download {remote.name}:\n  " + "\n  ".join(failures))
+
+
+def copy_with_progress(source, out, size: int, name: str, chunk: int = 1 << 20) -> None:
+    """Copy a download in chunks, with a progress bar on a terminal (bytes, rate, time left)."""
+    from tqdm import tqdm
+    with tqdm(total=size or None, unit="B", unit_scale=True, unit_divisor=1024, desc=f"downloading {name}",
+              disable=not sys.stderr.isatty(), leave=False) as bar:
+        while block := source.read(chunk):
+            out.write(block)
+            bar.update(len(block))
 
 
 def find_or_download(remote: RemoteFile, search_dirs: list[Path], download_dir: Path,
