@@ -33,7 +33,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import jinja2
-from fastapi import Body, Depends, FastAPI, Request
+from fastapi import APIRouter, Body, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
@@ -128,10 +128,286 @@ def check_same_origin(request: Request) -> None:
                              f"{own_origin(request)}'s own pages")
 
 
+BEARER = HTTPBearer(auto_error=False, description="a participant's or the organiser's token (from `invite`)")
+
+
+class Site:
+    """What every route shares: the host, who is calling (a bearer token or a session cookie), the
+    upload, the quota and boards, and the pages' rendering."""
+
+    def __init__(self, host: Host, max_upload_bytes: int) -> None:
+        self.host, self.max_upload_bytes = host, max_upload_bytes
+
+    def api_caller(self, credentials: HTTPAuthorizationCredentials | None = Depends(BEARER)) -> Caller:
+        return self.host.caller(credentials.credentials.strip() if credentials else None)
+
+    def page_caller(self, request: Request) -> Caller | None:
+        try:
+            return self.host.session_caller(request.cookies.get(SESSION_COOKIE))
+        except AuthError:
+            return None
+
+    async def receive_upload(self, request: Request) -> tuple[Path, str, str]:
+        """The multipart form's `file`, written under uploads/ (a temporary name, removed if the
+        request fails), its name and the note."""
+        form = await request.form(max_files=1, max_fields=2)
+        upload, note = form.get("file"), form.get("note") or ""
+        if not isinstance(upload, UploadFile):
+            raise BadRequestError("no file: send the submission CSV as the multipart field 'file'")
+        if not isinstance(note, str):
+            raise BadRequestError("note: send it as a text field")
+        incoming = self.host.incoming_path()
+        try:
+            with open(incoming, "wb") as out:
+                await run_in_threadpool(shutil.copyfileobj, upload.file, out)
+        except BaseException:
+            incoming.unlink(missing_ok=True)
+            raise
+        return incoming, upload.filename or "", note
+
+    async def submit(self, request: Request, caller: Caller) -> dict:
+        host = self.host
+        await run_in_threadpool(host.check_open, caller)        # 401/403/409/429 before the upload is read
+        await run_in_threadpool(host.check_disk, self.max_upload_bytes)
+        incoming, file_name, note = await self.receive_upload(request)
+        sid = await run_in_threadpool(host.accept, caller, incoming, file_name=file_name, note=note)
+        await asyncio.wrap_future(host.grading.grade(sid))      # on the grading pool, no request thread held
+        submitted = await run_in_threadpool(host.submission, caller, sid)
+        return {**submitted, **self.quota(caller)}
+
+    def quota(self, caller: Caller) -> dict:
+        return {"daily_limit": self.host.daily_limit, "used_today": self.host.used_today(caller)}
+
+    def boards(self) -> dict:
+        host = self.host
+        revealed, ends = host.revealed, host.ends_at
+        return {"competition": host.name, "metric": host.grader.metric.name,
+                "higher_is_better": host.grader.metric.higher_is_better, "daily_limit": host.daily_limit,
+                "final_picks": host.max_selected, "revealed": revealed,
+                "ends_at": None if ends is None else ends.isoformat(), "ended": revealed or host.ended,
+                "public": host.public_board(), **({"private": host.private_board()} if revealed else {})}
+
+    def page(self, request: Request, name: str, status_code: int = 200, **values) -> HTMLResponse:
+        host = self.host
+        html = TEMPLATES.get_template(name).render(
+            competition=host.name, metric=host.grader.metric.name, when=when, score=score, number=number,
+            base=request.scope.get("root_path", "").rstrip("/"), ends_at=host.ends_at,
+            ended=host.revealed or host.ended, **values)
+        return HTMLResponse(html, status_code=status_code)
+
+    @staticmethod
+    def redirect(request: Request, path: str) -> RedirectResponse:
+        return RedirectResponse(request.scope.get("root_path", "").rstrip("/") + path, status_code=303)
+
+    def me_page(self, request: Request, caller: Caller, status_code: int = 200, **values) -> HTMLResponse:
+        return self.page(request, "me.html", status_code=status_code, caller=caller, history=self.host.history(caller),
+                         final_picks=self.host.max_selected, revealed=self.host.revealed, **self.quota(caller),
+                         **values)
+
+    def organiser_page(self, request: Request, caller: Caller, status_code: int = 200, **values) -> HTMLResponse:
+        return self.page(request, "organiser.html", status_code=status_code, caller=caller,
+                         participants=self.host.participants(caller), history=self.host.history(caller),
+                         board=self.boards(), **values)
+
+    async def page_action(self, request: Request, act, organiser: bool = False) -> Response:
+        """A form posted from /me or /organiser: refused from another origin; to the login page without
+        a session; back to its page with the reason on a refusal, else to where `act(caller)` says."""
+        check_same_origin(request)
+        caller = self.page_caller(request)
+        if caller is None:
+            return self.redirect(request, "/login")
+        try:
+            if organiser:
+                self.host.require_organiser(caller)
+            where = await act(caller)
+        except HarnessError as e:
+            if caller.is_organiser:
+                return self.organiser_page(request, caller, status_code=status_of(e), error=str(e))
+            return self.me_page(request, caller, status_code=status_of(e), error=str(e))
+        return where if isinstance(where, Response) else self.redirect(request, where)
+
+
+def api_routes(site: Site) -> APIRouter:
+    """The JSON API: a participant's submissions and picks, the boards, the organiser's actions."""
+    router, host = APIRouter(prefix="/api"), site.host
+
+    @router.post("/submissions", status_code=201, openapi_extra=UPLOAD_FORM)
+    async def post_submission(request: Request, caller: Caller = Depends(site.api_caller)) -> dict:
+        return await site.submit(request, caller)
+
+    @router.get("/submissions")
+    def get_submissions(caller: Caller = Depends(site.api_caller)) -> dict:
+        return {"submissions": host.history(caller), **({} if caller.is_organiser else site.quota(caller))}
+
+    @router.get("/submissions/{sid}")
+    def get_submission(sid: str, caller: Caller = Depends(site.api_caller)) -> dict:
+        return host.submission(caller, submission_id(sid))
+
+    @router.post("/selection")
+    def post_selection(submission_ids: list[int | str] = Body(..., embed=True),
+                       caller: Caller = Depends(site.api_caller)) -> dict:
+        return {"selected": host.select(caller, [submission_id(i) for i in submission_ids])}
+
+    @router.get("/leaderboard")
+    def get_leaderboard() -> dict:
+        return site.boards()
+
+    @router.post("/participants", status_code=201)
+    def post_participant(name: str = Body(..., embed=True), caller: Caller = Depends(site.api_caller)) -> dict:
+        host.require_organiser(caller)
+        return {"name": name, "token": host.invite(name)}
+
+    @router.get("/participants")
+    def get_participants(caller: Caller = Depends(site.api_caller)) -> dict:
+        return {"participants": host.participants(caller)}
+
+    @router.post("/participants/{name}/revoke")
+    def post_revoke(name: str, caller: Caller = Depends(site.api_caller)) -> dict:
+        host.require_organiser(caller)
+        host.revoke(name)
+        return {"name": name, "revoked": True}
+
+    @router.post("/reveal")
+    def post_reveal(caller: Caller = Depends(site.api_caller)) -> dict:
+        host.reveal(caller)
+        return site.boards()
+
+    @router.post("/rescore")
+    def post_rescore(caller: Caller = Depends(site.api_caller)) -> dict:
+        return {"changed": host.rescore(caller)}
+
+    @router.post("/submissions/{sid}/disqualify")
+    def post_disqualify(sid: str, reason: str = Body("", embed=True),
+                        caller: Caller = Depends(site.api_caller)) -> dict:
+        return host.disqualify(caller, submission_id(sid), reason)
+
+    return router
+
+
+def participant_pages(site: Site) -> APIRouter:
+    """The leaderboard, logging in and out, a participant's uploads and picks."""
+    router, host = APIRouter(), site.host
+
+    @router.get("/", response_class=HTMLResponse)
+    def leaderboard_page(request: Request) -> HTMLResponse:
+        return site.page(request, "leaderboard.html", board=site.boards(), caller=site.page_caller(request))
+
+    @router.get("/login", response_class=HTMLResponse)
+    def login_page(request: Request) -> HTMLResponse:
+        return site.page(request, "login.html")
+
+    @router.post("/login")
+    async def login(request: Request) -> Response:
+        try:
+            check_same_origin(request)
+            token = (await request.form()).get("token") or ""
+            session = await run_in_threadpool(host.open_session, token.strip() if isinstance(token, str) else "")
+            caller = await run_in_threadpool(host.session_caller, session)
+        except (AuthError, ForbiddenError) as e:
+            return site.page(request, "login.html", status_code=status_of(e), error=str(e))
+        response = site.redirect(request, "/organiser" if caller.is_organiser else "/me")
+        response.set_cookie(SESSION_COOKIE, session, httponly=True, samesite="strict",
+                            secure=request.url.scheme == "https", path=(request.scope.get("root_path") or "/"))
+        return response
+
+    @router.post("/logout")
+    def logout(request: Request) -> Response:
+        check_same_origin(request)
+        host.end_session(request.cookies.get(SESSION_COOKIE))
+        response = site.redirect(request, "/")
+        response.delete_cookie(SESSION_COOKIE, path=(request.scope.get("root_path") or "/"))
+        return response
+
+    @router.get("/me", response_class=HTMLResponse)
+    def participant_page(request: Request, scored: str | None = None) -> Response:
+        caller = site.page_caller(request)
+        if caller is None:
+            return site.redirect(request, "/login")
+        if caller.is_organiser:
+            return site.redirect(request, "/organiser")
+        return site.me_page(request, caller, scored=scored if scored and scored.isdecimal() else None)
+
+    @router.post("/me/submissions")
+    async def submit_from_page(request: Request) -> Response:
+        async def act(caller: Caller) -> str:
+            return f"/me?scored={(await site.submit(request, caller))['id']}"
+        return await site.page_action(request, act)
+
+    @router.post("/me/selection")
+    async def select_from_page(request: Request) -> Response:
+        async def act(caller: Caller) -> str:
+            picks = [submission_id(v) for v in (await request.form()).getlist("pick")
+                     if re.fullmatch(r"[0-9]{1,19}", str(v))]
+            await run_in_threadpool(host.select, caller, picks)
+            return "/me"
+        return await site.page_action(request, act)
+
+    return router
+
+
+async def form_value(request: Request, name: str) -> str:
+    value = (await request.form()).get(name) or ""
+    return value.strip() if isinstance(value, str) else ""
+
+
+def organiser_pages(site: Site) -> APIRouter:
+    """The organiser's page and its forms: invite, revoke, disqualify, rescore, reveal."""
+    router, host = APIRouter(prefix="/organiser"), site.host
+
+    @router.get("", response_class=HTMLResponse)
+    def organiser_home(request: Request) -> Response:
+        caller = site.page_caller(request)
+        if caller is None:
+            return site.redirect(request, "/login")
+        if not caller.is_organiser:
+            return site.redirect(request, "/me")
+        return site.organiser_page(request, caller)
+
+    @router.post("/invite")
+    async def invite_from_page(request: Request) -> Response:
+        async def act(caller: Caller) -> Response:
+            name = await form_value(request, "name")
+            token = await run_in_threadpool(host.invite, name)
+            return site.organiser_page(request, caller, invited={"name": name, "token": token})
+        return await site.page_action(request, act, organiser=True)
+
+    @router.post("/revoke")
+    async def revoke_from_page(request: Request) -> Response:
+        async def act(caller: Caller) -> str:
+            await run_in_threadpool(host.revoke, await form_value(request, "name"))
+            return "/organiser"
+        return await site.page_action(request, act, organiser=True)
+
+    @router.post("/disqualify")
+    async def disqualify_from_page(request: Request) -> Response:
+        async def act(caller: Caller) -> str:
+            sid = submission_id(await form_value(request, "submission"))
+            await run_in_threadpool(host.disqualify, caller, sid, await form_value(request, "reason"))
+            return "/organiser"
+        return await site.page_action(request, act, organiser=True)
+
+    @router.post("/rescore")
+    async def rescore_from_page(request: Request) -> Response:
+        async def act(caller: Caller) -> Response:
+            changed = await run_in_threadpool(host.rescore, caller)
+            return site.organiser_page(request, caller, notice=f"rescored: {changed} submission(s) changed")
+        return await site.page_action(request, act, organiser=True)
+
+    @router.post("/reveal")
+    async def reveal_from_page(request: Request) -> Response:
+        async def act(caller: Caller) -> str:
+            await run_in_threadpool(host.reveal, caller)
+            return "/organiser"
+        return await site.page_action(request, act, organiser=True)
+
+    return router
+
+
 def create_app(host: Host, *, max_upload_bytes: int, trusted_proxies: list[str] | str = "127.0.0.1") -> FastAPI:
-    """The app. `trusted_proxies`: the addresses whose X-Forwarded-Proto/For headers are believed
-    (uvicorn's --forwarded-allow-ips). A path prefix a reverse proxy serves it under is the server's
-    root path (`serve --root-path /meetup`): pages link and set their cookie within it."""
+    """The app: the API, the participants' pages and the organiser's, behind the upload limit, the
+    security headers and the proxy headers of `trusted_proxies` (uvicorn's --forwarded-allow-ips). A
+    path prefix a reverse proxy serves it under is the server's root path (`serve --root-path /meetup`):
+    pages link and set their cookie within it."""
     from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
     @asynccontextmanager
@@ -144,7 +420,6 @@ def create_app(host: Host, *, max_upload_bytes: int, trusted_proxies: list[str] 
     app.add_middleware(BodyLimit, file_bytes=max_upload_bytes)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=trusted_proxies)
-    bearer = HTTPBearer(auto_error=False, description="a participant's or the organiser's token (from `invite`)")
 
     @app.exception_handler(HarnessError)
     async def harness_error(request: Request, error: HarnessError) -> Response:
@@ -156,244 +431,9 @@ def create_app(host: Host, *, max_upload_bytes: int, trusted_proxies: list[str] 
             headers["WWW-Authenticate"] = "Bearer"
         return JSONResponse(body, status_code=status_of(error), headers=headers)
 
-    def api_caller(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Caller:
-        return host.caller(credentials.credentials.strip() if credentials else None)
-
-    def page_caller(request: Request) -> Caller | None:
-        try:
-            return host.session_caller(request.cookies.get(SESSION_COOKIE))
-        except AuthError:
-            return None
-
-    async def receive_upload(request: Request) -> tuple[Path, str, str]:
-        """The multipart form's `file`, written under uploads/ (a temporary name, removed if the
-        request fails), its name and the note."""
-        form = await request.form(max_files=1, max_fields=2)
-        upload, note = form.get("file"), form.get("note") or ""
-        if not isinstance(upload, UploadFile):
-            raise BadRequestError("no file: send the submission CSV as the multipart field 'file'")
-        if not isinstance(note, str):
-            raise BadRequestError("note: send it as a text field")
-        incoming = host.incoming_path()
-        try:
-            with open(incoming, "wb") as out:
-                await run_in_threadpool(shutil.copyfileobj, upload.file, out)
-        except BaseException:
-            incoming.unlink(missing_ok=True)
-            raise
-        return incoming, upload.filename or "", note
-
-    async def submit(request: Request, caller: Caller) -> dict:
-        await run_in_threadpool(host.check_open, caller)        # 401/403/409/429 before the upload is read
-        await run_in_threadpool(host.check_disk, max_upload_bytes)
-        incoming, file_name, note = await receive_upload(request)
-        sid = await run_in_threadpool(host.accept, caller, incoming, file_name=file_name, note=note)
-        await asyncio.wrap_future(host.grading.grade(sid))      # on the grading pool, no request thread held
-        submitted = await run_in_threadpool(host.submission, caller, sid)
-        return {**submitted, **quota(caller)}
-
-    def quota(caller: Caller) -> dict:
-        return {"daily_limit": host.daily_limit, "used_today": host.used_today(caller)}
-
-    def boards() -> dict:
-        revealed, ends = host.revealed, host.ends_at
-        return {"competition": host.name, "metric": host.grader.metric.name,
-                "higher_is_better": host.grader.metric.higher_is_better, "daily_limit": host.daily_limit,
-                "final_picks": host.max_selected, "revealed": revealed,
-                "ends_at": None if ends is None else ends.isoformat(), "ended": revealed or host.ended,
-                "public": host.public_board(), **({"private": host.private_board()} if revealed else {})}
-
-    # ------------------------------------------------------------ the API
-    @app.post("/api/submissions", status_code=201, openapi_extra=UPLOAD_FORM)
-    async def post_submission(request: Request, caller: Caller = Depends(api_caller)) -> dict:
-        return await submit(request, caller)
-
-    @app.get("/api/submissions")
-    def get_submissions(caller: Caller = Depends(api_caller)) -> dict:
-        return {"submissions": host.history(caller), **({} if caller.is_organiser else quota(caller))}
-
-    @app.get("/api/submissions/{sid}")
-    def get_submission(sid: str, caller: Caller = Depends(api_caller)) -> dict:
-        return host.submission(caller, submission_id(sid))
-
-    @app.post("/api/selection")
-    def post_selection(submission_ids: list[int | str] = Body(..., embed=True),
-                       caller: Caller = Depends(api_caller)) -> dict:
-        return {"selected": host.select(caller, [submission_id(i) for i in submission_ids])}
-
-    @app.get("/api/leaderboard")
-    def get_leaderboard() -> dict:
-        return boards()
-
-    @app.post("/api/participants", status_code=201)
-    def post_participant(name: str = Body(..., embed=True), caller: Caller = Depends(api_caller)) -> dict:
-        host.require_organiser(caller)
-        return {"name": name, "token": host.invite(name)}
-
-    @app.get("/api/participants")
-    def get_participants(caller: Caller = Depends(api_caller)) -> dict:
-        return {"participants": host.participants(caller)}
-
-    @app.post("/api/participants/{name}/revoke")
-    def post_revoke(name: str, caller: Caller = Depends(api_caller)) -> dict:
-        host.require_organiser(caller)
-        host.revoke(name)
-        return {"name": name, "revoked": True}
-
-    @app.post("/api/reveal")
-    def post_reveal(caller: Caller = Depends(api_caller)) -> dict:
-        host.reveal(caller)
-        return boards()
-
-    @app.post("/api/rescore")
-    def post_rescore(caller: Caller = Depends(api_caller)) -> dict:
-        return {"changed": host.rescore(caller)}
-
-    @app.post("/api/submissions/{sid}/disqualify")
-    def post_disqualify(sid: str, reason: str = Body("", embed=True), caller: Caller = Depends(api_caller)) -> dict:
-        return host.disqualify(caller, submission_id(sid), reason)
-
-    # ------------------------------------------------------------ the pages
-    def page(request: Request, name: str, status_code: int = 200, **values) -> HTMLResponse:
-        html = TEMPLATES.get_template(name).render(
-            competition=host.name, metric=host.grader.metric.name, when=when, score=score, number=number,
-            base=request.scope.get("root_path", "").rstrip("/"), ends_at=host.ends_at,
-            ended=host.revealed or host.ended, **values)
-        return HTMLResponse(html, status_code=status_code)
-
-    def redirect(request: Request, path: str) -> RedirectResponse:
-        return RedirectResponse(request.scope.get("root_path", "").rstrip("/") + path, status_code=303)
-
-    @app.get("/", response_class=HTMLResponse)
-    def leaderboard_page(request: Request) -> HTMLResponse:
-        return page(request, "leaderboard.html", board=boards(), caller=page_caller(request))
-
-    @app.get("/login", response_class=HTMLResponse)
-    def login_page(request: Request) -> HTMLResponse:
-        return page(request, "login.html")
-
-    @app.post("/login")
-    async def login(request: Request) -> Response:
-        try:
-            check_same_origin(request)
-            token = (await request.form()).get("token") or ""
-            session = await run_in_threadpool(host.open_session, token.strip() if isinstance(token, str) else "")
-            caller = await run_in_threadpool(host.session_caller, session)
-        except (AuthError, ForbiddenError) as e:
-            return page(request, "login.html", status_code=status_of(e), error=str(e))
-        response = redirect(request, "/organiser" if caller.is_organiser else "/me")
-        response.set_cookie(SESSION_COOKIE, session, httponly=True, samesite="strict",
-                            secure=request.url.scheme == "https", path=(request.scope.get("root_path") or "/"))
-        return response
-
-    @app.post("/logout")
-    def logout(request: Request) -> Response:
-        check_same_origin(request)
-        host.end_session(request.cookies.get(SESSION_COOKIE))
-        response = redirect(request, "/")
-        response.delete_cookie(SESSION_COOKIE, path=(request.scope.get("root_path") or "/"))
-        return response
-
-    def me_page(request: Request, caller: Caller, status_code: int = 200, **values) -> HTMLResponse:
-        return page(request, "me.html", status_code=status_code, caller=caller, history=host.history(caller),
-                    final_picks=host.max_selected, revealed=host.revealed, **quota(caller), **values)
-
-    @app.get("/me", response_class=HTMLResponse)
-    def participant_page(request: Request, scored: str | None = None) -> Response:
-        caller = page_caller(request)
-        if caller is None:
-            return redirect(request, "/login")
-        if caller.is_organiser:
-            return redirect(request, "/organiser")
-        return me_page(request, caller, scored=scored if scored and scored.isdecimal() else None)
-
-    async def page_action(request: Request, act, organiser: bool = False) -> Response:
-        """A form posted from /me or /organiser: refused from another origin; to the login page without
-        a session; back to its page with the reason on a refusal, else to where `act(caller)` says."""
-        check_same_origin(request)
-        caller = page_caller(request)
-        if caller is None:
-            return redirect(request, "/login")
-        try:
-            if organiser:
-                host.require_organiser(caller)
-            where = await act(caller)
-        except HarnessError as e:
-            if caller.is_organiser:
-                return organiser_page(request, caller, status_code=status_of(e), error=str(e))
-            return me_page(request, caller, status_code=status_of(e), error=str(e))
-        return where if isinstance(where, Response) else redirect(request, where)
-
-    @app.post("/me/submissions")
-    async def submit_from_page(request: Request) -> Response:
-        async def act(caller: Caller) -> str:
-            return f"/me?scored={(await submit(request, caller))['id']}"
-        return await page_action(request, act)
-
-    @app.post("/me/selection")
-    async def select_from_page(request: Request) -> Response:
-        async def act(caller: Caller) -> str:
-            picks = [submission_id(v) for v in (await request.form()).getlist("pick")
-                     if re.fullmatch(r"[0-9]{1,19}", str(v))]
-            await run_in_threadpool(host.select, caller, picks)
-            return "/me"
-        return await page_action(request, act)
-
-    # ------------------------------------------------------------ the organiser's page
-    def organiser_page(request: Request, caller: Caller, status_code: int = 200, **values) -> HTMLResponse:
-        return page(request, "organiser.html", status_code=status_code, caller=caller,
-                    participants=host.participants(caller), history=host.history(caller), board=boards(), **values)
-
-    @app.get("/organiser", response_class=HTMLResponse)
-    def organiser_home(request: Request) -> Response:
-        caller = page_caller(request)
-        if caller is None:
-            return redirect(request, "/login")
-        if not caller.is_organiser:
-            return redirect(request, "/me")
-        return organiser_page(request, caller)
-
-    async def form_value(request: Request, name: str) -> str:
-        value = (await request.form()).get(name) or ""
-        return value.strip() if isinstance(value, str) else ""
-
-    @app.post("/organiser/invite")
-    async def invite_from_page(request: Request) -> Response:
-        async def act(caller: Caller) -> Response:
-            name = await form_value(request, "name")
-            token = await run_in_threadpool(host.invite, name)
-            return organiser_page(request, caller, invited={"name": name, "token": token})
-        return await page_action(request, act, organiser=True)
-
-    @app.post("/organiser/revoke")
-    async def revoke_from_page(request: Request) -> Response:
-        async def act(caller: Caller) -> str:
-            await run_in_threadpool(host.revoke, await form_value(request, "name"))
-            return "/organiser"
-        return await page_action(request, act, organiser=True)
-
-    @app.post("/organiser/disqualify")
-    async def disqualify_from_page(request: Request) -> Response:
-        async def act(caller: Caller) -> str:
-            sid = submission_id(await form_value(request, "submission"))
-            await run_in_threadpool(host.disqualify, caller, sid, await form_value(request, "reason"))
-            return "/organiser"
-        return await page_action(request, act, organiser=True)
-
-    @app.post("/organiser/rescore")
-    async def rescore_from_page(request: Request) -> Response:
-        async def act(caller: Caller) -> Response:
-            changed = await run_in_threadpool(host.rescore, caller)
-            return organiser_page(request, caller, notice=f"rescored: {changed} submission(s) changed")
-        return await page_action(request, act, organiser=True)
-
-    @app.post("/organiser/reveal")
-    async def reveal_from_page(request: Request) -> Response:
-        async def act(caller: Caller) -> str:
-            await run_in_threadpool(host.reveal, caller)
-            return "/organiser"
-        return await page_action(request, act, organiser=True)
-
+    site = Site(host, max_upload_bytes)
+    for router in (api_routes(site), participant_pages(site), organiser_pages(site)):
+        app.include_router(router)
     return app
 
 
