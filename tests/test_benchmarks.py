@@ -245,3 +245,16 @@ def test_the_gpu_check_runs_on_the_cpu_in_its_dry_run_and_writes_every_sections_
     assert [r["model"] for r in rows][:3] == ["fastnet", "fastnet-wide", "resnet-small"]
     assert all(r["harness_img_s"] > 0 and r["bare_cl_img_s"] > 0 for r in rows if "skipped" not in r)
     assert results["photo_run"]["synthetic"] and any("probe:" in m for m in results["photo_run"]["members"])
+
+
+def test_probe_levers_score_the_harness_probe_out_of_fold_per_lever(tmp_path, backbone_weights):
+    pytest.importorskip("timm")
+    from benchmarks import probe_levers
+    from test_images import write_dogs_vs_cats
+    folder = write_dogs_vs_cats(tmp_path / "dvc", n_per_class=16)
+    rows = probe_levers.main(["--data", str(folder), "--weights-dir", str(backbone_weights.parent), "--backbone",
+                              "timm/test_efficientnet", "--levers", "base", "float32 features", "--out", str(tmp_path)])
+    assert [r["lever"] for r in rows] == ["base", "float32 features"]
+    assert all(0.5 <= r["oof"] <= 1 and r["features_img_s"] > 0 for r in rows)
+    assert rows[1]["features"] == "float32" and rows[0]["size"] == 160
+    _result(tmp_path, "probe_levers_dvc")
