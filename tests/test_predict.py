@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from competition.fitting.models import create_model, list_models
-from competition.fitting.module import Classifier
+from competition.fitting.module import Classifier, InputSpec, NetSpec, Optimisation
 from competition.fitting.predict import TTA_VIEWS, fold_batch_norms, predict
 
 TIMM = ["timm/test_efficientnet", "timm/resnet10t"] if importlib.util.find_spec("timm") else []
@@ -65,9 +65,10 @@ def test_folded_batch_norms_give_every_models_logits_and_leave_the_model_alone(n
 
 def test_predict_gives_the_same_logits_folded_or_not_in_every_view():
     torch.manual_seed(0)
-    module = Classifier(model="fastnet", num_classes=4, in_chans=1, image_size=(12, 12), mean=(0.3,), std=(0.2,),
-                        lr=1e-3, weight_decay=0.0, label_smoothing=0.0, schedule="constant", epochs=1,
-                        steps_per_epoch=1)
+    module = Classifier(net=NetSpec(model="fastnet", num_classes=4, in_chans=1, image_size=(12, 12)),
+                        inputs=InputSpec(mean=(0.3,), std=(0.2,)),
+                        optimisation=Optimisation(lr=1e-3, weight_decay=0.0, label_smoothing=0.0, schedule="constant",
+                                                  epochs=1, steps_per_epoch=1))
     with_learnt_statistics(module.net)
     images = torch.randint(0, 256, (50, 1, 12, 12), dtype=torch.uint8)
     folded = predict(module, images, TTA_VIEWS, batch_size=16)

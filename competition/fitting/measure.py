@@ -16,7 +16,7 @@ from .data import pixel_stats, to_placement
 from .device import precision_for
 from .plan import Rates
 from .predict import IDENTITY, predict
-from .probe import backbone_net, extract_features, feature_bf16, fit_linear_head
+from .probe import FEATURE_BATCH, backbone_net, extract_features, feature_bf16, fit_linear_head
 from .train import TrainingData, train_model
 
 
@@ -70,7 +70,7 @@ def measure_rates(public, cfg: RunConfig, device: torch.device, steps: int = 6) 
                  threads=torch.get_num_threads())
 
 
-def measure_probe(public, cfg: RunConfig, device: torch.device, count: int = 96) -> Rates:
+def measure_probe(public, cfg: RunConfig, device: torch.device, count: int = 4 * 32) -> Rates:
     """A resolved config's probe on this machine: images a second through its frozen backbone in one
     view (the fastest of two passes over `count` training images after a warm one), and seconds its
     head's fit takes per training image (a fit on those images' features, C chosen as a fold chooses
@@ -83,7 +83,8 @@ def measure_probe(public, cfg: RunConfig, device: torch.device, count: int = 96)
     net, mean, std = backbone_net(model, cfg, images.shape[1])
     kwargs = dict(views=IDENTITY, size=int(cfg.input_size), mean=mean, std=std, device=device,
                   bf16=feature_bf16(cfg, device))
-    extract_features(net, images[:16], **kwargs)                 # warm: kernels chosen for the batch shape
+    # warm: a batch of each shape the timed passes use picks its kernels (bf16's are picked per shape)
+    extract_features(net, images[:FEATURE_BATCH], **kwargs)
     passes = []
     for _ in range(2):
         start = time.perf_counter()

@@ -124,7 +124,7 @@ def predict(module: Classifier, images: torch.Tensor, views: tuple[View, ...] = 
             batch = shift(images[i:i + batch_size].to(device, non_blocking=True), view)
             with autocast:
                 chunks.append(net(module.preprocess(batch, train=False)).float().cpu())
-        out.append(torch.cat(chunks) if chunks else torch.zeros(0, module.hparams.num_classes))
+        out.append(torch.cat(chunks) if chunks else torch.zeros(0, module.spec.num_classes))
     bar.close()
     return torch.stack(out)
 
@@ -143,7 +143,8 @@ def load_classifier(checkpoint: Path, device: torch.device) -> Classifier:
     try:
         saved = torch.load(checkpoint, map_location=device, weights_only=False)
         # the checkpoint holds the trained weights: the pretrained file is not read again
-        module = Classifier(**{**saved["hyper_parameters"], "weights": ""})
+        specs = dict(saved["hyper_parameters"])
+        module = Classifier(**{**specs, "net": {**specs["net"], "weights": ""}})
         module.load_state_dict(saved["state_dict"])
     except (OSError, RuntimeError, EOFError, KeyError, TypeError, ValueError) as e:
         raise DataSourceError(f"{checkpoint}: not a readable checkpoint ({type(e).__name__}: {e}); "
