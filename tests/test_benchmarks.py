@@ -192,6 +192,14 @@ def test_time_limits_runs_keep_their_limits_and_record_their_plans(tmp_path):
     _result(tmp_path, "time_limits_digits")
 
 
+def test_time_limits_plays_a_kaggle_folder_named_after_it(tmp_path):
+    from benchmarks import time_limits
+    folder = write_kaggle_folder(tmp_path / "letters-7k", n_train=200, n_test=40)
+    rows = time_limits.main(["--data", str(folder), "--limits", "12s", "--out", str(tmp_path)])
+    assert rows[0]["competition"] == "letters-7k" and rows[0]["inside"] and 0 <= rows[0]["private"] <= 1
+    _result(tmp_path, "time_limits_letters-7k")
+
+
 def test_contention_reads_a_lower_cpu_share_beside_a_busy_process_on_its_cpu(tmp_path, restore_threads):
     """Pinned to one CPU (so one thread; several would wait on each other for seconds), with a busy
     process beside it on that CPU the probe gets about half its time, and warns."""
