@@ -85,6 +85,20 @@ def test_a_long_limit_buys_the_wider_net_costed_at_its_own_measured_rate():
     assert "fastnet-wide" in planned.line()
 
 
+def test_time_past_the_wide_rung_buys_epochs_of_one_seed_up_to_twice_the_recipes():
+    cfg = resolved(RunConfig(models=("fastnet",), epochs=15, pseudo_rounds=1))
+    free = frozenset(plan.PLANNED)
+    top = _plan_with_width(cfg, 3600, free, [])
+    assert (top.config.seeds, top.config.epochs, top.config.pseudo_rounds) == (1, 30, 1) and top.richest
+    cost = lambda epochs: plan.estimate_s(top.config.replace(epochs=epochs), WIDE_RATES, labelled=4000, test=1000,
+                                          views=9)
+    # between the two wide rungs: 20 epochs do not fit, so the 15-epoch rung is taken as it is
+    middle = _plan_with_width(cfg, (cost(19) + 1) / plan.SAFETY, free, [])
+    assert middle.config.models == ("fastnet-wide",) and (middle.config.seeds, middle.config.epochs) == (1, 15)
+    stretched = _plan_with_width(cfg, (cost(24) + 1) / plan.SAFETY, free, [])
+    assert (stretched.config.seeds, stretched.config.epochs) == (1, 24) and not stretched.richest
+
+
 def test_a_short_limit_keeps_the_narrow_net_without_measuring_the_wide_one():
     probes: list[str] = []
     planned = _plan_with_width(resolved(RunConfig(models=("fastnet",), epochs=15, pseudo_rounds=1)), 60,
