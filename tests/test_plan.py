@@ -320,10 +320,14 @@ def test_a_holdout_rung_spends_time_left_on_up_to_a_third_more_epochs_unless_epo
     assert two.config.seeds == 2 and two.config.epochs >= 15
     kept = plan.plan(cfg, rates, limit_s=1200, budget_s=1190, free=frozenset(plan.PLANNED) - {"epochs"}, **fashion)
     assert kept.config.epochs == 15
-    # small data's rungs with several seeds never stretch: time left buys seeds, width and the round
-    small = plan.plan(resolved(RunConfig(models=("fastnet",))), RATES, limit_s=10 * 3600, budget_s=10 * 3600,
-                        free=frozenset(plan.PLANNED), **SHAPE)
-    assert small.config.seeds > 1 and small.config.epochs == resolved(RunConfig(models=("fastnet",))).epochs
+    # small data with the epochs free: one narrow seed of up to twice the recipe's epochs, with the round
+    narrow = resolved(RunConfig(models=("fastnet",)))
+    small = plan.plan(narrow, RATES, limit_s=10 * 3600, budget_s=10 * 3600, free=frozenset(plan.PLANNED), **SHAPE)
+    assert (small.config.seeds, small.config.epochs, small.config.pseudo_rounds) == (1, 2 * narrow.epochs, 1)
+    # with the epochs given, the time left buys seeds at the given epochs
+    given = plan.plan(narrow, RATES, limit_s=10 * 3600, budget_s=10 * 3600,
+                      free=frozenset(plan.PLANNED) - {"epochs"}, **SHAPE)
+    assert given.config.seeds > 1 and given.config.epochs == narrow.epochs
 
 
 def test_the_command_line_time_limit_counts_from_the_process_start():
