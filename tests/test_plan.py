@@ -97,6 +97,9 @@ def test_time_past_the_wide_rung_buys_epochs_of_one_seed_up_to_twice_the_recipes
     assert middle.config.models == ("fastnet-wide",) and (middle.config.seeds, middle.config.epochs) == (1, 15)
     stretched = _plan_with_width(cfg, (cost(24) + 1) / plan.SAFETY, free, [])
     assert (stretched.config.seeds, stretched.config.epochs) == (1, 24) and not stretched.richest
+    # with the epochs given, time is spent on wide seeds at those epochs
+    given = _plan_with_width(cfg, 3600, free - {"epochs"}, [])
+    assert given.config.models == ("fastnet-wide",) and (given.config.seeds, given.config.epochs) == (3, 15)
 
 
 def test_a_short_limit_keeps_the_narrow_net_without_measuring_the_wide_one():

@@ -116,10 +116,11 @@ class Tier:
 # rung takes 20 to 30 epochs of one wide seed. The narrow net alike: one seed of 25 epochs without
 # the round scored above two of 12 with it on mnist-5k (0.9890 against 0.9875), fashion-5k (0.8954
 # against 0.8768) and the notMNIST-shaped folder (0.8927 against 0.8867) in under half their time,
-# so the rungs of several narrow seeds serve only where the epochs were given; and one narrow seed of
+# so the rungs of several seeds serve only where the epochs were given; and one narrow seed of
 # 30 epochs with the round scored above 25 without it (mnist-5k 0.9910, fashion-5k 0.8960), so the
 # narrow rung with the round stretches to 30 epochs as the wide one does.
-TIERS = (Tier(4, 1, 1, 4 / 3, most_epochs=2.0, wide=True), Tier(4, 1, 1, 0.8, wide=True),
+TIERS = (Tier(4, 3, 1, 0.8, wide=True, epochs_given=True), Tier(4, 2, 1, 0.8, wide=True, epochs_given=True),
+         Tier(4, 1, 1, 4 / 3, most_epochs=2.0, wide=True), Tier(4, 1, 1, 0.8, wide=True),
          Tier(4, 5, 1, 0.8, epochs_given=True), Tier(4, 3, 1, 0.8, epochs_given=True),
          Tier(4, 2, 1, 0.8, epochs_given=True),
          Tier(4, 1, 1, 4 / 3, most_epochs=2.0), Tier(4, 1, 0, 0.5, most_epochs=5 / 3), Tier(3, 1, 0, 0.4),
