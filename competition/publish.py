@@ -60,7 +60,7 @@ def grade_fit(fit: FitResult, solution: Solution, form: SubmissionForm) -> tuple
         return form.as_submitted(probabilities(logits, temperature, decision, fit.multi_label))
 
     for rnd in fit.rounds:
-        for member, logits in zip(rnd.members, rnd.member_test_logits):
+        for member, logits in zip(rnd.ensembled, rnd.member_test_logits, strict=True):
             scores[member.name] = score_probabilities(as_submitted(logits, decision=rnd.decision), solution, metric)
         scores[f"round {rnd.round} ensemble"] = score_probabilities(
             as_submitted(rnd.test_logits, rnd.temperature, rnd.decision), solution, metric)
@@ -94,7 +94,8 @@ def summary_table(fit: FitResult, scores: dict[str, Score], wall_s: float, seale
         for m in rnd.members:
             rows.append((m.name, f"{m.val_acc:.4f}", *scored(m.name), f"{m.wall_s:.1f}s"))
         name = f"round {rnd.round} ensemble"
-        label = name + ("" if rnd.pseudo is None else f" (+{len(rnd.pseudo.indices):,} pseudo)")
+        label = name + ("" if rnd.pseudo is None else f" (+{len(rnd.pseudo.indices):,} pseudo)") + \
+            (" with earlier members" if rnd.pooled else "")
         rows.append((label, f"{rnd.oof.value:.4f}", *scored(name), f"{rnd.train_s + rnd.ensemble_s:.1f}s"))
     rows.append((f"submission (round {fit.chosen})", f"{fit.final.oof.value:.4f}", *scored("submission"),
                  format_duration(wall_s)))
@@ -122,6 +123,7 @@ def run_record(fit: FitResult, published: Published, wall_s: float, stage_s: dic
                                tta=r.tta, weights=r.weights, train_s=r.train_s, ensemble_s=r.ensemble_s,
                                pseudo_labels=None if r.pseudo is None else len(r.pseudo.indices),
                                pseudo_precision=None if sealed else published.pseudo_precision.get(r.round),
+                               pooled=r.pooled,
                                members=tuple(member(m) for m in r.members)) for r in fit.rounds)
     return RunRecord(run_id=fit.run_dir.name, competition=cfg.competition, metric=fit.metric,
                      models=tuple(cfg.member_models), folds=cfg.folds, seeds=cfg.seeds, cv_kind=fit.cv_kind,

@@ -67,6 +67,7 @@ class RoundRecord:
     pseudo_labels: int | None           # how many it trained on (None in round 0)
     pseudo_precision: float | None      # measured after the fact against the answers; None sealed or unscored
     members: tuple[MemberRecord, ...]
+    pooled: bool = False                # its ensemble took every earlier round's members too (chosen on OOF)
 
     @classmethod
     def from_dict(cls, values: dict) -> "RoundRecord":

@@ -257,7 +257,8 @@ def score_rows(record: RunRecord) -> list[dict]:
             rows.append({"stage": m.name, "kind": "member", "validation": {"value": m.val_acc, "low": low, "high": high},
                          "wall": f"{m.wall_s:.1f}s", **scored(m.name)})
         extra = "" if rnd.pseudo_labels is None else f" (+{rnd.pseudo_labels:,} pseudo-labels)"
-        rows.append({"stage": f"round {rnd.round} ensemble{extra}{', TTA' if rnd.tta else ''}", "kind": "ensemble",
+        extra += (", TTA" if rnd.tta else "") + (", with earlier members" if rnd.pooled else "")
+        rows.append({"stage": f"round {rnd.round} ensemble{extra}", "kind": "ensemble",
                      "validation": rnd.oof, "wall": f"{rnd.train_s + rnd.ensemble_s:.1f}s",
                      **scored(f"round {rnd.round} ensemble")})
     rows.append({"stage": f"submission (round {record.chosen_round})", "kind": "submission", "validation": record.oof,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
+from competition.config import RunConfig
 from competition.fitting.ensemble import accuracy, average_logits, average_probabilities, ensemble, greedy_weights
 from competition.fitting.pseudo_label import confidence_cap, select_pseudo_labels
 
@@ -91,3 +94,45 @@ def test_tta_is_switched_on_only_by_a_significant_out_of_fold_gain():
     assert not tta_pays(logits(950), logits(950), labels)
     assert tta_pays(logits(900), logits(950), labels)            # 50 more right, none lost
     assert not tta_pays(logits(950), logits(900), labels)
+
+
+def fake_members(root: Path, round_number: int, margins: torch.Tensor, labels: torch.Tensor) -> list:
+    """Two folds of a 2-class competition whose members' validation logits put each row's label
+    ahead by `margins[row]` (negative: wrong by that much); test logits are zero."""
+    from competition.fitting.members import MemberResult, save_logits
+    members = []
+    for fold, rows in enumerate(torch.arange(len(labels)).chunk(2)):
+        out = root / f"round{round_number}" / f"fold{fold}"
+        out.mkdir(parents=True)
+        logits = torch.zeros(len(rows), 2)
+        logits[torch.arange(len(rows)), labels[rows]] = margins[rows]
+        save_logits(out, rows, {"val": {"identity": logits}, "test": {"identity": torch.zeros(10, 2)}})
+        members.append(MemberResult(name=f"round {round_number} fold {fold}", round=round_number, fold=fold, seed=0,
+                                    model="fastnet", val_acc=0.0, val_size=len(rows), best_epoch=1, epochs_run=1,
+                                    wall_s=0.0, device="cpu", out_dir=str(out)))
+    return members
+
+
+@pytest.mark.parametrize("earlier_margin, pooled", [(3.0, True), (-3.0, False)])
+def test_a_later_round_takes_the_earlier_members_only_where_that_scores_higher_out_of_fold(tmp_path, earlier_margin,
+                                                                                          pooled):
+    from competition.fitting.executors import InProcess
+    from competition.fitting.fit import ensemble_round, with_earlier_members
+    from competition.grading.metrics import get_metric
+    labels = torch.arange(40) % 2
+    # the round's members are right on 36 of 40 rows, narrowly wrong on the first 4; the earlier
+    # round's are right on every row (by 3) or wrong on every row (by 3)
+    margins = torch.full((40,), 2.0)
+    margins[:4] = -0.5
+    cfg = RunConfig(models=("fastnet",), ensemble="logits", tta="off")
+    metric, lines = get_metric("accuracy"), []
+    args = dict(labels=labels, num_classes=2, executor=InProcess(), public=None, metric=metric)
+    ens = ensemble_round(cfg, 1, fake_members(tmp_path, 1, margins, labels), use_tta=False, log=lambda s: None,
+                         **args)
+    earlier = fake_members(tmp_path, 0, torch.full((40,), earlier_margin), labels)
+    chosen = with_earlier_members(cfg, 1, ens, earlier, log=lines.append, **args)
+    assert ens.cv.value == pytest.approx(0.9)
+    # pooled: right on every row (mean margins 1.25 and 2.5), or wrong on every row
+    assert (len(chosen.ensembled) == 4) is pooled
+    assert chosen.cv.value == pytest.approx(1.0 if pooled else 0.9)
+    assert ("takes them" if pooled else "kept alone") in lines[0]
