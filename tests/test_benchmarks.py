@@ -266,3 +266,21 @@ def test_probe_levers_score_the_harness_probe_out_of_fold_per_lever(tmp_path, ba
     assert all(0.5 <= r["oof"] <= 1 and r["features_img_s"] > 0 for r in rows)
     assert rows[1]["features"] == "float32" and rows[0]["size"] == 160
     _result(tmp_path, "probe_levers_dvc")
+
+
+def test_pooled_rounds_replays_each_round_alone_and_with_the_earlier_members(tmp_path):
+    from benchmarks import pooled_rounds
+    root = tmp_path / "ws"
+    # conftest's tiny_config: members good enough that the loose confidence rule leaves the round rows
+    assert main(["--root", str(root), "run", "--time-limit", "none", "--competition", "digits", "--epochs", "3",
+                 "--batch-size", "64", "--folds", "2", "--pseudo-rounds", "1", "--pseudo-threshold", "0.3"]) == 0
+    run_dir = next((root / "submissions").iterdir())
+    rows = pooled_rounds.main([str(run_dir), "--out", str(tmp_path)])
+    record = RunRecord.read(run_dir)
+    assert [r["round"] for r in rows] == [0, 1] and len(record.rounds) == 2
+    # replayed from the cached logits, each round's choice and score are the run's own
+    assert rows[0]["with_earlier"] is None and rows[1]["takes_earlier"] == record.rounds[1].pooled
+    assert rows[1]["with_earlier" if rows[1]["takes_earlier"] else "alone"] == pytest.approx(record.rounds[1].cv.value)
+    assert rows[0]["alone"] == pytest.approx(record.rounds[0].cv.value)
+    assert rows[-1]["submission_with"] == f"round {record.chosen_round}: {record.cv.value:.4f}"
+    _result(tmp_path, "pooled_rounds")

@@ -113,7 +113,9 @@ class Tier:
 # buys epochs, not seeds: one wide seed of 30 epochs with the round scored above three of 15 out of
 # fold on mnist-5k (0.9942 against 0.9918) and fashion-5k (0.9024 against 0.8944) in 60% of their
 # time, and above two of 15 on a notMNIST-shaped folder (0.9040 against 0.9023) in 90%, so the top
-# rung takes 20 to 30 epochs of one wide seed. The narrow net alike: one seed of 25 epochs without
+# rung takes 20 to 30 epochs of one wide seed. Above it (§27) seed 001's warps, a second round, 45
+# epochs, no early stopping and a second seed each scored within a few images of it or below on mnist-5k and
+# fashion-5k, so a longer limit leaves the rest unspent. The narrow net alike: one seed of 25 epochs without
 # the round scored above two of 12 with it on mnist-5k (0.9890 against 0.9875), fashion-5k (0.8954
 # against 0.8768) and the notMNIST-shaped folder (0.8927 against 0.8867) in under half their time,
 # so the rungs of several seeds serve only where the epochs were given; and one narrow seed of
@@ -169,8 +171,9 @@ class Plan:
                 f"{format_duration(self.limit_s)} time limit, at {speed} on "
                 f"{self.rates.device}, {self.rates.precision}"
                 + ("" if self.fits else "; the smallest recipe is over the limit, so members will be cut short")
-                + ("; this is the ladder's richest recipe: beyond it more epochs, seeds and rounds were not measured "
-                   "to pay (benchmarks/README.md), so the rest of the limit is left unspent" if self.unspent else "")
+                + ("; this is the ladder's richest recipe: more seeds, epochs, warps or rounds beyond it did not pay "
+                   "out of fold where measured (benchmarks/README.md §26-27), so the rest of the limit is left unspent"
+                   if self.unspent else "")
                 + (f"; warning: the measured epoch got {self.rates.cpu_share:.0%} of its threads' CPU time (another "
                    f"process is using the cores, or fewer are allowed than torch's {self.rates.threads} threads), "
                    f"so this plan is smaller than the idle machine's: rerun when it is idle, or with "
