@@ -61,7 +61,9 @@ def grade_fit(fit: FitResult, solution: Solution, form: SubmissionForm) -> tuple
 
     for rnd in fit.rounds:
         for member, logits in zip(rnd.ensembled, rnd.member_test_logits, strict=True):
-            scores[member.name] = score_probabilities(as_submitted(logits, decision=rnd.decision), solution, metric)
+            if member.round == rnd.round:       # an earlier round's members were scored with their own round
+                scores[member.name] = score_probabilities(as_submitted(logits, decision=rnd.decision), solution,
+                                                          metric)
         scores[f"round {rnd.round} ensemble"] = score_probabilities(
             as_submitted(rnd.test_logits, rnd.temperature, rnd.decision), solution, metric)
         if rnd.pseudo is not None and len(rnd.pseudo.indices):
