@@ -22,6 +22,7 @@ from selenium.webdriver.support import expected_conditions  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from benchmarks.serving import invite, live_server, random_submission  # noqa: E402
+from competition.hosting.server import SESSION_COOKIE  # noqa: E402
 
 # as a closed machine needs them: no first-run, sync or background fetches that would fail here
 FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
@@ -110,9 +111,15 @@ def test_the_organiser_invites_reveals_and_reads_the_private_board_in_the_browse
         rows = [r.text for r in private.find_elements(By.CSS_SELECTOR, "tr")][1:]
         assert len(rows) == 1 and rows[0].startswith("1 alice 0.")
         browser.save_screenshot(str(shots / "6-organiser-revealed.png"))
-        browser.find_element(By.ID, "logout").click()
-        wait.until(expected_conditions.presence_of_element_located((By.ID, "public")))
+        session = browser.get_cookie(SESSION_COOKIE)["value"]
+        logout = browser.find_element(By.ID, "logout")
+        logout.click()
+        # the organiser page has a #public table too: wait for the page to go, not for an element on the next one
+        wait.until(expected_conditions.staleness_of(logout))
+        wait.until(expected_conditions.url_to_be(server.url + "/"))
         browser.get(server.url + "/organiser")
-        assert "/login" in browser.current_url                      # the session ended on the server
+        assert "/login" in browser.current_url
+        again = httpx.get(server.url + "/organiser", cookies={SESSION_COOKIE: session})
+        assert again.status_code == 303 and again.headers["location"].endswith("/login")  # ended on the server too
     for name in ("5-organiser-invited.png", "6-organiser-revealed.png"):
         assert (shots / name).stat().st_size > 1000, name
