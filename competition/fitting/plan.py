@@ -114,8 +114,8 @@ class Tier:
 # fold on mnist-5k (0.9942 against 0.9918) and fashion-5k (0.9024 against 0.8944) in 60% of their
 # time, and above two of 15 on a notMNIST-shaped folder (0.9040 against 0.9023) in 90%, so the top
 # rung takes 20 to 30 epochs of one wide seed. Above it (§27) seed 001's warps, a second round, 45
-# epochs, no early stopping and a second seed each scored within a few images of it or below on mnist-5k and
-# fashion-5k, so a longer limit leaves the rest unspent. The narrow net alike: one seed of 25 epochs without
+# epochs, no early stopping (§28: also the notMNIST-shaped folder) and a second seed each scored within a few images
+# of it or below on mnist-5k and fashion-5k, so a longer limit leaves the rest unspent. The narrow net alike: one seed of 25 epochs without
 # the round scored above two of 12 with it on mnist-5k (0.9890 against 0.9875), fashion-5k (0.8954
 # against 0.8768) and the notMNIST-shaped folder (0.8927 against 0.8867) in under half their time,
 # so the rungs of several seeds serve only where the epochs were given; and one narrow seed of
