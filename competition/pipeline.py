@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from .version import __version__
 from .fitting import policy
@@ -154,9 +154,13 @@ def open_resumed_run(workspace: Workspace, run_id: str) -> tuple[Path, RunConfig
 
 
 def plan_to_time_limit(cfg: RunConfig, paths: CompetitionPaths, free: frozenset[str], start: float,
-                       log: Callable[[str], None]) -> tuple[plan.Plan | None, float | None]:
+                       log: Callable[[str], None], cheaper: Sequence[Callable[[], RunConfig]] = ()
+                       ) -> tuple[plan.Plan | None, float | None]:
     """The recipe planned to fit the time limit, and the deadline (a `time.time()`) training keeps to;
-    (None, None) for a fixed recipe (`time_limit = "none"`). The limit counts from `start`, the run's."""
+    (None, None) for a fixed recipe (`time_limit = "none"`). The limit counts from `start`, the run's.
+    `cheaper`: `cfg` resolved for the cheaper backbones at hand, in order (policy.BACKBONES): where
+    `cfg`'s probe does not fit the limit at full folds, the first of them whose probe does is planned
+    instead (the last one is planned whatever it fits)."""
     info = read_prepared(paths.public)
     limit = plan.budget_seconds(cfg, info.train_size)
     if limit is None:
@@ -164,31 +168,42 @@ def plan_to_time_limit(cfg: RunConfig, paths: CompetitionPaths, free: frozenset[
     public = load_public(paths.public)
     device = training_device()
     views = len(tta_views(cfg.augment.hflip == "on"))
-    wider = policy.wider_models(cfg.models)
     prefix = (f"time limit {format_duration(limit)}"
               + (" (auto: by the labelled count)" if cfg.time_limit == "auto" else ""))
+    full_folds = int(cfg.folds) if "folds" not in free else max(t.folds for t in plan.PRETRAINED_TIERS)
 
-    def wider_rates() -> plan.Rates:
-        log(f"measuring {'+'.join(wider)} too: the time may buy the wider net")
-        return measure.measure_rates(public, cfg.replace(models=wider), device)
+    def planned_for(cfg: RunConfig) -> plan.Plan:
+        wider = policy.wider_models(cfg.models)
 
-    training_rates = None
-    if cfg.fine_tuning and cfg.probe != "off":
-        # the probe's rates first: a fine-tune is measured only where one could fit at all
-        log(f"{prefix}: measuring the features of {cfg.models[0]} at {cfg.input_size} px on this {device.type}")
-        rates = measure.measure_probe(public, cfg, device)
+        def wider_rates() -> plan.Rates:
+            log(f"measuring {'+'.join(wider)} too: the time may buy the wider net")
+            return measure.measure_rates(public, cfg.replace(models=wider), device)
 
-        def training_rates() -> plan.Rates:
-            log(f"measuring a fine-tune of {cfg.models[0]} too: the time may afford one")
-            measured = measure.measure_rates(public, cfg, device)
-            return dataclasses.replace(measured, features=rates.features, probe_fit_s=rates.probe_fit_s)
-    else:
-        log(f"{prefix}: measuring {cfg.models[0]} on this {device.type}")
-        rates = measure.measure_rates(public, cfg, device)
-    elapsed = time.perf_counter() - start
-    planned = plan.plan(cfg, rates, limit_s=limit, budget_s=limit - elapsed, labelled=info.train_size,
-                          test=info.test_size, views=views, large_data=info.train_size >= policy.LARGE_DATA, free=free,
-                          wider=wider, wider_rates=wider_rates, training_rates=training_rates)
+        training_rates = None
+        if cfg.fine_tuning and cfg.probe != "off":
+            # the probe's rates first: a fine-tune is measured only where one could fit at all
+            log(f"{prefix}: measuring the features of {cfg.models[0]} at {cfg.input_size} px on this {device.type}")
+            rates = measure.measure_probe(public, cfg, device)
+
+            def training_rates() -> plan.Rates:
+                log(f"measuring a fine-tune of {cfg.models[0]} too: the time may afford one")
+                measured = measure.measure_rates(public, cfg, device)
+                return dataclasses.replace(measured, features=rates.features, probe_fit_s=rates.probe_fit_s)
+        else:
+            log(f"{prefix}: measuring {cfg.models[0]} on this {device.type}")
+            rates = measure.measure_rates(public, cfg, device)
+        return plan.plan(cfg, rates, limit_s=limit, budget_s=limit - (time.perf_counter() - start),
+                         labelled=info.train_size, test=info.test_size, views=views,
+                         large_data=info.train_size >= policy.LARGE_DATA, free=free, wider=wider,
+                         wider_rates=wider_rates, training_rates=training_rates)
+
+    planned = planned_for(cfg)
+    for next_cfg in cheaper:
+        if planned.fits and planned.config.folds >= full_folds:
+            break
+        fell_short = f"fits only at {planned.config.folds} fold(s)" if planned.fits else "does not fit"
+        log(f"{planned.line()}\n  {planned.config.models[0]}'s probe {fell_short} the limit: the next backbone at hand")
+        planned = planned_for(next_cfg())
     log(planned.line())
     left = limit - (time.perf_counter() - start)
     reserve = plan.reserve_s(planned.config, planned.rates, test=info.test_size, views=views)
@@ -213,28 +228,35 @@ def run(cfg: RunConfig, workspace: Workspace, kaggle_dir: Path | None = None, re
         free = plan.left_to_plan(cfg, given)         # what a time limit may change: what was not given
         # the weights' file is found (or refused) before anything is prepared or trained, and
         # recorded, so config.json repeats the run from the same file
-        backbone, why = policy.colour_backbone(cfg, training_device().type) if AUTO in cfg.models else (None, "")
+        backbones, why = policy.colour_backbones(cfg) if AUTO in cfg.models else ((), "")
         if AUTO not in cfg.models:
             cfg = cfg.replace(weights=policy.pretrained_weights(cfg, cfg.models), pretrained=False)
+        # stored at the best backbone's size: a cheaper one the plan may take reads them resized
         paths = ensure_prepared(workspace, cfg.competition, kaggle_dir, split, log, metric,
-                                policy.size_request(cfg, training_device().type, backbone))
+                                policy.size_request(cfg, training_device().type, next(iter(backbones), None)))
         # refuse before training, not after: the day's limit may already be used up
         check_local_limit(paths.root, paths.root.name)
         info = read_prepared(paths.public)
         if why and info.channels != 1:
             log(why)
         # the stored size: config.json records it, so --config repeats it
-        cfg = policy.resolve(cfg.replace(competition=paths.root.name, image_size=info.height if
-                                         info.height == info.width else cfg.image_size),
-                             channels=info.channels, labelled=info.train_size, stored_size=info.height,
-                             hflip=info.hflip, multi_label=info.multi_label,
-                             sample_images=load_public(paths.public).train_images[:64],
-                             device_type=training_device().type)
+        unresolved = cfg.replace(competition=paths.root.name,
+                                 image_size=info.height if info.height == info.width else cfg.image_size)
+        sample_images = load_public(paths.public).train_images[:64]
+
+        def resolved(backbone: policy.Backbone | None = None) -> RunConfig:
+            return policy.resolve(unresolved, channels=info.channels, labelled=info.train_size,
+                                  stored_size=info.height, hflip=info.hflip, multi_label=info.multi_label,
+                                  sample_images=sample_images, backbone=backbone)
+        cfg = resolved()
         scratch_timm = [m for m in cfg.models if m.startswith("timm/") and not cfg.weights]
         if scratch_timm:
             log(f"{'+'.join(scratch_timm)} trains from scratch: no pretrained weights given or at hand (--weights "
                 f"FILE, --weights-dir DIR, $COMPETITION_WEIGHTS, timm's cache, or --pretrained to fetch them)")
-        planned, deadline = plan_to_time_limit(cfg, paths, free, start, log)
+        # a colour `auto` model: the cheaper backbones at hand, should the best one's probe not fit the limit
+        cheaper = [lambda b=b: resolved(b) for b in backbones[1:]] \
+            if backbones and cfg.models == (backbones[0].model,) and "models" in free else []
+        planned, deadline = plan_to_time_limit(cfg, paths, free, start, log, cheaper)
         cfg = planned.config if planned else cfg
         run_dir = new_run_dir(workspace, cfg)
         atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")

@@ -160,15 +160,15 @@ def colour_folder(tmp_path):
 @pytest.mark.slow
 def test_colour_photos_with_weights_at_hand_play_the_probe_by_default_and_submit(tmp_path, backbone_weights,
                                                                                monkeypatch, capsys):
-    """The model left to `auto`: the first pretrained backbone of the device's table whose weights are
-    in the folder $COMPETITION_WEIGHTS names; its features once a run, a head per fold, a submission."""
-    monkeypatch.setitem(policy.BACKBONES, "cpu", (MODEL,))
+    """The model left to `auto`: the first pretrained backbone of the table whose weights are in the
+    folder $COMPETITION_WEIGHTS names; its features once a run, a head per fold, a submission."""
+    monkeypatch.setattr(policy, "BACKBONES", (MODEL,))
     monkeypatch.setenv(WEIGHTS_ENV, str(backbone_weights.parent))
     root = tmp_path / "ws"
     assert main(["--root", str(root), "run", "--data", str(colour_folder(tmp_path)), "--folds", "2",
                  "--probe", "only", "--time-limit", "none"]) == 0
     out = capsys.readouterr().out
-    assert f"pretrained backbone for colour photos: {MODEL}" in out and "features of" in out
+    assert f"pretrained backbone(s) for colour photos, best first: {MODEL} (160 px)" in out and "features of" in out
     [run_dir] = (root / "submissions").iterdir()
     config = json.loads((run_dir / "config.json").read_text())
     assert config["models"] == [MODEL] and config["weights"] == str(backbone_weights)
@@ -191,3 +191,42 @@ def test_colour_photos_without_weights_say_so_in_one_line_and_train_from_scratch
     assert len(lines) == 1 and "resnet-small from scratch" in lines[0] and WEIGHTS_ENV in lines[0]
     [run_dir] = (root / "submissions").iterdir()
     assert json.loads((run_dir / "config.json").read_text())["models"] == ["resnet-small"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("best_rate, taken", [(50_000.0, "best"), (0.5, "cheaper")])
+def test_a_time_limit_takes_the_best_backbone_whose_probe_fits_it_at_full_folds(tmp_path, backbone_weights, monkeypatch,
+                                                                                capsys, best_rate, taken):
+    """Two backbones at hand, best first: the best one's probe is measured first, and taken where it
+    fits the limit at 4 folds; where it does not (its features at half an image a second), the
+    cheaper one is measured and planned. The rates are stand-ins: what is tested is the choice."""
+    best, cheaper = MODEL, "timm/test_efficientnet_gn"
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    (folder / "test_efficientnet.pth").write_bytes(backbone_weights.read_bytes())
+    torch.save(timm.create_model("test_efficientnet_gn", num_classes=1000).state_dict(),
+               folder / "test_efficientnet_gn.pth")
+    monkeypatch.setattr(policy, "BACKBONES", (best, cheaper))
+    monkeypatch.setenv(WEIGHTS_ENV, str(folder))
+    measured = []
+
+    def stand_in_rates(public, cfg, device, count=128):
+        measured.append(cfg.models[0])
+        rate = best_rate if cfg.models[0] == best else 50_000.0
+        return plan.Rates(train=rate / 3, predict=rate, member_setup_s=0.0, device="cpu", precision="bf16 features",
+                          features=rate, probe_fit_s=1e-5)
+    monkeypatch.setattr(measure, "measure_probe", stand_in_rates)
+    root = tmp_path / "ws"
+    assert main(["--root", str(root), "run", "--data", str(colour_folder(tmp_path)), "--time-limit", "1m"]) == 0
+    out = capsys.readouterr().out
+    [run_dir] = (root / "submissions").iterdir()
+    config = json.loads((run_dir / "config.json").read_text())
+    plan_line = [line for line in out.splitlines() if line.startswith("plan:")][-1]
+    if taken == "best":
+        assert measured == [best] and config["models"] == [best] and config["folds"] == 4
+        assert "the next backbone at hand" not in out
+    else:
+        assert measured == [best, cheaper] and config["models"] == [cheaper] and config["folds"] == 4
+        assert f"{best}'s probe does not fit the limit: the next backbone at hand" in out
+        assert config["weights"] == str(folder / "test_efficientnet_gn.pth")
+    assert config["models"][0] in plan_line and config["probe"] in ("on", "only")

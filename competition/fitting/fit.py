@@ -191,7 +191,7 @@ def fit(cfg: RunConfig, public_dir: Path, run_dir: Path, executor: Executor | No
     metric = get_metric(public.competition.metric)
     labels, k = public.train_labels, public.num_classes
     channels, height, width = public.image_shape
-    cfg = policy.resolve_for(cfg, public, training_device().type)
+    cfg = policy.resolve_for(cfg, public)
     device = training_device()
     where = {"device": f"resident on {device.type}" if device.type == "cuda" else "in memory",
              "host": "batched from pinned host memory (too big for the GPU)"}[placement(public.train_images, device)]

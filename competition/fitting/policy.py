@@ -9,6 +9,7 @@ submissions/RUN/config.json` repeats it with nothing left to choose.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -31,14 +32,13 @@ LARGE_DATA = 20_000
 # once a run.
 SCRATCH_LIMIT = {"cpu": 64, "cuda": 128}
 
-# The pretrained backbones `auto` takes for colour photos, by device: the first whose weights are at
-# hand (a weights folder or timm's cache). Out of fold, the probe of Lite2 (260 px) beat Lite0's (224
-# px) by 0.3 pp on Dogs vs. Cats and 0.9 pp on Natural Images, Lite1 (240 px) fell between, but on a
-# 2-core CPU Lite2's features cost 1.9x Lite0's (108 against 202 images/s in bf16): on a CPU the
-# cheapest first, so that a large set's features fit a few minutes; on a GPU, where they cost
-# seconds, the best first.
-BACKBONES = {"cpu": ("timm/efficientnet_lite0", "timm/efficientnet_lite1", "timm/efficientnet_lite2"),
-             "cuda": ("timm/efficientnet_lite2", "timm/efficientnet_lite1", "timm/efficientnet_lite0")}
+# The pretrained backbones `auto` may take for colour photos, best first. Out of fold, the probe of
+# Lite2 (260 px) beat Lite0's (224 px) by 0.5 pp on Dogs vs. Cats and 0.9 pp on Natural Images, Lite1
+# (240 px) fell between; on a 2-core CPU Lite2's features cost 1.9x Lite0's (108 against 202
+# images/s in bf16). So a time-limited run measures the best at hand first and takes the first whose
+# probe fits the limit at full folds (`pipeline.plan_to_time_limit`): on a GPU, or with few photos,
+# that is Lite2; on a CPU with many, a cheaper one. Without a time limit, the best.
+BACKBONES = ("timm/efficientnet_lite2", "timm/efficientnet_lite1", "timm/efficientnet_lite0")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,27 +49,29 @@ class Backbone:
     input_size: int             # the side it was trained at
 
 
-def colour_backbone(cfg: RunConfig, device_type: str) -> tuple[Backbone | None, str]:
-    """The pretrained backbone a colour competition's `auto` model is on `device_type`, and one line
-    saying why (or, with None, why it trains from scratch and how to have weights found)."""
+def colour_backbones(cfg: RunConfig) -> tuple[tuple[Backbone, ...], str]:
+    """The pretrained backbones a colour competition's `auto` model may be (those of `BACKBONES` whose
+    weights are at hand, best first), and one line saying which (or, with none, why it trains from
+    scratch and how to have weights found)."""
     if not timm_installed():
-        return None, ("no pretrained backbone: timm is not installed (pip install 'competition[timm]'), so "
-                      "colour photos train resnet-small from scratch")
-    backbones = BACKBONES.get(device_type, BACKBONES["cpu"])
-    for model in backbones:
-        weights = find_weights(model, cfg.weights_dir)
-        if weights:
-            size = input_side(model)
-            return Backbone(model=model, weights=weights, input_size=size), \
-                f"pretrained backbone for colour photos: {model} ({size} px), weights {weights}"
+        return (), ("no pretrained backbone: timm is not installed (pip install 'competition[timm]'), so "
+                    "colour photos train resnet-small from scratch")
+    found = tuple(Backbone(model=model, weights=weights, input_size=input_side(model))
+                  for model in BACKBONES if (weights := find_weights(model, cfg.weights_dir)))
+    if found:
+        names = ", ".join(f"{b.model} ({b.input_size} px)" for b in found)
+        choice = "" if len(found) == 1 else \
+            "; a time limit takes the first whose probe fits it, no limit the first"
+        return found, f"pretrained backbone(s) for colour photos, best first: {names}{choice}; weights in " \
+            f"{', '.join(dict.fromkeys(str(Path(b.weights).parent) for b in found))}"
     folder = weights_folder(cfg.weights_dir)
     looked = f"{folder}" if folder else "no weights folder (--weights-dir DIR or $COMPETITION_WEIGHTS)"
-    name = backbones[0][len(TIMM_PREFIX):]
-    return None, (f"no ImageNet weights at hand for {', '.join(backbones)} (looked in {looked} and timm's cache), "
-                  f"so colour photos train resnet-small from scratch; to fine-tune {backbones[0]}, put {name}.pth "
-                  f"(timm's key names) in a folder named by --weights-dir or $COMPETITION_WEIGHTS, or fill timm's "
-                  f"cache on a connected machine: python -c \"import timm; timm.create_model('{name}', "
-                  f"pretrained=True)\"")
+    name = BACKBONES[0][len(TIMM_PREFIX):]
+    return (), (f"no ImageNet weights at hand for {', '.join(BACKBONES)} (looked in {looked} and timm's cache), "
+                f"so colour photos train resnet-small from scratch; to fine-tune {BACKBONES[0]}, put {name}.pth "
+                f"(timm's key names) in a folder named by --weights-dir or $COMPETITION_WEIGHTS, or fill timm's "
+                f"cache on a connected machine: python -c \"import timm; timm.create_model('{name}', "
+                f"pretrained=True)\"")
 
 
 def default_model(channels: int, labelled: int = 0, backbone: Backbone | None = None) -> str:
@@ -104,12 +106,13 @@ def check_models(cfg: RunConfig) -> None:
 
 
 def resolve(cfg: RunConfig, *, channels: int, labelled: int, stored_size: int, hflip: bool,
-            multi_label: bool = False, sample_images: torch.Tensor | None = None, device_type: str = "cpu"
+            multi_label: bool = False, sample_images: torch.Tensor | None = None, backbone: Backbone | None = None
             ) -> RunConfig:
     """Every `auto` of `cfg` for one prepared competition: `channels`, `labelled` images stored at
     `stored_size`; `hflip`: a mirrored image keeps its class; `sample_images` (uint8, a few
     dozen training images): what a pretrained backbone's normalisation is chosen on (its stem's
-    batch-norm statistics; no labels read); `device_type`: what the backbone table is read for. Every later stage reads these values, never `auto`.
+    batch-norm statistics; no labels read); `backbone`: the one a colour competition's `auto` model
+    takes (default: the best at hand, `colour_backbones`). Every later stage reads these values, never `auto`.
     A multi-label competition averages logits: probability averaging and greedy weights are
     written for one class an image."""
     check_models(cfg)
@@ -119,7 +122,10 @@ def resolve(cfg: RunConfig, *, channels: int, labelled: int, stored_size: int, h
         raise ConfigError(f"ensemble = {cfg.ensemble}: a multi-label competition averages logits; use logits")
     if multi_label and cfg.consistency != "none":
         raise ConfigError(f"consistency = {cfg.consistency} is written for one class an image; use none")
-    backbone = colour_backbone(cfg, device_type)[0] if AUTO in cfg.models and channels != 1 else None
+    if AUTO not in cfg.models or channels == 1:
+        backbone = None
+    elif backbone is None:
+        backbone = next(iter(colour_backbones(cfg)[0]), None)
     models = tuple(dict.fromkeys(default_model(channels, labelled, backbone) if m == AUTO else m
                                  for m in cfg.models))
     weights = pretrained_weights(cfg, models, backbone)
@@ -148,13 +154,13 @@ def resolve(cfg: RunConfig, *, channels: int, labelled: int, stored_size: int, h
     return resolved.replace(ensemble=ensemble)
 
 
-def resolve_for(cfg: RunConfig, public, device_type: str = "cpu") -> RunConfig:
+def resolve_for(cfg: RunConfig, public) -> RunConfig:
     """`resolve` for a loaded public folder (data.PublicData): what `fit` and a benchmark that trains
     members itself call."""
     channels, height, _ = public.image_shape
     return resolve(cfg, channels=channels, labelled=len(public.train_labels), stored_size=height,
                    hflip=public.hflip, multi_label=public.competition.multi_label,
-                   sample_images=public.train_images[:64], device_type=device_type)
+                   sample_images=public.train_images[:64])
 
 
 def pretrained_weights(cfg: RunConfig, models: tuple[str, ...], backbone: Backbone | None = None) -> str:
