@@ -209,17 +209,21 @@ def main(argv: list[str] | None = None) -> list[dict]:
     train_labels, truth = names[labels], answers.iloc[:, 1].to_numpy()
     private = answers["Usage"].to_numpy() == "Private"
     colour = train.shape[-1] == 3
-    weights = str(Path(args.weights_dir) / f"{args.backbone}.pth") if args.weights_dir else ""
-    photo_peers = colour and weights and Path(weights).is_file()
+    backbone = args.backbone.removeprefix("timm/")
+    weights = str(Path(args.weights_dir) / f"{backbone}.pth") if args.weights_dir else ""
+    photo_peers = colour and bool(weights)
+    if photo_peers and not Path(weights).is_file():
+        raise SystemExit(f"{weights}: no such file, so the photo peers cannot use {backbone}'s weights "
+                         f"(--weights-dir holds <timm-name>.pth files; --backbone names one)")
     results = {"harness": {"wall_s": harness["wall_s"], "validation": harness["oof"], "recipe": harness["plan"],
                            "predicted": harness["labels"]}}
     for peer in args.peers:
         if peer == "fastai":
-            results["fastai"] = fastai_photos(train, train_labels, test, args.backbone, weights, harness["wall_s"],
+            results["fastai"] = fastai_photos(train, train_labels, test, backbone, weights, harness["wall_s"],
                                               size=224) if photo_peers else \
                 fastai_grey(train, train_labels, test, harness["wall_s"])
         elif photo_peers:
-            results["frozen features + LR"] = frozen_features(train, train_labels, test, args.backbone, weights)
+            results["frozen features + LR"] = frozen_features(train, train_labels, test, backbone, weights)
         print(f"{list(results)[-1]}: {results[list(results)[-1]]['wall_s']:.0f}s", flush=True)
     harness_right = harness["labels"] == truth
     rows = []
