@@ -201,8 +201,10 @@ def plan_to_time_limit(cfg: RunConfig, paths: CompetitionPaths, free: frozenset[
     for next_cfg in cheaper:
         if planned.fits and planned.config.folds >= full_folds:
             break
-        fell_short = f"fits only at {planned.config.folds} fold(s)" if planned.fits else "does not fit"
-        log(f"{planned.line()}\n  {planned.config.models[0]}'s probe {fell_short} the limit: the next backbone at hand")
+        fell_short = f"fits the limit only at {planned.config.folds} fold(s)" if planned.fits else \
+            "does not fit the limit even at its smallest recipe"
+        log(f"{planned.config.models[0]}'s probe {fell_short} (~{format_duration(planned.estimate_s)} of the "
+            f"{format_duration(planned.budget_s)} left, at {planned.rates.features:,.0f} img/s): the next backbone at hand")
         planned = planned_for(next_cfg())
     log(planned.line())
     left = limit - (time.perf_counter() - start)

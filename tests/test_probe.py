@@ -227,6 +227,8 @@ def test_a_time_limit_takes_the_best_backbone_whose_probe_fits_it_at_full_folds(
         assert "the next backbone at hand" not in out
     else:
         assert measured == [best, cheaper] and config["models"] == [cheaper] and config["folds"] == 4
-        assert f"{best}'s probe does not fit the limit: the next backbone at hand" in out
+        assert f"{best}'s probe does not fit the limit even at its smallest recipe" in out
+        assert "the next backbone at hand" in out and len([line for line in out.splitlines()
+                                                           if line.startswith("plan:")]) == 1
         assert config["weights"] == str(folder / "test_efficientnet_gn.pth")
     assert config["models"][0] in plan_line and config["probe"] in ("on", "only")
