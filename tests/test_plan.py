@@ -120,6 +120,7 @@ def test_a_limit_too_short_for_any_recipe_gives_the_smallest_and_says_so():
     planned = plan.plan(resolved(RunConfig(models=("fastnet",))), RATES, limit_s=1, budget_s=1,
                           free=frozenset(plan.PLANNED), **SHAPE)
     assert not planned.fits and (planned.config.folds, planned.config.epochs) == (2, 1)
+    assert planned.config.tta == "off"      # the views too: the smallest recipe predicts each image once
     assert "members will be cut short" in planned.line()
 
 

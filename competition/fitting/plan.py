@@ -324,6 +324,8 @@ def plan(cfg: RunConfig, rates: Rates, *, limit_s: float, budget_s: float, label
             return Plan(config=chosen, limit_s=limit_s, budget_s=budget_s, estimate_s=cost(chosen, tier_rates),
                         rates=tier_rates, fits=True, richest=tier is applicable[0] and longest == chosen.epochs)
     smallest = recipe(tiers[-1], 1 if "epochs" in free and tiers[-1].probe != "only" else recipe_epochs)
+    if False in view_choices:       # the smallest recipe is one view too
+        smallest = smallest.replace(tta="off")
     return Plan(config=smallest, limit_s=limit_s, budget_s=budget_s, estimate_s=cost(smallest, rates), rates=rates,
                 fits=False)
 
