@@ -92,14 +92,25 @@ def test_time_past_the_wide_rung_buys_epochs_of_one_seed_up_to_twice_the_recipes
     assert (top.config.seeds, top.config.epochs, top.config.pseudo_rounds) == (1, 30, 1) and top.richest
     cost = lambda epochs: plan.estimate_s(top.config.replace(epochs=epochs), WIDE_RATES, labelled=4000, test=1000,
                                           views=9)
-    # between the two wide rungs: 20 epochs do not fit, so the 15-epoch rung is taken as it is
+    # 20 epochs with the round do not fit: the round goes before the epochs, and the time buys the most
+    # epochs without it (up to twice the recipe's), before the narrow net
     middle = _plan_with_width(cfg, (cost(19) + 1) / plan.SAFETY, free, [])
-    assert middle.config.models == ("fastnet-wide",) and (middle.config.seeds, middle.config.epochs) == (1, 15)
+    assert middle.config.models == ("fastnet-wide",) and middle.config.pseudo_rounds == 0
+    assert (middle.config.seeds, middle.config.epochs) == (1, 30)
+    no_round = lambda epochs: plan.estimate_s(top.config.replace(epochs=epochs, pseudo_rounds=0), WIDE_RATES,
+                                              labelled=4000, test=1000, views=9)
+    fewer = _plan_with_width(cfg, (no_round(22) + 1) / plan.SAFETY, free, [])
+    assert (fewer.config.models, fewer.config.epochs, fewer.config.pseudo_rounds) == (("fastnet-wide",), 22, 0)
+    narrow = _plan_with_width(cfg, (no_round(19) + 1) / plan.SAFETY, free, [])
+    assert narrow.config.models == ("fastnet",)
     stretched = _plan_with_width(cfg, (cost(24) + 1) / plan.SAFETY, free, [])
     assert (stretched.config.seeds, stretched.config.epochs) == (1, 24) and not stretched.richest
-    # with the epochs given, time is spent on wide seeds at those epochs
+    # with the epochs given, time is spent on wide seeds at those epochs, and the round is not given up
     given = _plan_with_width(cfg, 3600, free - {"epochs"}, [])
     assert given.config.models == ("fastnet-wide",) and (given.config.seeds, given.config.epochs) == (3, 15)
+    one_seed = plan.estimate_s(top.config.replace(epochs=15), WIDE_RATES, labelled=4000, test=1000, views=9)
+    kept = _plan_with_width(cfg, (one_seed + 1) / plan.SAFETY, free - {"epochs"}, [])
+    assert (kept.config.models, kept.config.seeds, kept.config.pseudo_rounds) == (("fastnet-wide",), 1, 1)
 
 
 def test_a_short_limit_keeps_the_narrow_net_without_measuring_the_wide_one():
