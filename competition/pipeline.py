@@ -204,7 +204,8 @@ def plan_to_time_limit(cfg: RunConfig, paths: CompetitionPaths, free: frozenset[
         fell_short = f"fits the limit only at {planned.config.folds} fold(s)" if planned.fits else \
             "does not fit the limit even at its smallest recipe"
         log(f"{planned.config.models[0]}'s probe {fell_short} (~{format_duration(planned.estimate_s)} of the "
-            f"{format_duration(planned.budget_s)} left, at {planned.rates.features:,.0f} img/s): the next backbone at hand")
+            f"{format_duration(planned.budget_s)} left, at {planned.rates.features:,.0f} img/s): "
+            f"the next backbone at hand")
         planned = planned_for(next_cfg())
     log(planned.line())
     left = limit - (time.perf_counter() - start)
@@ -255,9 +256,11 @@ def run(cfg: RunConfig, workspace: Workspace, kaggle_dir: Path | None = None, re
         if scratch_timm:
             log(f"{'+'.join(scratch_timm)} trains from scratch: no pretrained weights given or at hand (--weights "
                 f"FILE, --weights-dir DIR, $COMPETITION_WEIGHTS, timm's cache, or --pretrained to fetch them)")
-        # a colour `auto` model: the cheaper backbones at hand, should the best one's probe not fit the limit
+        # a colour `auto` model with its probe: the cheaper backbones at hand, should the best one's probe
+        # not fit the limit (a fine-tune alone, `probe = off`, keeps the best)
         cheaper = [lambda b=b: resolved(b) for b in backbones[1:]] \
-            if backbones and cfg.models == (backbones[0].model,) and "models" in free else []
+            if backbones and cfg.models == (backbones[0].model,) and "models" in free and cfg.probe != "off" \
+            else []
         planned, deadline = plan_to_time_limit(cfg, paths, free, start, log, cheaper)
         cfg = planned.config if planned else cfg
         run_dir = new_run_dir(workspace, cfg)

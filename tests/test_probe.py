@@ -232,3 +232,28 @@ def test_a_time_limit_takes_the_best_backbone_whose_probe_fits_it_at_full_folds(
                                                            if line.startswith("plan:")]) == 1
         assert config["weights"] == str(folder / "test_efficientnet_gn.pth")
     assert config["models"][0] in plan_line and config["probe"] in ("on", "only")
+
+
+@pytest.mark.slow
+def test_a_fine_tune_alone_keeps_the_best_backbone_and_measures_no_probe(tmp_path, backbone_weights, monkeypatch):
+    """`--probe off`: no probe to price, so no cheaper backbone is tried, even where the best one's
+    fine-tune is over the limit; the best at hand is fine-tuned."""
+    best, cheaper = MODEL, "timm/test_efficientnet_gn"
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    (folder / "test_efficientnet.pth").write_bytes(backbone_weights.read_bytes())
+    torch.save(timm.create_model("test_efficientnet_gn", num_classes=1000).state_dict(),
+               folder / "test_efficientnet_gn.pth")
+    monkeypatch.setattr(policy, "BACKBONES", (best, cheaper))
+    monkeypatch.setenv(WEIGHTS_ENV, str(folder))
+    probed = []
+    monkeypatch.setattr(measure, "measure_probe", lambda *a, **k: probed.append(1))
+    # stand-in rates too slow for any recipe: the plan is over the limit, and still no cheaper one is tried
+    monkeypatch.setattr(measure, "measure_rates", lambda *a, **k: plan.Rates(
+        train=0.5, predict=1.0, member_setup_s=0.0, device="cpu", precision="32-true"))
+    root = tmp_path / "ws"
+    assert main(["--root", str(root), "run", "--data", str(colour_folder(tmp_path)), "--time-limit", "40s",
+                 "--probe", "off", "--folds", "2", "--pseudo-rounds", "0", "--epochs", "1"]) == 0
+    [run_dir] = (root / "submissions").iterdir()
+    config = json.loads((run_dir / "config.json").read_text())
+    assert probed == [] and config["models"] == [best] and config["probe"] == "off"

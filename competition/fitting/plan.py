@@ -119,10 +119,11 @@ class Tier:
 # before the epochs (§30): one wide seed of 24-26 epochs without it scored above 14-15 with it at
 # 3m (fashion-5k 0.8992 against 0.8912, the notMNIST-shaped folder 0.9031 against the narrow rung's
 # 0.8959-0.8991), as round 0 of the 30-epoch rung had (fashion-5k 0.8974 and 0.9048 on two splits,
-# mnist-5k 0.9942 against 0.9918): 20 epochs cost less than 12 with the round. Above it (§27) seed 001's warps, a second round, 45
-# epochs, no early stopping (§28: also the notMNIST-shaped folder) and a second seed each scored within a few images
-# of it or below on mnist-5k and fashion-5k, so a longer limit leaves the rest unspent. The narrow net alike: one seed of 25 epochs without
-# the round scored above two of 12 with it on mnist-5k (0.9890 against 0.9875), fashion-5k (0.8954
+# mnist-5k 0.9942 against 0.9918): 20 epochs cost less than 12 with the round. Above the top rung
+# (§27) seed 001's warps, a second round, 45 epochs, no early stopping (§28: also the notMNIST-shaped
+# folder) and a second seed each scored within a few images of it or below on mnist-5k and
+# fashion-5k, so a longer limit leaves the rest unspent. The narrow net alike: one seed of 25 epochs
+# without the round scored above two of 12 with it on mnist-5k (0.9890 against 0.9875), fashion-5k (0.8954
 # against 0.8768) and the notMNIST-shaped folder (0.8927 against 0.8867) in under half their time,
 # so the rungs of several seeds serve only where the epochs were given; and one narrow seed of
 # 30 epochs with the round scored above 25 without it (mnist-5k 0.9910, fashion-5k 0.8960), so the
