@@ -4,6 +4,7 @@ that prices a probe against a fine-tune."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -193,13 +194,9 @@ def test_colour_photos_without_weights_say_so_in_one_line_and_train_from_scratch
     assert json.loads((run_dir / "config.json").read_text())["models"] == ["resnet-small"]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("best_rate, taken", [(50_000.0, "best"), (0.5, "cheaper")])
-def test_a_time_limit_takes_the_best_backbone_whose_probe_fits_it_at_full_folds(tmp_path, backbone_weights, monkeypatch,
-                                                                                capsys, best_rate, taken):
-    """Two backbones at hand, best first: the best one's probe is measured first, and taken where it
-    fits the limit at 4 folds; where it does not (its features at half an image a second), the
-    cheaper one is measured and planned. The rates are stand-ins: what is tested is the choice."""
+def two_backbones_at_hand(tmp_path, backbone_weights, monkeypatch) -> tuple[str, str, Path]:
+    """A weights folder ($COMPETITION_WEIGHTS) holding two timm test nets, the backbone table naming
+    them best first: (best, cheaper, folder)."""
     best, cheaper = MODEL, "timm/test_efficientnet_gn"
     folder = tmp_path / "weights"
     folder.mkdir()
@@ -208,6 +205,17 @@ def test_a_time_limit_takes_the_best_backbone_whose_probe_fits_it_at_full_folds(
                folder / "test_efficientnet_gn.pth")
     monkeypatch.setattr(policy, "BACKBONES", (best, cheaper))
     monkeypatch.setenv(WEIGHTS_ENV, str(folder))
+    return best, cheaper, folder
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("best_rate, taken", [(50_000.0, "best"), (0.5, "cheaper")])
+def test_a_time_limit_takes_the_best_backbone_whose_probe_fits_it_at_full_folds(tmp_path, backbone_weights, monkeypatch,
+                                                                                capsys, best_rate, taken):
+    """Two backbones at hand, best first: the best one's probe is measured first, and taken where it
+    fits the limit at 4 folds; where it does not (its features at half an image a second), the
+    cheaper one is measured and planned. The rates are stand-ins: what is tested is the choice."""
+    best, cheaper, folder = two_backbones_at_hand(tmp_path, backbone_weights, monkeypatch)
     measured = []
 
     def stand_in_rates(public, cfg, device, count=128):
@@ -238,14 +246,7 @@ def test_a_time_limit_takes_the_best_backbone_whose_probe_fits_it_at_full_folds(
 def test_a_fine_tune_alone_keeps_the_best_backbone_and_measures_no_probe(tmp_path, backbone_weights, monkeypatch):
     """`--probe off`: no probe to price, so no cheaper backbone is tried, even where the best one's
     fine-tune is over the limit; the best at hand is fine-tuned."""
-    best, cheaper = MODEL, "timm/test_efficientnet_gn"
-    folder = tmp_path / "weights"
-    folder.mkdir()
-    (folder / "test_efficientnet.pth").write_bytes(backbone_weights.read_bytes())
-    torch.save(timm.create_model("test_efficientnet_gn", num_classes=1000).state_dict(),
-               folder / "test_efficientnet_gn.pth")
-    monkeypatch.setattr(policy, "BACKBONES", (best, cheaper))
-    monkeypatch.setenv(WEIGHTS_ENV, str(folder))
+    best, _, _ = two_backbones_at_hand(tmp_path, backbone_weights, monkeypatch)
     probed = []
     monkeypatch.setattr(measure, "measure_probe", lambda *a, **k: probed.append(1))
     # stand-in rates too slow for any recipe: the plan is over the limit, and still no cheaper one is tried
