@@ -1,6 +1,6 @@
 """Each round of finished runs, its ensemble alone and with the earlier rounds' members, out of fold.
 
-    python -m benchmarks.pooled_rounds RUN_DIR [RUN_DIR ...] [--out DIR]
+    python -m benchmarks.pooled_rounds RUN_DIR [RUN_DIR ...] [--out DIR] [--name NAME]
 
 No member is retrained or predicts anything new: the rounds' ensembles are made again from the
 members' cached logits by the harness's own `ensemble_round` and `with_earlier_members`, with the
@@ -47,7 +47,8 @@ def replay(run_dir: Path) -> list[dict]:
         alone.append(ens.cv)
         chosen.append(pooled.cv)
         rows.append({"run": run_dir.name, "competition": public.name, "models": "+".join(cfg.member_models),
-                     "epochs": cfg.epochs, "seeds": cfg.seeds, "round": number, "alone": ens.cv.value,
+                     "epochs": cfg.epochs, "seeds": cfg.seeds, "split_seed": cfg.split_seed, "patience": cfg.patience,
+                     "model_kwargs": cfg.model_kwargs, "round": number, "alone": ens.cv.value,
                      "with_earlier": None if not earlier else pooled.cv.value,
                      "takes_earlier": len(pooled.ensembled) > len(members)})
         earlier += members
@@ -65,10 +66,11 @@ def best_round_of(scores: list, metric) -> int:
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dirs", nargs="+", type=Path)
+    parser.add_argument("--name", default="pooled_rounds", help="the result's file name, without .json")
     add_output_flag(parser)
     args = parser.parse_args(argv)
     rows = [row for run_dir in args.run_dirs for row in replay(run_dir)]
-    write_result("pooled_rounds", rows, {"command": command("pooled_rounds", argv)}, args.out)
+    write_result(args.name, rows, {"command": command("pooled_rounds", argv)}, args.out)
     return rows
 
 

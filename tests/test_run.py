@@ -177,6 +177,23 @@ def test_tta_adds_views_from_the_checkpoint_without_retraining(tmp_path, tiny_co
     assert not torch.equal(plain.final.test_logits, with_tta.final.test_logits)
 
 
+@pytest.mark.parametrize("patience, epochs_run", [(None, 8), (1, 2)])
+def test_a_member_trains_its_whole_schedule_unless_patience_asks_it_to_stop(tmp_path, patience, epochs_run):
+    from competition.fitting.train import TrainingData, train_model
+    generator = torch.Generator().manual_seed(0)
+    # blank validation images all get one class, half their labels are the other: the validation
+    # accuracy is 0.5 at every epoch, so it never improves after the first
+    data = TrainingData(train_images=torch.randint(0, 256, (64, 1, 8, 8), dtype=torch.uint8, generator=generator),
+                        train_labels=torch.arange(64) % 2, val_images=torch.zeros(16, 1, 8, 8, dtype=torch.uint8),
+                        val_labels=torch.arange(16) % 2, num_classes=2, mean=(0.5,), std=(0.25,))
+    stopping = {} if patience is None else {"patience": patience}       # None: the default
+    cfg = resolved(RunConfig(models=("fastnet",), epochs=8, batch_size=16, time_limit="none", **stopping),
+                   labelled=64, stored_size=8)
+    trained = train_model(data, cfg, "fastnet", seed=0, out_dir=tmp_path / "member")
+    assert [row["val_acc"] for row in trained.history] == [0.5] * epochs_run
+    assert trained.epochs_run == epochs_run
+
+
 @pytest.mark.slow
 def test_ema_checkpoints_hold_the_averaged_weights(tmp_path, tiny_config, resolve_for, prepared_digits):
     paths = prepared_digits

@@ -37,7 +37,7 @@ def measure_rates(public, cfg: RunConfig, device: torch.device, steps: int = 6) 
     val = min(n, 256)
     data = TrainingData(train_images=images, train_labels=labels, val_images=images[:val], val_labels=labels[:val],
                         num_classes=public.num_classes, mean=mean, std=std, device=device)
-    probe = cfg.replace(epochs=3, patience=3, pseudo_rounds=0, min_steps=0)
+    probe = cfg.replace(epochs=3, patience=0, pseudo_rounds=0, min_steps=0)
     unlabelled = None if cfg.consistency == "none" else to_placement(public.test_images[:n], device, "device")
     with tempfile.TemporaryDirectory(prefix="rate-probe-") as folder:
         # the first member of a process pays one-off warm-ups (imports, kernel choices): this one

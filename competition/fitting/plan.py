@@ -119,10 +119,11 @@ class Tier:
 # before the epochs (§30): one wide seed of 24-26 epochs without it scored above 14-15 with it at
 # 3m (fashion-5k 0.8992 against 0.8912, the notMNIST-shaped folder 0.9031 against the narrow rung's
 # 0.8959-0.8991), as round 0 of the 30-epoch rung had (fashion-5k 0.8974 and 0.9048 on two splits,
-# mnist-5k 0.9942 against 0.9918): 20 epochs cost less than 12 with the round. Above the top rung
-# (§27) seed 001's warps, a second round, 45 epochs, no early stopping (§28: also the notMNIST-shaped
-# folder) and a second seed each scored within a few images of it or below on mnist-5k and
-# fashion-5k, so a longer limit leaves the rest unspent. The narrow net alike: one seed of 25 epochs
+# mnist-5k 0.9942 against 0.9918): 20 epochs cost less than 12 with the round. Where both fit, 20
+# with the round stays above 25-30 without it: on split seeds 0-2 of the three grey sets each won
+# four times, with one near-tie (mean -0.01 pp, §31). Above the top rung (§27) seed 001's warps, a
+# second round, 45 epochs, a second seed and a 1.5x wider net (§31) each scored within a few images
+# of it or below on mnist-5k and fashion-5k, so a longer limit leaves the rest unspent. The narrow net alike: one seed of 25 epochs
 # without the round scored above two of 12 with it on mnist-5k (0.9890 against 0.9875), fashion-5k (0.8954
 # against 0.8768) and the notMNIST-shaped folder (0.8927 against 0.8867) in under half their time,
 # so the rungs of several seeds serve only where the epochs were given; and one narrow seed of
@@ -179,8 +180,9 @@ class Plan:
                 f"{format_duration(self.limit_s)} time limit, at {speed} on "
                 f"{self.rates.device}, {self.rates.precision}"
                 + ("" if self.fits else "; the smallest recipe is over the limit, so members will be cut short")
-                + ("; this is the ladder's richest recipe: more seeds, epochs, warps or rounds beyond it did not pay "
-                   "out of fold where measured (benchmarks/README.md §26-27), so the rest of the limit is left unspent"
+                + ("; this is the ladder's richest recipe: more seeds, epochs, warps, rounds or a wider net beyond it "
+                   "did not pay out of fold where measured (benchmarks/README.md §27, §31), so the rest of the limit "
+                   "is left unspent"
                    if self.unspent else "")
                 + (f"; warning: the measured epoch got {self.rates.cpu_share:.0%} of its threads' CPU time (another "
                    f"process is using the cores, or fewer are allowed than torch's {self.rates.threads} threads), "

@@ -1,8 +1,8 @@
 """Train one model with the Lightning Trainer on device-resident tensors.
 
 `train_model` is the loop every member (and every benchmark) uses: data already on the
-training device, batched augmentation inside the module, early stopping and the best
-checkpoint on validation accuracy, optional EMA weights through Lightning's callback.
+training device, batched augmentation inside the module, the best checkpoint on validation
+accuracy (early stopping where `patience` asks for it), optional EMA weights through Lightning's callback.
 It knows nothing of folds, rounds or files beyond its own checkpoint folder: that is `members.py`.
 """
 
@@ -278,8 +278,9 @@ def train_model(data: TrainingData, cfg: RunConfig, model: str, seed: int, out_d
     # best.ckpt: the best validation epoch; last.ckpt: every finished epoch, to resume a stopped fit
     checkpoint = ModelCheckpoint(dirpath=out_dir, filename="best", monitor="val_acc", mode="max",
                                  save_top_k=1, save_last=True, enable_version_counter=False)
-    callbacks: list[L.Callback] = [checkpoint, EarlyStopping("val_acc", mode="max", patience=cfg.patience), history,
-                                   EpochOrder(train_batches), StopOnSignal()]
+    callbacks: list[L.Callback] = [checkpoint, history, EpochOrder(train_batches), StopOnSignal()]
+    if cfg.patience:
+        callbacks.append(EarlyStopping("val_acc", mode="max", patience=cfg.patience))
     guard = Deadline(deadline) if deadline is not None else None
     if guard is not None:
         callbacks.append(guard)
