@@ -123,9 +123,10 @@ class Tier:
 # with the round stays above 25-30 without it: on split seeds 0-2 of the three grey sets each won
 # four times, with one near-tie (mean -0.01 pp, §31). Above the top rung (§27) seed 001's warps, a
 # second round, 45 epochs, a second seed and a 1.5x wider net (§31) each scored within a few images
-# of it or below on mnist-5k and fashion-5k, so a longer limit leaves the rest unspent. The narrow net alike: one seed of 25 epochs
-# without the round scored above two of 12 with it on mnist-5k (0.9890 against 0.9875), fashion-5k (0.8954
-# against 0.8768) and the notMNIST-shaped folder (0.8927 against 0.8867) in under half their time,
+# of it or below on mnist-5k and fashion-5k, so a longer limit leaves the rest unspent. The narrow
+# net alike: one seed of 25 epochs without the round scored above two of 12 with it on mnist-5k
+# (0.9890 against 0.9875), fashion-5k (0.8954 against 0.8768) and the notMNIST-shaped folder (0.8927
+# against 0.8867) in under half their time,
 # so the rungs of several seeds serve only where the epochs were given; and one narrow seed of
 # 30 epochs with the round scored above 25 without it (mnist-5k 0.9910, fashion-5k 0.8960), so the
 # narrow rung with the round stretches to 30 epochs as the wide one does.
