@@ -8,9 +8,11 @@
 2. fastai's documented recipe (fastai is in the `bench` extra), on the harness's prepared images:
    - photos, with ImageNet weights at hand: `vision_learner(dls, "<timm-name>", pretrained=True)`
      (the weights file given to timm through `pretrained_cfg_overlay`, timm's normalisation added
-     by fastai, as for any timm model) and `fine_tune`: one frozen epoch, then as many unfrozen
-     epochs as W leaves (an unfrozen epoch costed at three frozen ones), `Resize` and
-     `aug_transforms()`; 20% of the labelled images validate.
+     by fastai, as for any timm model) at the backbone's own input size, and `fine_tune`: one
+     frozen epoch, then as many unfrozen epochs as W leaves (an unfrozen epoch costed at three
+     frozen ones; none where W leaves less than one: `fine_tune(0)`, the frozen epoch alone, is
+     what fits a minute on a CPU), `Resize` and `aug_transforms()`; 20% of the labelled images
+     validate.
    - grey images (digits, letters), from scratch: the fastai book's MNIST CNN (chapter 13: five
      stride-2 convolutions with ReLU and batch norm, batch 512, `Normalize`) and
      `fit_one_cycle(E, 0.06)`, E the epochs W leaves (one epoch timed first).
@@ -40,6 +42,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from competition.fitting.models import input_side
 from competition.prepared import read_prepared
 
 from .common import add_output_flag, command, write_result
@@ -98,10 +101,11 @@ def fastai_photos(train: np.ndarray, labels: np.ndarray, test: np.ndarray, backb
     with learn.no_bar(), learn.no_logging():
         learn.fit_one_cycle(1, slice(base_lr), pct_start=0.99)
     frozen_s = time.perf_counter() - frozen_start
-    epochs = max(1, int((wall_s - (time.perf_counter() - start)) / (3 * frozen_s)))
-    learn.unfreeze()
-    with learn.no_bar(), learn.no_logging():
-        learn.fit_one_cycle(epochs, slice(base_lr / 2 / 100, base_lr / 2))
+    epochs = max(0, int((wall_s - (time.perf_counter() - start)) / (3 * frozen_s)))
+    if epochs:
+        learn.unfreeze()
+        with learn.no_bar(), learn.no_logging():
+            learn.fit_one_cycle(epochs, slice(base_lr / 2 / 100, base_lr / 2))
     return finish_fastai(learn, test, start, f"fine_tune({epochs}) at {size} px")
 
 
@@ -220,7 +224,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for peer in args.peers:
         if peer == "fastai":
             results["fastai"] = fastai_photos(train, train_labels, test, backbone, weights, harness["wall_s"],
-                                              size=224) if photo_peers else \
+                                              size=input_side(f"timm/{backbone}")) if photo_peers else \
                 fastai_grey(train, train_labels, test, harness["wall_s"])
         elif photo_peers:
             results["frozen features + LR"] = frozen_features(train, train_labels, test, backbone, weights)

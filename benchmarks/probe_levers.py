@@ -33,13 +33,17 @@ from competition.preparing.splits import validation_folds
 
 from .common import add_output_flag, command, write_result
 
-BASE = {"backbone": "timm/efficientnet_lite0", "normalise": "auto", "bf16": True, "size": None}
+BASE = {"backbone": "timm/efficientnet_lite0", "normalise": "auto", "bf16": True, "size": None, "scale": 1.0}
 LEVERS = {
     "base": {},
     "float32 features": {"bf16": False},
     "imagenet mean and std": {"normalise": "backbone"},
     "160 px": {"size": 160},
     "128 px": {"size": 128},
+    # above the backbone's own size: trained on random-resized crops, a net sees objects larger in
+    # training than at its test size (Touvron et al. 2019, "Fixing the train-test resolution discrepancy")
+    "x1.15 size": {"scale": 1.15},
+    "x1.3 size": {"scale": 1.3},
     "lite1 (240 px)": {"backbone": "timm/efficientnet_lite1"},
     "lite2 (260 px)": {"backbone": "timm/efficientnet_lite2"},
 }
@@ -47,7 +51,8 @@ LEVERS = {
 
 def measure(folder: Path, weights_dir: str, lever: dict, workspace: Path, backbone: str) -> dict:
     settings = {**BASE, "backbone": backbone, **lever}
-    size = settings["size"] or input_side(settings["backbone"])
+    own = input_side(settings["backbone"])
+    size = settings["size"] or (own if settings["scale"] == 1 else 8 * round(settings["scale"] * own / 8))
     paths = prepare_kaggle_folder(folder, workspace / f"data-{size}", log=lambda s: None,
                                   sizes=SizeRequest(limit=size, colour_limit=size))
     public = load_public(paths.public)

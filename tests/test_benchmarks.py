@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import tempfile
 
+import pandas as pd
 import pytest
 
 from benchmarks import (accuracy_levers, accuracy_per_second, efficiency, end_to_end, ensemble_average, fold_levers,
                         inference, probe_rates, refit, scaling, throughput, time_to_accuracy, tta_views)
-from benchmarks.photo_folders import digit_recognizer
+from benchmarks.photo_folders import digit_recognizer, dogs_vs_cats
 from competition.cli import main
 from competition.preparing.folders import read_kaggle_folder
 from competition.preparing.sources import read_idx_pair
@@ -239,6 +240,19 @@ def test_digit_recognizer_folder_holds_the_first_images_in_kaggles_form_and_read
         digit_recognizer(tmp_path / "idx", tmp_path / "dr2", train=50)
 
 
+def test_a_few_label_dogs_vs_cats_folder_keeps_a_stratified_share_of_the_photos_not_held_out(tmp_path):
+    from test_images import write_dogs_vs_cats
+    src = write_dogs_vs_cats(tmp_path / "src", n_per_class=12)
+    out = dogs_vs_cats(src, tmp_path / "few", test=6, seed=1, train=8)
+    kept = sorted(p.name for p in (out / "train").iterdir())
+    answers = pd.read_csv(out / "solution.csv", dtype=str)
+    assert len(kept) == 8 and sum(name.startswith("cat.") for name in kept) == 4
+    assert len(answers) == 6 and sorted(answers["label"]) == ["cat"] * 3 + ["dog"] * 3
+    # the labelled photos and the held-out ones are different files
+    held = {(out / "test" / f"{i}.jpg").read_bytes() for i in answers["id"]}
+    assert not held & {(out / "train" / name).read_bytes() for name in kept}
+
+
 def test_the_gpu_check_runs_on_the_cpu_in_its_dry_run_and_writes_every_sections_figures(tmp_path, restore_threads):
     """benchmarks/gpu_check.sh is the device check of the GPU path; here its --dry-run proves the script
     (the CPU, tiny settings): each section's figures, or its recorded reason."""
@@ -261,10 +275,12 @@ def test_probe_levers_score_the_harness_probe_out_of_fold_per_lever(tmp_path, ba
     from test_images import write_dogs_vs_cats
     folder = write_dogs_vs_cats(tmp_path / "dvc", n_per_class=16)
     rows = probe_levers.main(["--data", str(folder), "--weights-dir", str(backbone_weights.parent), "--backbone",
-                              "timm/test_efficientnet", "--levers", "base", "float32 features", "--out", str(tmp_path)])
-    assert [r["lever"] for r in rows] == ["base", "float32 features"]
+                              "timm/test_efficientnet", "--levers", "base", "float32 features", "x1.15 size",
+                              "--out", str(tmp_path)])
+    assert [r["lever"] for r in rows] == ["base", "float32 features", "x1.15 size"]
     assert all(0.5 <= r["oof"] <= 1 and r["features_img_s"] > 0 for r in rows)
-    assert rows[1]["features"] == "float32" and rows[0]["size"] == 160
+    # the backbone's own size, and 1.15 times it in multiples of 8
+    assert rows[1]["features"] == "float32" and [r["size"] for r in rows] == [160, 160, 184]
     _result(tmp_path, "probe_levers_dvc")
 
 

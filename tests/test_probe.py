@@ -143,6 +143,26 @@ def test_a_short_limit_plans_the_probe_alone_without_measuring_a_fine_tune(backb
     assert planned.estimate_s == pytest.approx(plan.PUBLISH_S + 2000 * 2 / 60 + heads)
 
 
+def test_a_probe_that_leaves_most_of_the_limit_says_what_the_next_recipe_up_would_cost(backbone_weights):
+    """Few photos and a fine-tune over the limit even at its bound: the plan line names the fine-tune
+    and its least cost, and the run's record keeps them."""
+    cfg = resolved(RunConfig(models=(MODEL,), weights=str(backbone_weights), normalise="backbone"), channels=3,
+                   labelled=244, stored_size=224, hflip=True)
+    planned = plan.plan(cfg, PROBE_RATES, limit_s=180, budget_s=170, labelled=244, test=152, views=2,
+                          large_data=False, free=frozenset(plan.PLANNED), training_rates=lambda: PROBE_RATES)
+    assert planned.config.probe == "only" and planned.unspent and not planned.richest
+    # the nearest rung up: the probe and a fine-tune of at least 120 steps in each of 4 folds, no round
+    assert (planned.richer.probe, planned.richer.pseudo_rounds, planned.richer.min_steps) == ("on", 0, 120)
+    assert planned.richer_s > 170 * plan.SAFETY > 3 * planned.estimate_s
+    assert "the next recipe up (4 fold(s) x the linear probe" in planned.line()
+    assert "at least 120 steps" in planned.line() and "left unspent" in planned.line()
+    assert planned.record()["next_recipe_up"]["estimate_s"] == round(planned.richer_s, 1)
+    # a limit the fine-tune fits leaves nothing to explain
+    roomy = plan.plan(cfg, PROBE_RATES, limit_s=4 * 3600, budget_s=4 * 3600, labelled=244, test=152, views=2,
+                      large_data=False, free=frozenset(plan.PLANNED), training_rates=lambda: PROBE_RATES)
+    assert roomy.config.probe == "on" and roomy.richer is None and "next recipe up" not in roomy.line()
+
+
 def test_a_long_limit_measures_a_fine_tune_once_and_plans_it_beside_the_probe(backbone_weights):
     cfg = resolved(RunConfig(models=(MODEL,), weights=str(backbone_weights), normalise="backbone"), channels=3,
                    labelled=1500, stored_size=224, hflip=True)

@@ -159,24 +159,22 @@ class Plan:
     rates: Rates
     fits: bool                  # False: even the smallest recipe is estimated over the budget
     richest: bool = False       # the ladder's first rung: more time buys nothing more
+    # the nearest richer rung that did not fit: its cheapest recipe and that recipe's cost (at least:
+    # a rung skipped before its own rates were measured is costed at a faster bound)
+    richer: RunConfig | None = None
+    richer_s: float = 0.0
 
     @property
     def unspent(self) -> bool:
-        """The richest recipe leaves over a third of the time: the ladder ends before the limit does."""
-        return self.richest and self.estimate_s < 0.66 * self.budget_s * SAFETY
+        """The recipe leaves over a third of the time a plan may spend: the ladder ends before the
+        limit does (the richest), or the next rung up costs more than the limit affords."""
+        return (self.richest or self.richer is not None) and self.estimate_s < 0.66 * self.budget_s * SAFETY
 
     def line(self) -> str:
         c = self.config
-        rounds = f", {c.pseudo_rounds} pseudo round" + ("s" if c.pseudo_rounds != 1 else "") + \
-            (", no test-time views" if c.tta == "off" else "")
-        probe = f"the linear probe of {'+'.join(c.models)} at {c.input_size} px" if c.probe in ("on", "only") else ""
-        trained = "" if c.probe == "only" else \
-            f"{c.seeds} seed(s) x {'+'.join(c.models)} x {c.epochs} epochs" + \
-            (f" (at least {c.min_steps} steps)" if c.min_steps else "")
-        what = f"{c.folds} fold(s) x " + (f"{probe} + {trained}" if probe and trained else probe or trained)
         speed = f"{self.rates.features:,.0f} img/s through the frozen backbone" if c.probe == "only" else \
             f"{self.rates.train:,.0f} img/s training ({self.rates.predict:,.0f} predicting)"
-        return (f"plan: {what}{rounds}: "
+        return (f"plan: {describe(c)}: "
                 f"~{format_duration(self.estimate_s)} of the {format_duration(self.budget_s)} left of a "
                 f"{format_duration(self.limit_s)} time limit, at {speed} on "
                 f"{self.rates.device}, {self.rates.precision}"
@@ -184,7 +182,10 @@ class Plan:
                 + ("; this is the ladder's richest recipe: more seeds, epochs, warps, rounds or a wider net beyond it "
                    "did not pay out of fold where measured (benchmarks/README.md §27, §31), so the rest of the limit "
                    "is left unspent"
-                   if self.unspent else "")
+                   if self.unspent and self.richest else "")
+                + (f"; the next recipe up ({describe(self.richer)}) needs at least ~{format_duration(self.richer_s)} "
+                   f"of the ~{format_duration(self.budget_s * SAFETY)} a plan may spend, so the rest of the limit is "
+                   f"left unspent" if self.unspent and not self.richest else "")
                 + (f"; warning: the measured epoch got {self.rates.cpu_share:.0%} of its threads' CPU time (another "
                    f"process is using the cores, or fewer are allowed than torch's {self.rates.threads} threads), "
                    f"so this plan is smaller than the idle machine's: rerun when it is idle, or with "
@@ -199,7 +200,20 @@ class Plan:
                           "cpu_share": None if self.rates.cpu_share is None else round(self.rates.cpu_share, 2),
                           "features": None if self.rates.features is None else round(self.rates.features, 1),
                           "probe_fit_s": round(self.rates.probe_fit_s, 6)},
-                "recipe": {name: getattr(self.config, name) for name in PLANNED}}
+                "recipe": {name: getattr(self.config, name) for name in PLANNED},
+                "next_recipe_up": None if self.richer is None else
+                {"recipe": describe(self.richer), "estimate_s": round(self.richer_s, 1)}}
+
+
+def describe(c: RunConfig) -> str:
+    """A resolved recipe in a few words: folds x the probe + seeds x models x epochs, rounds, views."""
+    rounds = f", {c.pseudo_rounds} pseudo round" + ("s" if c.pseudo_rounds != 1 else "") + \
+        (", no test-time views" if c.tta == "off" else "")
+    probe = f"the linear probe of {'+'.join(c.models)} at {c.input_size} px" if c.probe in ("on", "only") else ""
+    trained = "" if c.probe == "only" else \
+        f"{c.seeds} seed(s) x {'+'.join(c.models)} x {c.epochs} epochs" + \
+        (f" (at least {c.min_steps} steps)" if c.min_steps else "")
+    return f"{c.folds} fold(s) x " + (f"{probe} + {trained}" if probe and trained else probe or trained) + rounds
 
 
 def left_to_plan(cfg: RunConfig, given: frozenset[str] | None = None) -> frozenset[str]:
@@ -288,6 +302,10 @@ def plan(cfg: RunConfig, rates: Rates, *, limit_s: float, budget_s: float, label
     def cost(c: RunConfig, at: Rates) -> float:
         return estimate_s(c, at, labelled=labelled, test=test, views=views)
 
+    def cheapest(tier: Tier, least: int) -> RunConfig:
+        """A tier's least recipe: its fewest epochs, one view where the plan may drop the views."""
+        return recipe(tier, least).replace(tta="off") if False in view_choices else recipe(tier, least)
+
     spendable = budget_s * SAFETY
     tiers = PRETRAINED_TIERS if cfg.fine_tuning and "probe" in free and cfg.probe != "off" else \
         LARGE_DATA_TIERS if large_data else TIERS
@@ -299,6 +317,7 @@ def plan(cfg: RunConfig, rates: Rates, *, limit_s: float, budget_s: float, label
     tiers = [t for t in tiers if not (t.epochs_given and "epochs" in free)
              and not (t.epochs_chosen and "epochs" not in free)]
     applicable = [t for t in tiers if not (t.wide and not can_widen)]      # the ladder this run may climb
+    richer: tuple[RunConfig, float] | None = None      # the nearest rung above that did not fit, and its cost
     for tier in tiers:
         least = max(1, math.ceil(tier.least_epochs * recipe_epochs)) if "epochs" in free else recipe_epochs
         tier_rates = rates
@@ -306,13 +325,13 @@ def plan(cfg: RunConfig, rates: Rates, *, limit_s: float, budget_s: float, label
             # a wider net is slower: a tier whose least recipe does not fit at the narrow net's rates never fits
             if not can_widen:
                 continue
-            cheapest = recipe(tier, least).replace(tta="off") if False in view_choices else recipe(tier, least)
-            if cost(cheapest, rates) > spendable:
+            if cost(cheapest(tier, least), rates) > spendable:
+                richer = (cheapest(tier, least), cost(cheapest(tier, least), rates))
                 continue
             tier_rates = measure("wide", wider_rates)
         elif training_rates is not None and tier.probe != "only":
-            cheapest = recipe(tier, least).replace(tta="off") if False in view_choices else recipe(tier, least)
-            if cost(cheapest, rates) > spendable:
+            if cost(cheapest(tier, least), rates) > spendable:
+                richer = (cheapest(tier, least), cost(cheapest(tier, least), rates))
                 continue
             tier_rates = measure("training", training_rates)
         longest = math.floor(tier.most_epochs * recipe_epochs) if "epochs" in free else least
@@ -334,7 +353,9 @@ def plan(cfg: RunConfig, rates: Rates, *, limit_s: float, budget_s: float, label
         chosen = with_views if views_pay or without is None else without
         if chosen is not None:
             return Plan(config=chosen, limit_s=limit_s, budget_s=budget_s, estimate_s=cost(chosen, tier_rates),
-                        rates=tier_rates, fits=True, richest=tier is applicable[0] and longest == chosen.epochs)
+                        rates=tier_rates, fits=True, richest=tier is applicable[0] and longest == chosen.epochs,
+                        richer=richer[0] if richer else None, richer_s=richer[1] if richer else 0.0)
+        richer = (cheapest(tier, least), cost(cheapest(tier, least), tier_rates))
     smallest = recipe(tiers[-1], 1 if "epochs" in free and tiers[-1].probe != "only" else recipe_epochs)
     if False in view_choices:       # the smallest recipe is one view too
         smallest = smallest.replace(tta="off")
