@@ -91,62 +91,63 @@ class Tier:
     epochs_chosen: bool = False     # climbed only where they are: a rung that trades the round for epochs
 
 
-# Richest first. Where labels are few a pseudo-label round paid +0.23 pp OOF on mnist-5k, and a
-# second seed per fold as much at about the same time, so the round
-# comes before seeds; a rung with more seeds may give up a fifth of the epochs (the one-cycle
-# schedule still anneals) before the next rung down. One seed with the round needs a third more
-# than the recipe's epochs (20): out of fold on mnist-5k, fashion-5k, digits, Natural Images and
-# Dogs vs. Cats, 4 folds x 20 epochs without it beat 4 x 13 with it on all five at two thirds of
-# the cost, and 4 x 25 without it scored 0.32 pp above 4 x 15 with it on average (ahead by 0.75-1.06
-# on fashion-5k and Natural Images, within 0.15 elsewhere) at 70% of the cost. Without
-# the round a rung spends time left on up to two thirds more epochs (25 beat 20 on four of the five,
-# by 0.5-0.8 pp on the harder three) and gives epochs up down to half the recipe; folds go last
-# (fewer folds train each member on less). From
-# `policy.LARGE_DATA` labelled images the round is not worth its time, and neither are
-# short members: on fashion-mnist one 10% holdout with members of the full 15 epochs validated at
-# 0.9367-0.9375 against 0.9193 out of fold for 3 folds x 7 epochs and 0.9269 for 4 folds x 11,
-# so there the folds go (to one holdout) before the epochs do. On that holdout (fashion-mnist, float32,
-# 20m) one member of 20 epochs validated at 0.9380, one of 15 at 0.9350 and two of 12 at 0.9340 (on
-# fold 0: 20 epochs 0.9188 against 15's 0.9143): two seeds only at full length, and a holdout
-# rung spends time left on up to a third more epochs. Richer still, where the model was
-# left to `auto`: its wider sibling (`fastnet-wide`, about half the rate). One wide seed per fold with
-# the round scored at or above five narrow seeds in a third to a half of their time, out of fold on
-# mnist-5k, fashion-5k and digits, so the wide rungs come first. Above the 15-epoch wide rung, time
-# buys epochs, not seeds: one wide seed of 30 epochs with the round scored above three of 15 out of
-# fold on mnist-5k (0.9942 against 0.9918) and fashion-5k (0.9024 against 0.8944) in 60% of their
-# time, and above two of 15 on a notMNIST-shaped folder (0.9040 against 0.9023) in 90%, so the top
-# rung takes 20 to 30 epochs of one wide seed. Where 20 with the round do not fit, the round goes
-# before the epochs (§30): one wide seed of 24-26 epochs without it scored above 14-15 with it at
-# 3m (fashion-5k 0.8992 against 0.8912, the notMNIST-shaped folder 0.9031 against the narrow rung's
-# 0.8959-0.8991), as round 0 of the 30-epoch rung had (fashion-5k 0.8974 and 0.9048 on two splits,
-# mnist-5k 0.9942 against 0.9918): 20 epochs cost less than 12 with the round. Where both fit, 20
-# with the round stays above 25-30 without it: on split seeds 0-2 of the three grey sets each won
-# four times, with one near-tie (mean -0.01 pp, §31). Above the top rung (§27) seed 001's warps, a
-# second round, 45 epochs, a second seed and a 1.5x wider net (§31) each scored within a few images
-# of it or below on mnist-5k and fashion-5k, so a longer limit leaves the rest unspent. The narrow
-# net alike: one seed of 25 epochs without the round scored above two of 12 with it on mnist-5k
-# (0.9890 against 0.9875), fashion-5k (0.8954 against 0.8768) and the notMNIST-shaped folder (0.8927
-# against 0.8867) in under half their time,
-# so the rungs of several seeds serve only where the epochs were given; and one narrow seed of
-# 30 epochs with the round scored above 25 without it (mnist-5k 0.9910, fashion-5k 0.8960), so the
-# narrow rung with the round stretches to 30 epochs as the wide one does.
-TIERS = (Tier(4, 3, 1, 0.8, wide=True, epochs_given=True), Tier(4, 2, 1, 0.8, wide=True, epochs_given=True),
-         Tier(4, 1, 1, 4 / 3, most_epochs=2.0, wide=True),
-         Tier(4, 1, 0, 4 / 3, most_epochs=2.0, wide=True, epochs_chosen=True), Tier(4, 1, 1, 0.8, wide=True),
-         Tier(4, 5, 1, 0.8, epochs_given=True), Tier(4, 3, 1, 0.8, epochs_given=True),
-         Tier(4, 2, 1, 0.8, epochs_given=True),
-         Tier(4, 1, 1, 4 / 3, most_epochs=2.0), Tier(4, 1, 0, 0.5, most_epochs=5 / 3), Tier(3, 1, 0, 0.4),
-         Tier(2, 1, 0, 0.2))
-LARGE_DATA_TIERS = (Tier(4, 2, 0, 0.8), Tier(4, 1, 0, 0.8), Tier(1, 2, 0, 1.0, most_epochs=4 / 3),
-                    Tier(1, 1, 0, 0.1, most_epochs=4 / 3))
+# The ladders, richest rung first. A plan takes the first rung whose least recipe fits, with the most
+# epochs that fit: a rung shrinks to `least_epochs` and stretches to `most_epochs` of the recipe's (15).
+# Each order below was measured out of fold on several sets (mnist-5k, fashion-5k, a notMNIST-shaped
+# folder, digits; Natural Images and Dogs vs. Cats from scratch), never on test answers: the figures
+# are in benchmarks/README.md, §14 and §18-§20 for the narrow rungs, §26-§32 for the wide ones.
+# - The wider net first, where the model is `auto`: one wide seed a fold with the round scored at or
+#   above five narrow seeds in a third to half their time.
+# - Above 15 wide epochs time buys epochs, not seeds: one wide seed of 30 epochs with the round beat
+#   three of 15 in 60-90% of their time. Past 30 epochs nothing measured paid (seed 001's warps, a
+#   second round or seed, 45 epochs, a 1.5x wider net), so the top rung is 20-30 epochs and a longer
+#   limit is left unspent.
+# - Where 20 wide epochs with the round do not fit, the round goes before the epochs: 24-26 epochs
+#   without it beat 14-15 with it. Where both fit they tie (mean -0.01 pp over 9 paired runs), and the
+#   round stays.
+# - Several seeds a fold only where the user fixed the epochs: where the plan chooses them, one seed of
+#   more epochs scored higher (narrow: one seed of 25 epochs beat two of 12 with the round in under
+#   half their time). A seeds rung may give up a fifth of its epochs: the one-cycle schedule still anneals.
+# - Without the round a rung spends time left on more epochs (25 beat 20 on four of five sets) and
+#   gives them up to half the recipe; folds go last, since fewer folds train each member on less.
+TIERS = (
+    Tier(folds=4, seeds=3, pseudo_rounds=1, least_epochs=0.8, wide=True, epochs_given=True),
+    Tier(folds=4, seeds=2, pseudo_rounds=1, least_epochs=0.8, wide=True, epochs_given=True),
+    Tier(folds=4, seeds=1, pseudo_rounds=1, least_epochs=4 / 3, most_epochs=2.0, wide=True),    # the top
+    Tier(folds=4, seeds=1, pseudo_rounds=0, least_epochs=4 / 3, most_epochs=2.0, wide=True, epochs_chosen=True),
+    Tier(folds=4, seeds=1, pseudo_rounds=1, least_epochs=0.8, wide=True),
+    Tier(folds=4, seeds=5, pseudo_rounds=1, least_epochs=0.8, epochs_given=True),
+    Tier(folds=4, seeds=3, pseudo_rounds=1, least_epochs=0.8, epochs_given=True),
+    Tier(folds=4, seeds=2, pseudo_rounds=1, least_epochs=0.8, epochs_given=True),
+    Tier(folds=4, seeds=1, pseudo_rounds=1, least_epochs=4 / 3, most_epochs=2.0),
+    Tier(folds=4, seeds=1, pseudo_rounds=0, least_epochs=0.5, most_epochs=5 / 3),
+    Tier(folds=3, seeds=1, pseudo_rounds=0, least_epochs=0.4),
+    Tier(folds=2, seeds=1, pseudo_rounds=0, least_epochs=0.2),
+)
+# From `policy.LARGE_DATA` labelled images the round is not worth its time (+0.03 pp for 55% of the run
+# on fashion-mnist), nor are short members: one 10% holdout with members of the full 15 epochs
+# validated at 0.937 against 0.919-0.927 out of fold for 3-4 folds of 7-11 epochs, so the folds go (to
+# one holdout) before the epochs do; two seeds only at full length (20 epochs beat two of 12); a
+# holdout rung stretches to a third more epochs (§9, §14).
+LARGE_DATA_TIERS = (
+    Tier(folds=4, seeds=2, pseudo_rounds=0, least_epochs=0.8),
+    Tier(folds=4, seeds=1, pseudo_rounds=0, least_epochs=0.8),
+    Tier(folds=1, seeds=2, pseudo_rounds=0, least_epochs=1.0, most_epochs=4 / 3),
+    Tier(folds=1, seeds=1, pseudo_rounds=0, least_epochs=0.1, most_epochs=4 / 3),
+)
 # A pretrained backbone: its probe (features once, a linear head per fold: seconds) is the floor, and
 # a fine-tune beside it, started from its head, is planned where the time affords the recipe's
 # steps. Out of fold the probe's features at the backbone's own size beat every fine-tune a 2-core
-# CPU trained in minutes (Dogs vs. Cats: 0.990 against 0.943 for a 12-minute fine-tune at 160 px).
-# The pseudo-label round refits the heads with the confident test images' features: cheap, and a
-# round that lowers the out-of-fold score ends the rounds.
-PRETRAINED_TIERS = (Tier(4, 1, 1, 1.0, probe="on"), Tier(4, 1, 0, 1.0, probe="on"), Tier(4, 1, 1, 1.0, probe="only"),
-                    Tier(4, 1, 0, 1.0, probe="only"), Tier(2, 1, 0, 1.0, probe="only"))
+# CPU trained in minutes (Dogs vs. Cats: 0.990 against 0.943 for a 12-minute fine-tune at 160 px, §11,
+# §21). The pseudo-label round refits the heads with the confident test images' features: cheap, and
+# a round that lowers the out-of-fold score ends the rounds.
+PRETRAINED_TIERS = (
+    Tier(folds=4, seeds=1, pseudo_rounds=1, least_epochs=1.0, probe="on"),
+    Tier(folds=4, seeds=1, pseudo_rounds=0, least_epochs=1.0, probe="on"),
+    Tier(folds=4, seeds=1, pseudo_rounds=1, least_epochs=1.0, probe="only"),
+    Tier(folds=4, seeds=1, pseudo_rounds=0, least_epochs=1.0, probe="only"),
+    Tier(folds=2, seeds=1, pseudo_rounds=0, least_epochs=1.0, probe="only"),
+)
 PLANNED = ("folds", "seeds", "pseudo_rounds", "epochs", "models", "tta", "probe")
 
 
