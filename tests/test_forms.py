@@ -111,6 +111,18 @@ def test_an_unreadable_image_is_named_with_its_path(tmp_path):
         prepared(folder, tmp_path)
 
 
+def test_files_skipped_as_not_images_are_named_in_the_folders_notes(tmp_path):
+    folder = write_image_folder(tmp_path / "comp", form="class-folders")
+    read = read_kaggle_folder(folder, log=silent)
+    (folder / "train" / "banana" / "photo.heic").write_bytes(b"a format the harness does not read")
+    (folder / "train" / "banana" / ".DS_Store").write_bytes(b"")
+    skipped = read_kaggle_folder(folder, log=silent)
+    assert not any(note.startswith("skipped") for note in read.raw.notes)
+    [note] = [n for n in skipped.raw.notes if n.startswith("skipped")]
+    assert "skipped 1 file(s)" in note and "train/banana/photo.heic" in note and ".DS_Store" not in note
+    assert len(skipped.raw.train_images) == len(read.raw.train_images)
+
+
 def test_a_folder_in_no_known_form_lists_the_forms(tmp_path):
     (tmp_path / "comp").mkdir()
     with pytest.raises(DataSourceError, match=r"(?s)not a Kaggle-form folder.*train\.csv.*labels CSV.*<class>"):

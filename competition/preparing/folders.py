@@ -321,7 +321,8 @@ def read_class_folders(folder: Path, log: Callable[[str], None]) -> KaggleFolder
     train_ids = np.array([f"{p.parent.name}/{p.stem}" for p in paths])
     raw = RawData(train_images=paths, train_labels=np.array(labels, np.int64),
                   test_images=[image_for(test_files, i) for i in test_ids], test_labels=test_labels,
-                  notes=[f"Kaggle folder {folder} (class subfolders of train/)"], train_ids=train_ids,
+                  notes=[f"Kaggle folder {folder} (class subfolders of train/)",
+                         *skipped_note([train / name for name in classes], folder)], train_ids=train_ids,
                   test_ids=test_ids, test_source="the folder's test/ images")
     return KaggleFolder("class-folders", raw, classes, id_out, label_out, usage)
 
@@ -346,7 +347,8 @@ def read_named_files(folder: Path, log: Callable[[str], None]) -> KaggleFolder:
     raw = RawData(train_images=[files[s] for s in stems],
                   train_labels=np.array([index[names[s]] for s in stems], np.int64),
                   test_images=[image_for(test_files, i) for i in test_ids], test_labels=test_labels,
-                  notes=[f"Kaggle folder {folder} (labels in the train/ file names: {', '.join(classes)})"],
+                  notes=[f"Kaggle folder {folder} (labels in the train/ file names: {', '.join(classes)})",
+                         *skipped_note([folder / "train"], folder)],
                   train_ids=np.array(stems), test_ids=test_ids, test_source="the folder's test/ images")
     return KaggleFolder("named-files", raw, classes, id_out, label_out, usage)
 
@@ -385,6 +387,19 @@ def image_files(folder: Path) -> dict[str, Path]:
                                       f"({files[path.stem].name}, {path.name})")
             files[path.stem] = path
     return files
+
+
+def skipped_note(folders: list[Path], root: Path) -> list[str]:
+    """One line naming the files in `folders` that are not read as training images (their suffix is
+    not an image's; hidden files such as .DS_Store aside), or none: a photo in a format outside
+    `IMAGE_SUFFIXES` must not drop out of training unannounced."""
+    skipped = [p.relative_to(root) for f in folders for p in sorted(f.iterdir())
+               if p.is_file() and not p.name.startswith(".") and p.suffix.lower() not in IMAGE_SUFFIXES]
+    if not skipped:
+        return []
+    shown = ", ".join(str(p) for p in skipped[:3]) + (", ..." if len(skipped) > 3 else "")
+    return [f"skipped {len(skipped)} file(s) that are not images by their suffix ({shown}); images are read "
+            f"from {' '.join(sorted(IMAGE_SUFFIXES))}"]
 
 
 def image_for(files: dict[str, Path], image_id: str) -> Path | None:
