@@ -322,19 +322,16 @@ def plan(cfg: RunConfig, rates: Rates, *, limit_s: float, budget_s: float, label
     for tier in tiers:
         least = max(1, math.ceil(tier.least_epochs * recipe_epochs)) if "epochs" in free else recipe_epochs
         tier_rates = rates
-        if tier.wide:
-            # a wider net is slower: a tier whose least recipe does not fit at the narrow net's rates never fits
-            if not can_widen:
+        if tier.wide and not can_widen:
+            continue
+        least_recipe = cheapest(tier, least)
+        if tier.wide or (training_rates is not None and tier.probe != "only"):
+            # a wider net, or a fine-tune costed so far at its bound, is slower than the rates at hand: a
+            # tier whose least recipe does not fit at them never fits, and its own rates are not measured
+            if cost(least_recipe, rates) > spendable:
+                richer = (least_recipe, cost(least_recipe, rates))
                 continue
-            if cost(cheapest(tier, least), rates) > spendable:
-                richer = (cheapest(tier, least), cost(cheapest(tier, least), rates))
-                continue
-            tier_rates = measure("wide", wider_rates)
-        elif training_rates is not None and tier.probe != "only":
-            if cost(cheapest(tier, least), rates) > spendable:
-                richer = (cheapest(tier, least), cost(cheapest(tier, least), rates))
-                continue
-            tier_rates = measure("training", training_rates)
+            tier_rates = measure("wide", wider_rates) if tier.wide else measure("training", training_rates)
         longest = math.floor(tier.most_epochs * recipe_epochs) if "epochs" in free else least
         if tier.probe == "only":        # no trained member: its epochs mean nothing
             least = longest = recipe_epochs
@@ -356,7 +353,7 @@ def plan(cfg: RunConfig, rates: Rates, *, limit_s: float, budget_s: float, label
             return Plan(config=chosen, limit_s=limit_s, budget_s=budget_s, estimate_s=cost(chosen, tier_rates),
                         rates=tier_rates, fits=True, richest=tier is applicable[0] and longest == chosen.epochs,
                         richer=richer[0] if richer else None, richer_s=richer[1] if richer else 0.0)
-        richer = (cheapest(tier, least), cost(cheapest(tier, least), tier_rates))
+        richer = (least_recipe, cost(least_recipe, tier_rates))
     smallest = recipe(tiers[-1], 1 if "epochs" in free and tiers[-1].probe != "only" else recipe_epochs)
     if False in view_choices:       # the smallest recipe is one view too
         smallest = smallest.replace(tta="off")
